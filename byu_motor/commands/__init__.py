@@ -1,0 +1,1 @@
+"""Command modules of the `byu-motor` CLI (one module per sub-command)."""

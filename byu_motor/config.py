@@ -1,0 +1,252 @@
+"""Dataclass configs: one experiment = model + data + train + infer sections, JSON round trip, `--set` overrides.
+
+Presets (named experiments) live in :mod:`byu_motor.presets`. A checkpoint stores ``Config.to_dict()``
+and rebuilds everything from it with :meth:`Config.from_dict`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+Triple = tuple[int, int, int]
+
+
+@dataclass
+class ModelConfig:
+    """What network to build.
+
+    Args:
+        encoder: registered encoder name (``byu-motor models`` lists them), e.g. ``"resnext50"``.
+        neck: registered neck name (``"unet"``, ``"fpn"``, ``"fpn_factorized"``).
+        head: registered head name (``"heatmap"``).
+        stride: output stride per axis (z, y, x) of the logits relative to the input patch.
+        in_channels: input channels (1 for a tomogram).
+        neck_channels: channels of the neck's feature maps.
+        deep_supervision: also return coarser logits for training.
+        grad_checkpointing: trade compute for memory in the encoder.
+        pretrained_file: local file with 2D/3D weights to initialise the encoder (never downloaded).
+        encoder_kwargs: extra keyword arguments for the encoder factory (e.g. ``stem_stride_z=1``).
+    """
+
+    encoder: str = "resnet18"
+    neck: str = "fpn"
+    head: str = "heatmap"
+    stride: Triple = (16, 16, 16)
+    in_channels: int = 1
+    neck_channels: int = 64
+    deep_supervision: bool = False
+    grad_checkpointing: bool = False
+    pretrained_file: str | None = None
+    encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class DataConfig:
+    """Preprocessing shared by training and inference (stored in every checkpoint).
+
+    Args:
+        spacing_a: target voxel spacing in Angstrom per axis (z, y, x); volumes are resampled to it.
+        patch_size: model input patch (D, H, W) in target-grid voxels.
+        norm: ``"fixed"`` ((x / 255 - mean) / std) or ``"tomogram"`` (per-tomogram z-score).
+        norm_mean: mean for ``"fixed"`` normalisation, in [0, 1] units.
+        norm_std: std for ``"fixed"`` normalisation, in [0, 1] units.
+        interp: resampling mode, ``"trilinear"``, ``"area"`` or ``"nearest"``.
+        denoise: optional filter before downsampling: ``None``, ``"median"`` or ``"gaussian"``.
+        fix_wraparound: repair wrongly quantised (+127 wraparound) tomograms when detected.
+        cache_dir: where resampled training volumes are cached (``None``: ``<data>/.byu_cache``).
+    """
+
+    spacing_a: tuple[float, float, float] = (16.0, 16.0, 16.0)
+    patch_size: Triple = (224, 448, 448)
+    norm: str = "fixed"
+    norm_mean: float = 0.46
+    norm_std: float = 0.21
+    interp: str = "trilinear"
+    denoise: str | None = None
+    fix_wraparound: bool = True
+    cache_dir: str | None = None
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and sampling settings for :mod:`byu_motor.train` (see its docs for each field)."""
+
+    steps: int = 20000
+    batch_size: int = 2
+    grad_accum: int = 1
+    lr: float = 5e-4
+    weight_decay: float = 1e-2
+    warmup_steps: int = 500
+    clip_grad: float = 5.0
+    amp: str = "fp16"  # "fp16", "bf16" or "none"
+    ema: float = 0.99  # 0 disables EMA
+    seed: int = 42
+    losses: dict[str, float] = field(default_factory=lambda: {"bce": 1.0})
+    pos_weight: float = 10.0
+    sigma_a: float = 200.0
+    target: str = "gaussian"  # "gaussian", "point" or "ball"
+    label_smoothing: float = 0.0
+    pos_ratio: float = 0.5
+    num_workers: int = 4
+    val_every: int = 1000
+    fold: int = 0
+    n_folds: int = 5
+    augment: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class InferConfig:
+    """Inference settings for :mod:`byu_motor.infer` (see its docs for each field)."""
+
+    test_spacing_a: float = 13.1
+    spacing_policy: str = "fixed"  # "fixed", "estimate" or "longest_edge"
+    longest_edge: int = 512
+    scales: tuple[float, ...] = (1.0,)
+    patch_size: Triple | None = None  # None: the checkpoint's patch size
+    overlap: float = 0.25
+    batch_windows: int = 4
+    border_weight: float = 0.5
+    merge: str = "mean"  # "mean" or "max"
+    tta: tuple[str, ...] = ()
+    ensemble: str = "logits"  # "logits" or "fusion"
+    fusion_radius_a: float = 400.0
+    nms_kernel_a: float = 400.0
+    topk: int = 5
+    threshold: str = "checkpoint"  # "checkpoint", "fixed" or "quantile"
+    threshold_value: float = 0.5
+    threshold_quantile: float = 0.45
+    amp: bool = True
+    channels_last: bool = True
+    compile: bool = False
+
+
+@dataclass
+class Config:
+    """One experiment: what to build, how to preprocess, train and infer."""
+
+    name: str = "custom"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-safe nested dict (tuples become lists)."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError`` naming them."""
+        return _from_dict(cls, d, "config")
+
+    def override(self, assignments: list[str]) -> Config:
+        """Apply ``section.key=value`` strings in place (values cast to the field's type); returns self."""
+        for item in assignments:
+            apply_override(self, item)
+        return self
+
+
+def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:
+    if not isinstance(d, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(d).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown} for {cls.__name__}")
+    kwargs = {}
+    for name, value in d.items():
+        kwargs[name] = _cast(hints[name], value, f"{where}.{name}")
+    return cls(**kwargs)
+
+
+def _cast(tp: Any, value: Any, where: str) -> Any:
+    """Cast a JSON/CLI value to the annotated type ``tp``."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+    if dataclasses.is_dataclass(tp):
+        return _from_dict(tp, value, where)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            if type(None) in args:
+                return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _cast(a, value, where)
+            except (TypeError, ValueError) as err:
+                errors.append(str(err))
+        raise ValueError(f"{where}: cannot read {value!r}: {'; '.join(errors)}")
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v for v in value.replace("(", "").replace(")", "").split(",") if v.strip()]
+        value = list(value) if isinstance(value, (list, tuple)) else [value]
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_cast(args[0], v, where) for v in value)
+        if len(value) == 1 and len(args) > 1:
+            value = value * len(args)  # "16" -> (16, 16, 16)
+        if len(value) != len(args):
+            raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
+        return tuple(_cast(a, v, where) for a, v in zip(args, value))
+    if origin is dict:
+        if isinstance(value, str):
+            value = json.loads(value)
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = args if args else (str, Any)
+        return {_cast(kt, k, where): _cast(vt, v, where) for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is bool:
+        if isinstance(value, str):
+            low = value.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(f"{where}: not a boolean: {value!r}")
+        return bool(value)
+    if tp in (int, float, str):
+        if tp is int and isinstance(value, float) and not value.is_integer():
+            raise ValueError(f"{where}: not an integer: {value!r}")
+        try:
+            return tp(float(value)) if tp is int and isinstance(value, str) and "e" in value else tp(value)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"{where}: cannot read {value!r} as {tp.__name__}") from err
+    return value
+
+
+def apply_override(cfg: Any, assignment: str) -> None:
+    """Apply one ``a.b.c=value`` assignment to a nested dataclass, casting to the field type.
+
+    Raises:
+        ValueError: naming the assignment when the key path or the value is invalid.
+    """
+    if "=" not in assignment:
+        raise ValueError(f"--set {assignment!r}: expected key=value")
+    path, raw = assignment.split("=", 1)
+    keys = path.strip().split(".")
+    obj = cfg
+    for key in keys[:-1]:
+        if not dataclasses.is_dataclass(obj) or not hasattr(obj, key):
+            raise ValueError(f"--set {assignment!r}: unknown section {key!r}")
+        obj = getattr(obj, key)
+    last = keys[-1]
+    if not dataclasses.is_dataclass(obj) or last not in {f.name for f in dataclasses.fields(obj)}:
+        raise ValueError(f"--set {assignment!r}: unknown key {last!r}")
+    tp = typing.get_type_hints(type(obj))[last]
+    raw = raw.strip()
+    try:
+        value: Any = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    try:
+        setattr(obj, last, _cast(tp, value, path))
+    except ValueError as err:
+        raise ValueError(f"--set {assignment!r}: {err}") from err

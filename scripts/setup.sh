@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# One-step set-up: a virtual environment in .venv with torch, the package and its test extra.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${VENV:-.venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+# torch first: plain `torch torchvision` resolves to a matching pair (see README, "Installing torch").
+"$VENV/bin/python" -m pip install --quiet torch torchvision
+"$VENV/bin/python" -m pip install --quiet -e ".[test]"
+echo "set-up done: $VENV"
