@@ -30,6 +30,12 @@ class ModelConfig:
         grad_checkpointing: trade compute for memory in the encoder.
         pretrained_file: local file with 2D/3D weights to initialise the encoder (never downloaded).
         encoder_kwargs: extra keyword arguments for the encoder factory (e.g. ``stem_stride_z=1``).
+        norm: normalisation in the neck and head: ``"batch"``, ``"group"`` or ``"instance"``.
+        act: activation in the neck and head: ``"relu"`` or ``"silu"``.
+        pad_mode: how the detector pads inputs up to a multiple of the encoder's deepest stride:
+            ``"constant"`` (zeros) or ``"replicate"``.
+        neck_kwargs: extra keyword arguments for the neck factory (e.g. ``{"merge": true}`` for ``fpn``).
+        head_kwargs: extra keyword arguments for the head factory (e.g. ``{"prior": 0.01}``).
     """
 
     encoder: str = "resnet18"
@@ -42,6 +48,11 @@ class ModelConfig:
     grad_checkpointing: bool = False
     pretrained_file: str | None = None
     encoder_kwargs: dict[str, Any] = field(default_factory=dict)
+    norm: str = "batch"
+    act: str = "relu"
+    pad_mode: str = "constant"
+    neck_kwargs: dict[str, Any] = field(default_factory=dict)
+    head_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -95,6 +106,18 @@ class TrainConfig:
     val_every: int = 1000
     fold: int = 0
     n_folds: int = 5
+    # optimisation details (owner: train engine)
+    min_lr: float = 0.0  # floor of the cosine schedule
+    warmup_lr_init: float = 1e-6  # learning rate at step 0 of the warmup
+    focal_alpha: float = 0.25
+    focal_gamma: float = 2.0
+    tversky_alpha: float = 0.5  # weight of false positives
+    tversky_beta: float = 0.5  # weight of false negatives
+    ds_decay: float = 0.5  # deep-supervision output i is weighted ds_decay ** i
+    log_every: int = 50  # steps between training-loss lines in metrics.jsonl
+    val_quantiles: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
+    val_max_bytes: float = 4e9  # held-out tomograms are kept in memory up to this total size
+    val_limit: int = 0  # validate on at most this many held-out tomograms (0: all)
     augment: dict[str, float] = field(default_factory=dict)
 
 
@@ -122,6 +145,12 @@ class InferConfig:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
+    prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
+    loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader
+    read_threads: int | None = None  # slice-decoding threads per tomogram (None: all CPUs)
+    budget_safety: float = 0.1  # fraction of the time budget kept in reserve (plus the slowest tomogram)
+    preview_top: int = 0  # with --preview: PNGs for the N best-scoring tomograms only (0: all)
 
 
 @dataclass

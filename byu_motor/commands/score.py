@@ -1,0 +1,44 @@
+"""`byu-motor score`: the competition F2 of a submission against a solution (or a train label file)."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "score a submission CSV against a solution CSV with the competition metric (F2)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Add the command's arguments."""
+    parser.add_argument(
+        "solution", help="solution CSV (tomo_id, 3 axes, Voxel spacing) or a train_labels.csv"
+    )
+    parser.add_argument(
+        "submission", help="submission CSV (tomo_id, Motor axis 0, Motor axis 1, Motor axis 2)"
+    )
+    parser.add_argument("--distance-a", type=float, default=1000.0, help="hit radius in Angstrom")
+    parser.add_argument("--beta", type=float, default=2.0)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Print precision, recall, TP/FP/FN and, last, ``F2 = 0.xxxx``."""
+    import pandas as pd
+
+    from byu_motor import metric
+
+    solution = pd.read_csv(args.solution)
+    submission = pd.read_csv(args.submission)
+    if "Number of motors" in solution.columns or solution["tomo_id"].duplicated().any():
+        from byu_motor.data.layout import read_labels
+
+        # A train label file: several motors per tomogram, a hit is near any of them.
+        d = metric.validation_details(read_labels(args.solution), submission, args.distance_a, args.beta)
+        mode = "validation rule (hit = any motor)"
+    else:
+        d = metric.score_details(solution, submission, args.distance_a, args.beta)
+        mode = "competition rule"
+    print(f"tomograms: {d['tp'] + d['fp'] + d['fn'] + d['tn']} ({mode})")
+    print(f"precision = {d['precision']:.4f}")
+    print(f"recall    = {d['recall']:.4f}")
+    print(f"TP = {d['tp']}  FP = {d['fp']}  FN = {d['fn']}  TN = {d['tn']}")
+    print(f"F{args.beta:g} = {d['f2']:.4f}")
+    return 0

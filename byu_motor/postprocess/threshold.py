@@ -1,0 +1,126 @@
+"""Thresholds on per-tomogram candidates: the F2-optimal threshold and quantile thresholds.
+
+Candidates are ``{tomo_id: [(z, y, x, score), ...]}`` best first, in original voxels. A submission keeps a
+tomogram's best candidate when its score reaches the threshold and writes -1 otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from byu_motor.metric import AXES, fbeta
+
+if TYPE_CHECKING:
+    from byu_motor.data.layout import TomoRecord
+
+Candidates = Mapping[str, Sequence[Sequence[float]]]
+
+
+def top_scores(candidates: Candidates) -> dict[str, float]:
+    """Best score per tomogram (0.0 for a tomogram without candidates)."""
+    return {tid: (float(c[0][3]) if len(c) else 0.0) for tid, c in candidates.items()}
+
+
+def submission_from_candidates(
+    candidates: Candidates, threshold: float, tomo_ids: Iterable[str] | None = None
+) -> pd.DataFrame:
+    """One row per tomogram: its best candidate rounded to integer voxels if ``score >= threshold``, else -1.
+
+    Args:
+        candidates: ``{tomo_id: [(z, y, x, score), ...]}`` best first.
+        threshold: probability threshold.
+        tomo_ids: row order (default: the candidates' order); ids without candidates get -1.
+    """
+    ids = list(candidates) if tomo_ids is None else list(tomo_ids)
+    rows = []
+    for tid in ids:
+        cands = candidates.get(tid, ())
+        if len(cands) and float(cands[0][3]) >= threshold and np.isfinite(cands[0][:3]).all():
+            z, y, x = (int(round(float(v))) for v in cands[0][:3])
+            rows.append((tid, z, y, x))
+        else:
+            rows.append((tid, -1, -1, -1))
+    return pd.DataFrame(rows, columns=["tomo_id", *AXES])
+
+
+def _top_hits(candidates: Candidates, records: Mapping[str, TomoRecord], distance_a: float):
+    """Arrays over the labelled tomograms: top score, whether the top candidate hits a motor, positivity."""
+    ids = [tid for tid in records]
+    missing = [tid for tid in ids if tid not in candidates]
+    if missing:
+        raise ValueError(f"no candidates given for labelled tomogram(s) {missing[:5]}")
+    scores = np.zeros(len(ids))
+    hit = np.zeros(len(ids), dtype=bool)
+    pos = np.zeros(len(ids), dtype=bool)
+    for k, tid in enumerate(ids):
+        rec = records[tid]
+        pos[k] = len(rec.motors) > 0
+        cands = candidates[tid]
+        if not len(cands):
+            continue
+        scores[k] = float(cands[0][3])
+        if pos[k]:
+            d = np.linalg.norm(np.asarray(rec.motors, float) - np.asarray(cands[0][:3], float), axis=1)
+            hit[k] = bool((d <= distance_a / rec.spacing_a).any())
+    return scores, hit, pos
+
+
+def f2_at(scores: np.ndarray, hit: np.ndarray, pos: np.ndarray, threshold: float, beta: float = 2.0) -> float:
+    """F-beta when tomograms with ``score >= threshold`` submit their top candidate."""
+    pred = scores >= threshold
+    tp = int((pred & hit).sum())
+    return fbeta(tp, int((pred & ~pos).sum()), int(pos.sum()) - tp, beta)
+
+
+def best_threshold(
+    candidates: Candidates, records: Mapping[str, TomoRecord], distance_a: float = 1000.0, beta: float = 2.0
+) -> tuple[float, float]:
+    """The threshold that maximises F-beta on labelled tomograms, and that F-beta.
+
+    Every distinct top score is tried (plus "abstain everywhere"); among equal F-betas the highest threshold
+    wins (fewest detections). A hit is within ``distance_a`` of any motor (validation rule).
+
+    Returns:
+        ``(threshold, f_beta)``.
+    """
+    scores, hit, pos = _top_hits(candidates, records, distance_a)
+    best_t, best_f = float(np.inf), f2_at(scores, hit, pos, np.inf, beta)
+    for t in np.unique(scores)[::-1]:
+        f = f2_at(scores, hit, pos, float(t), beta)
+        if f > best_f:
+            best_t, best_f = float(t), f
+    return best_t, best_f
+
+
+def quantile_threshold(candidates: Candidates, q: float) -> float:
+    """The ``q``-quantile of per-tomogram best scores (tomograms without candidates count as 0).
+
+    With ``q = 0.45`` about 55% of tomograms get a detection, whatever the calibration of the model.
+    """
+    if not 0.0 <= q <= 1.0:
+        raise ValueError(f"quantile must be in [0, 1], got {q}")
+    s = np.array(list(top_scores(candidates).values()), dtype=float)
+    if s.size == 0:
+        raise ValueError("no tomograms to take a quantile over")
+    return float(np.quantile(s, q))
+
+
+def quantile_sweep(
+    candidates: Candidates,
+    records: Mapping[str, TomoRecord],
+    qs: Sequence[float] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6, 0.65, 0.7),
+    distance_a: float = 1000.0,
+    beta: float = 2.0,
+) -> pd.DataFrame:
+    """F-beta of the quantile thresholds, as the winners chose them: columns ``q, threshold, f2``."""
+    scores, hit, pos = _top_hits(candidates, records, distance_a)
+    labelled = {tid: candidates[tid] for tid in records}
+    rows = []
+    for q in qs:
+        t = quantile_threshold(labelled, q)
+        rows.append((float(q), t, f2_at(scores, hit, pos, t, beta)))
+    return pd.DataFrame(rows, columns=["q", "threshold", "f2"])

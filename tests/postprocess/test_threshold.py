@@ -1,0 +1,69 @@
+"""F2-optimal and quantile thresholds on hand-made candidates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from byu_motor.metric import validation_details
+from byu_motor.postprocess.threshold import (
+    best_threshold,
+    quantile_sweep,
+    quantile_threshold,
+    submission_from_candidates,
+)
+
+
+@pytest.fixture()
+def case():
+    from byu_motor.data.layout import TomoRecord
+
+    z = np.zeros((0, 3))
+    recs = {
+        "p1": TomoRecord("p1", (50, 50, 50), 100.0, np.array([[10.0, 10, 10]]), 1),
+        "p2": TomoRecord("p2", (50, 50, 50), 100.0, np.array([[20.0, 20, 20]]), 1),
+        "p3": TomoRecord("p3", (50, 50, 50), 100.0, np.array([[30.0, 30, 30]]), 1),
+        "n1": TomoRecord("n1", (50, 50, 50), 100.0, z, 0),
+        "n2": TomoRecord("n2", (50, 50, 50), 100.0, z, 0),
+    }
+    cands = {
+        "p1": [(10.2, 10, 9.6, 0.9)],
+        "p2": [(20, 21, 20, 0.3)],
+        "p3": [(45, 45, 45, 0.8)],  # misplaced (radius 10 voxels)
+        "n1": [(5, 5, 5, 0.7)],
+        "n2": [],
+    }
+    return recs, cands
+
+
+def test_submission_from_candidates_rounds_and_abstains(case):
+    _, cands = case
+    df = submission_from_candidates(cands, 0.5, tomo_ids=["n2", "p1", "p2"])
+    assert df["tomo_id"].tolist() == ["n2", "p1", "p2"]
+    assert df.iloc[0, 1:].tolist() == [-1, -1, -1]
+    assert df.iloc[1, 1:].tolist() == [10, 10, 10]
+    assert df.iloc[2, 1:].tolist() == [-1, -1, -1]
+
+
+def test_best_threshold_matches_brute_force(case):
+    recs, cands = case
+    t, f = best_threshold(cands, recs)
+    # By hand: t=0.9 -> TP1 FN2 -> 5/13; t=0.8 -> TP1 FN2 (misplaced) -> 5/13; t=0.7 -> +FP -> 5/14;
+    # t=0.3 -> TP2 FN1 FP1 -> 10/15 = 0.667 (best).
+    assert t == pytest.approx(0.3)
+    assert f == pytest.approx(10 / 15)
+    for thr in [0.0, 0.3, 0.5, 0.75, 0.85, 0.95]:
+        f_thr = validation_details(recs, submission_from_candidates(cands, thr))["f2"]
+        assert f_thr <= f + 1e-12
+
+
+def test_quantile_threshold_and_sweep(case):
+    recs, cands = case
+    # top scores: 0.9, 0.3, 0.8, 0.7, 0.0 -> median 0.7
+    assert quantile_threshold(cands, 0.5) == pytest.approx(0.7)
+    sweep = quantile_sweep(cands, recs, qs=(0.2, 0.5))
+    assert list(sweep.columns) == ["q", "threshold", "f2"]
+    f_05 = validation_details(recs, submission_from_candidates(cands, 0.7))["f2"]
+    assert sweep.loc[sweep.q == 0.5, "f2"].item() == pytest.approx(f_05)
+    with pytest.raises(ValueError):
+        quantile_threshold(cands, 1.5)
