@@ -1,0 +1,149 @@
+"""Kaggle delivery: notebooks match their sources, and a rehearsal of the offline install + infer notebook."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+KERNELS = REPO / "kernels"
+
+
+def test_notebooks_match_their_sources():
+    out = subprocess.run(
+        [sys.executable, str(KERNELS / "build_notebooks.py"), "--check"], capture_output=True, text=True
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+
+
+def test_drift_is_detected(tmp_path):
+    import jupytext
+    import nbformat
+
+    sys.path.insert(0, str(KERNELS))
+    try:
+        import build_notebooks
+    finally:
+        sys.path.pop(0)
+    src = KERNELS / "byu-motor-infer" / "byu-motor-infer.py"
+    nb = nbformat.read(src.with_suffix(".ipynb"), as_version=4)
+    assert build_notebooks.cells(nb) == build_notebooks.cells(jupytext.read(src))
+    nb.cells[-1].source += "\nprint('edited in the notebook only')"
+    assert build_notebooks.cells(nb) != build_notebooks.cells(jupytext.read(src))
+
+
+@pytest.mark.parametrize("name", ["byu-motor-infer", "byu-motor-train"])
+def test_kernel_metadata_is_offline_gpu(name):
+    meta = json.loads((KERNELS / name / "kernel-metadata.json").read_text())
+    assert meta["enable_internet"] is False and meta["enable_gpu"] is True
+    assert meta["code_file"] == f"{name}.ipynb" and (KERNELS / name / meta["code_file"]).exists()
+    assert "byu-locating-bacterial-flagellar-motors-2025" in meta["competition_sources"]
+    assert any(s.endswith("/byu-motor-wheels") for s in meta["dataset_sources"])
+
+
+def _base_image_venv(tmp_path: Path) -> Path:
+    """A fresh venv that sees this environment's packages except byu_motor and monai (the "Kaggle image")."""
+    venv = tmp_path / "kaggle-venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    base = tmp_path / "base-site"
+    base.mkdir()
+    skip = (
+        "byu_motor",
+        "monai",
+        "__editable__",
+        "_byu_motor",
+        "pip",
+        "setuptools",
+        "_distutils_hack",
+        "distutils",
+    )
+    for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
+        if entry.name.lower().startswith(skip) or entry.suffix == ".pth":
+            continue
+        (base / entry.name).symlink_to(entry)
+    site = next((venv / "lib").glob("python*/site-packages"))
+    (site / "_kaggle_image.pth").write_text(str(base) + "\n")
+    return venv
+
+
+@pytest.mark.slow
+def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
+    import nbclient
+    import nbformat
+    import numpy
+    import torch
+
+    from byu_motor.config import Config
+    from byu_motor.data.synth import generate_dataset
+    from byu_motor.infer.runner import run_prediction
+    from byu_motor.metric import score
+    from byu_motor.presets import get_preset
+    from byu_motor.train.engine import train
+
+    # 1. wheels for this machine: the constraints are this environment's own versions.
+    constraints = tmp_path / "constraints.txt"
+    constraints.write_text(f"torch=={torch.__version__.split('+')[0]}\nnumpy=={numpy.__version__}\n")
+    wheels = tmp_path / "wheels"
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    env = dict(os.environ, PYTHON=sys.executable)
+    subprocess.run(
+        ["bash", str(REPO / "build_wheels.sh"), "--python", py, "--constraints", str(constraints),
+         "--out", str(wheels)],
+        check=True, env=env, cwd=REPO,
+    )  # fmt: skip
+    assert sorted(p.name.split("-")[0] for p in wheels.glob("*.whl")) == ["byu_motor", "monai"]
+
+    # 2. a fresh "Kaggle image" venv without byu_motor/monai, then the notebook's offline install.
+    venv = _base_image_venv(tmp_path)
+    vpy = venv / "bin" / "python"
+    probe = subprocess.run([str(vpy), "-c", "import monai"], capture_output=True)
+    assert probe.returncode != 0, "monai must not be visible before the offline install"
+
+    # 3. a tiny synthetic dataset and a small checkpoint trained here.
+    data = tmp_path / "data"
+    generate_dataset(data, n_train=4, n_test=3, scale=0.2, seed=3)
+    cfg = get_preset("tiny").override(["train.steps=4", "train.val_every=4", "train.num_workers=0"])
+    train(cfg, data, tmp_path / "run")
+    ckpt = tmp_path / "run" / "last.pt"
+    assert ckpt.exists()
+
+    # 4. run the infer notebook in a kernel of the fresh venv.
+    kernels = tmp_path / "jupyter" / "kernels" / "kaggle"
+    kernels.mkdir(parents=True)
+    (kernels / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(vpy), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "kaggle",
+                "language": "python",
+            }
+        )  # fmt: skip
+    )
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path / "jupyter"))
+    for key, value in {"BYU_WHEELS": wheels, "BYU_CHECKPOINTS": ckpt, "BYU_DATA": data, "BYU_OUT": out,
+                       "BYU_LIMIT_S": 900, "BYU_MARGIN_S": 60, "BYU_SET": "threshold=fixed;threshold_value=0.0"}.items():  # fmt: skip
+        monkeypatch.setenv(key, str(value))
+    nb = nbformat.read(KERNELS / "byu-motor-infer" / "byu-motor-infer.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        nb, kernel_name="kaggle", timeout=600, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+
+    # 5. the submission is complete and equals a direct library run with the same settings.
+    sub = pd.read_csv(out / "submission.csv")
+    sample = pd.read_csv(data / "sample_submission.csv")
+    assert sub["tomo_id"].tolist() == sample["tomo_id"].tolist()
+    assert sub.notna().all().all()
+    direct_cfg = Config().override(["infer.threshold=fixed", "infer.threshold_value=0.0"])
+    direct = run_prediction(data, [str(ckpt)], tmp_path / "direct.csv", direct_cfg.infer)
+    pd.testing.assert_frame_equal(sub, direct.reset_index(drop=True), check_dtype=False)
+    solution = pd.read_csv(data / "test_labels.csv")
+    assert score(solution, sub) == pytest.approx(score(solution, direct))
