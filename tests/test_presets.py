@@ -1,0 +1,82 @@
+"""Tests for the named presets (byu_motor.presets) and their overrides."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from byu_motor.config import Config
+from byu_motor.models import ENCODERS, create_model
+from byu_motor.presets import get_preset, list_presets
+
+PRODUCTION = [
+    "resnext50_fpn_s16",
+    "densenet121_unet_s16",
+    "x3d_m_fpn_s16",
+    "mednext_s_unet_s8",
+    "i3d_resnet34_fpn_s16",
+    "resnet18_unet_s16",
+]
+
+
+def test_all_presets_listed():
+    assert set(["tiny", *PRODUCTION]) <= set(list_presets())
+
+
+def test_unknown_preset_lists_names():
+    with pytest.raises(ValueError, match="unknown preset 'huge'.*resnext50_fpn_s16"):
+        get_preset("huge")
+
+
+def test_get_preset_returns_a_fresh_object():
+    a = get_preset("resnext50_fpn_s16")
+    a.train.lr = 1.0
+    a.model.encoder_kwargs["x"] = 1
+    b = get_preset("resnext50_fpn_s16")
+    assert b.train.lr == 5e-4 and b.model.encoder_kwargs == {}
+    assert b.name == "resnext50_fpn_s16"
+
+
+@pytest.mark.parametrize("name", PRODUCTION)
+def test_production_recipe(name: str):
+    cfg = get_preset(name)
+    assert cfg.data.spacing_a == (16.0, 16.0, 16.0)
+    assert cfg.data.patch_size == (224, 448, 448)
+    assert (cfg.train.sigma_a, cfg.train.lr, cfg.train.ema, cfg.train.amp) == (200.0, 5e-4, 0.99, "fp16")
+    assert Config.from_dict(cfg.to_dict()) == cfg
+
+
+def test_override_on_a_preset():
+    cfg = get_preset("tiny").override(
+        ["train.lr=3e-4", "model.stride=8", "data.spacing_a=48", "model.neck=unet"]
+    )
+    assert cfg.train.lr == 3e-4
+    assert cfg.model.stride == (8, 8, 8)
+    assert cfg.data.spacing_a == (48.0, 48.0, 48.0)
+    assert cfg.model.neck == "unet"
+    with pytest.raises(ValueError, match="model.colour"):
+        cfg.override(["model.colour=1"])
+
+
+def test_tiny_preset_builds_and_runs():
+    cfg = get_preset("tiny")
+    assert ENCODERS.meta(cfg.model.encoder).get("tiny")
+    model = create_model(cfg.model).eval()
+    x = torch.randn(1, cfg.model.in_channels, *cfg.data.patch_size)
+    with torch.no_grad():
+        out = model(x)
+    expected = tuple(math.ceil(n / s) for n, s in zip(cfg.data.patch_size, cfg.model.stride))
+    assert out.shape == (1, 1, *expected)
+    assert model.stride == cfg.model.stride
+
+
+@pytest.mark.parametrize("name", PRODUCTION)
+def test_production_presets_construct_on_meta(name: str):
+    cfg = get_preset(name)
+    with torch.device("meta"):
+        model = create_model(cfg.model)
+    assert model.stride == cfg.model.stride
+    n_params = sum(p.numel() for p in model.parameters())
+    assert n_params > 1_000_000
