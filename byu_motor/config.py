@@ -29,7 +29,7 @@ class ModelConfig:
         deep_supervision: also return coarser logits for training.
         grad_checkpointing: trade compute for memory in the encoder.
         pretrained_file: local file with 2D/3D weights to initialise the encoder (never downloaded).
-        encoder_kwargs: extra keyword arguments for the encoder factory (e.g. ``stem_stride_z=1``).
+        encoder_kwargs: extra keyword arguments for the encoder factory (e.g. ``stem_stride=(1, 2, 2)``).
         norm: normalisation in the neck and head: ``"batch"``, ``"group"`` or ``"instance"``.
         act: activation in the neck and head: ``"relu"`` or ``"silu"``.
         pad_mode: how the detector pads inputs up to a multiple of the encoder's deepest stride:
@@ -101,6 +101,7 @@ class TrainConfig:
     sigma_a: float = 200.0
     target: str = "gaussian"  # "gaussian", "point" or "ball"
     label_smoothing: float = 0.0
+    target_radius_a: float | None = None  # "ball" target radius in Angstrom (None: sigma_a)
     pos_ratio: float = 0.5
     num_workers: int = 4
     val_every: int = 1000
@@ -118,7 +119,7 @@ class TrainConfig:
     val_quantiles: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
     val_max_bytes: float = 4e9  # held-out tomograms are kept in memory up to this total size
     val_limit: int = 0  # validate on at most this many held-out tomograms (0: all)
-    augment: dict[str, float] = field(default_factory=dict)
+    augment: dict[str, float] = field(default_factory=dict)  # keys: byu_motor.data.augment.DEFAULT_AUGMENT
 
 
 @dataclass
@@ -145,6 +146,7 @@ class InferConfig:
     amp: bool = True
     channels_last: bool = True
     compile: bool = False
+    refine_peaks: bool = True  # sub-cell refinement of peaks (score-weighted 3x3x3 centroid)
     # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
     prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
     loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader

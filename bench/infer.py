@@ -1,0 +1,185 @@
+"""CPU benchmark of the inference engine: ours vs MONAI sliding window, pipeline overhead, peak memory.
+
+Run: ``python bench/infer.py [--quick]``. Prints one table; ratios are measured in this one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from byu_motor.config import InferConfig
+from byu_motor.data.normalize import Normalizer
+from byu_motor.infer import ModelSpec, Predictor
+from byu_motor.infer.sliding import SlidingWindow
+
+
+class TinyNet(nn.Module):
+    """Two 3x3x3 convolutions (8 channels), optional average-pool stride: a cheap but real conv model."""
+
+    def __init__(self, stride: int = 1):
+        super().__init__()
+        self.stride = (stride,) * 3
+        self.c1 = nn.Conv3d(1, 8, 3, padding=1)
+        self.c2 = nn.Conv3d(8, 1, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.c1(x))
+        if self.stride[0] > 1:
+            x = F.avg_pool3d(x, self.stride, self.stride)
+        return self.c2(x)
+
+
+class PoolNet(nn.Module):
+    """Almost free model for the memory case: average pooling by the stride."""
+
+    def __init__(self, stride: int = 16):
+        super().__init__()
+        self.stride = (stride,) * 3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool3d(x, self.stride, self.stride)
+
+
+def best_of(fn, repeats: int = 2) -> float:
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def case_monai(shape, patch, overlap, batch) -> tuple[float, float, float]:
+    """(a) same stride-1 model, same window size/overlap/batch; both do a plain mean of overlaps
+    (ours: border_weight=1; MONAI: mode="constant") and both normalise inside the timed call."""
+    from monai.inferers import sliding_window_inference
+
+    torch.manual_seed(0)
+    model = TinyNet(1).eval()
+    vol = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    norm = Normalizer()
+    sw = SlidingWindow(patch, overlap=overlap, batch_windows=batch, border_weight=1.0)
+
+    def ours():
+        return sw(model, vol, 1, norm)
+
+    def monai():
+        with torch.inference_mode():
+            x = norm(torch.from_numpy(vol))[None, None]
+            return sliding_window_inference(x, patch, batch, model, overlap=overlap, mode="constant")[0, 0]
+
+    diff = float((ours() - monai()).abs().max())
+    return best_of(ours), best_of(monai), diff
+
+
+def case_overhead(shape, patch, overlap, batch, stride) -> tuple[float, float]:
+    """(b) predict_volume (no resampling: volume already at model spacing) vs the bare forward passes over
+    the same windows, inputs prepared beforehand."""
+    torch.manual_seed(0)
+    model = TinyNet(stride).eval()
+    vol = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
+    spec = ModelSpec(model, stride, 16.0, patch_size=patch)
+    pred = Predictor([spec], InferConfig(overlap=overlap, batch_windows=batch, amp=False), device="cpu")
+    sw = SlidingWindow(patch, overlap=overlap, batch_windows=batch)
+    _, p, starts = sw.layout(vol.shape, (stride,) * 3)
+    windows = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+    batches = []
+    for i in range(0, len(windows), batch):
+        xs = [
+            Normalizer()(
+                torch.from_numpy(np.ascontiguousarray(vol[z : z + p[0], y : y + p[1], x : x + p[2]]))
+            )
+            for z, y, x in windows[i : i + batch]
+        ]
+        batches.append(torch.stack(xs)[:, None])
+
+    def forward_only():
+        with torch.inference_mode():
+            for b in batches:
+                model(b)
+
+    return best_of(lambda: pred.predict_volume(vol, 16.0)), best_of(forward_only)
+
+
+def memory_child(shape: tuple[int, int, int], batch: int) -> dict:
+    """(c), run in a fresh process: RSS high-water before and after predict_volume."""
+    torch.set_num_threads(2)
+    vol = np.empty(shape, dtype=np.uint8)
+    for z in range(shape[0]):  # touch every page; cheap pattern instead of slow random numbers
+        vol[z] = (np.arange(shape[1] * shape[2], dtype=np.uint32).reshape(shape[1:]) * 2654435761 >> 24) & 255
+    spec = ModelSpec(PoolNet(16), 16, 16.0, patch_size=(224, 448, 448))
+    pred = Predictor([spec], InferConfig(batch_windows=batch, overlap=0.25), device="cpu")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    t0 = time.perf_counter()
+    cands = pred.predict_volume(vol, 13.1)
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {
+        "before": before,
+        "after": after,
+        "volume": vol.nbytes,
+        "s": time.perf_counter() - t0,
+        "n": len(cands),
+    }
+
+
+def case_memory(shape, batch) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", json.dumps([list(shape), batch])],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="skip the (500, 1912, 1847) memory case")
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.memory_child:
+        shape, batch = json.loads(args.memory_child)
+        print(json.dumps(memory_child(tuple(shape), batch)))
+        return
+    torch.set_num_threads(2)
+    print("byu_motor inference benchmark (CPU, 2 threads; the machine may be shared, so times are noisy)")
+    ours, monai, diff = case_monai((64, 160, 160), (32, 64, 64), 0.25, 4)
+    print(
+        f"(a) sliding window, TinyNet stride 1, vol (64,160,160), windows (32,64,64), overlap 0.25, batch 4:\n"
+        f"    ours {ours:.2f} s  monai {monai:.2f} s  ratio ours/monai {ours / monai:.2f} (goal <= 1.0); "
+        f"max |diff| {diff:.1e}\n"
+        f"    (stride 1 because MONAI's inferer expects output at input resolution; both mean-merge, "
+        f"ours with border_weight=1)"
+    )
+    e2e, fwd = case_overhead((96, 192, 192), (64, 96, 96), 0.25, 2, 4)
+    print(
+        f"(b) predict_volume vs bare forward, TinyNet stride 4, vol (96,192,192), windows (64,96,96), batch 2:\n"
+        f"    end-to-end {e2e:.2f} s  forward only {fwd:.2f} s  ratio {e2e / fwd:.2f} (goal <= 1.15)"
+    )
+    shapes = [(300, 960, 928)] + ([] if args.quick else [(500, 1912, 1847)])
+    print(
+        "(c) peak RSS, avg-pool stride-16 model, 13.1 -> 16 A, windows (224,448,448), one process per case:"
+    )
+    for shape in shapes:
+        for batch in (1, 4):
+            r = case_memory(shape, batch)
+            extra = (r["after"] - r["before"]) / r["volume"]
+            print(
+                f"    {shape} batch {batch}: volume {r['volume'] / 2**20:.0f} MiB, "
+                f"peak above volume+model {(r['after'] - r['before']) / 2**20:.0f} MiB = {extra:.2f}x volume "
+                f"(goal <= 2.5x), {r['s']:.1f} s"
+            )
+
+
+if __name__ == "__main__":
+    main()

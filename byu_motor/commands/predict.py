@@ -1,0 +1,100 @@
+"""`byu-motor predict`: checkpoints + a competition folder -> submission.csv (time budget, resume, previews)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+HELP = "Predict motors in DATA_DIR/test and write a submission CSV (one row per test tomogram)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``byu-motor predict``."""
+    parser.add_argument("data_dir", help="competition folder holding test/ (and sample_submission.csv)")
+    parser.add_argument(
+        "--checkpoints",
+        nargs="+",
+        required=True,
+        metavar="CKPT",
+        help="checkpoint files, most valuable first",
+    )
+    parser.add_argument("--out", default="submission.csv", help="submission CSV (default: submission.csv)")
+    parser.add_argument(
+        "--time-budget",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="finish within this many seconds: shed TTA, then ensemble members, then overlap; -1 rows for "
+        "tomograms out of reach",
+    )
+    parser.add_argument("--preview", default=None, metavar="DIR", help="write a PNG preview per tomogram")
+    parser.add_argument("--labels", default=None, metavar="CSV", help="labels to draw the truth in previews")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="inference override, e.g. infer.tta=flip_z,rot90 or infer.threshold=quantile (repeatable)",
+    )
+    parser.add_argument(
+        "--devices", default="auto", help="auto (every GPU, else CPU), cpu, cuda, or a list: cuda:0,cuda:1"
+    )
+    parser.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the prediction and print a short summary; returns 0, or 2 on bad input."""
+    from byu_motor.config import Config, apply_override
+    from byu_motor.infer.runner import run_prediction
+
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.WARNING if args.quiet else logging.INFO,
+            format="%(asctime)s %(levelname)s %(message)s",
+            datefmt="%H:%M:%S",
+        )
+    cfg = Config()
+    try:
+        for item in args.set:
+            key = item.split("=", 1)[0].strip()
+            if "." not in key:
+                item = f"infer.{item}"
+            elif not key.startswith("infer."):
+                raise ValueError(
+                    f"--set {item!r}: only infer.* applies at prediction time (model and data settings come "
+                    "from each checkpoint)"
+                )
+            apply_override(cfg, item)
+        df = run_prediction(
+            args.data_dir,
+            args.checkpoints,
+            args.out,
+            cfg.infer,
+            time_budget_s=args.time_budget,
+            preview_dir=args.preview,
+            labels_csv=args.labels,
+            devices=args.devices,
+        )
+    except (ValueError, FileNotFoundError) as err:
+        print(f"byu-motor predict: error: {err}", file=sys.stderr)
+        return 2
+    s = df.attrs.get("summary", {})
+    n = max(1, s.get("predicted", 0))
+    print(
+        f"wrote {args.out}: {s.get('rows', len(df))} rows, {s.get('detections', '?')} detections, "
+        f"threshold {s.get('threshold', float('nan')):.4f} ({s.get('threshold_source', '?')})"
+    )
+    print(
+        f"predicted {s.get('predicted', 0)} (resumed {s.get('resumed', 0)}), read errors {s.get('read_errors', 0)}, "
+        f"prediction errors {s.get('predict_errors', 0)}, missing folders {s.get('missing_folders', 0)}, "
+        f"not reached {s.get('not_reached', 0)}; devices {','.join(s.get('devices', []))}"
+    )
+    print(f"time {s.get('seconds', 0):.1f} s ({s.get('seconds', 0) / n:.2f} s per predicted tomogram)")
+    for name, count in s.get("levels", {}).items():
+        print(f"  level {name}: {count} tomograms")
+    for msg in s.get("shed", []):
+        print(f"  {msg}")
+    if "previews" in s:
+        print(f"previews: {s['previews']} PNG in {args.preview}")
+    return 0

@@ -1,0 +1,202 @@
+"""Predictor: models x scales x TTA views over one tomogram -> heatmap -> candidates in original voxels."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from byu_motor.config import InferConfig
+from byu_motor.data.grid import Grid, as_triple, resample_volume
+from byu_motor.infer.sliding import SlidingWindow, resample_heatmap
+from byu_motor.infer.spec import ModelSpec
+from byu_motor.postprocess.fusion import fuse_points
+from byu_motor.postprocess.peaks import Candidate, decode_peaks
+
+log = logging.getLogger(__name__)
+
+ENSEMBLE_MODES = ("logits", "fusion")
+
+
+def _finest(grids: Sequence[Grid]) -> Grid:
+    """The grid with the smallest cell volume (ties: the first)."""
+    return min(grids, key=lambda g: float(np.prod(g.spacing_a)))
+
+
+class Predictor:
+    """Run one or more detectors (an ensemble) over whole tomograms.
+
+    Args:
+        models: the ensemble; each may have its own stride, spacing and normalisation.
+        config: inference settings (patch, overlap, TTA views, scales, merge, ensemble, NMS, top-k).
+        device: where models run (default: CUDA when available, else CPU).
+
+    Example:
+        >>> pred = Predictor([ModelSpec.from_checkpoint("best.pt")], InferConfig())
+        >>> pred.predict_volume(volume_uint8, spacing_a=13.1)   # [(z, y, x, prob), ...]
+    """
+
+    def __init__(
+        self, models: Sequence[ModelSpec], config: InferConfig, device: str | torch.device | None = None
+    ):
+        if not models:
+            raise ValueError("Predictor needs at least one model")
+        if config.ensemble not in ENSEMBLE_MODES:
+            raise ValueError(f"unknown ensemble mode {config.ensemble!r}; choose from {ENSEMBLE_MODES}")
+        if not config.scales or min(config.scales) <= 0:
+            raise ValueError(f"scales must be positive, got {config.scales!r}")
+        self.models = list(models)
+        self.config = config
+        self.device = (
+            torch.device(device)
+            if device is not None
+            else torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        )
+        self._modules = []
+        for spec in self.models:
+            module = spec.module.to(self.device).eval()
+            if config.channels_last and self.device.type == "cuda":
+                module = module.to(memory_format=torch.channels_last_3d)
+            if config.compile:
+                module = torch.compile(module, dynamic=False)
+            self._modules.append(module)
+        self._inferers = [self._make_inferer(spec) for spec in self.models]
+
+    def _make_inferer(self, spec: ModelSpec) -> SlidingWindow:
+        cfg = self.config
+        patch = cfg.patch_size if cfg.patch_size is not None else spec.patch_size
+        return SlidingWindow(
+            patch_size=patch,
+            overlap=cfg.overlap,
+            batch_windows=cfg.batch_windows,
+            border_weight=cfg.border_weight,
+            merge=cfg.merge,
+            views=cfg.tta,
+            device=self.device,
+            amp=cfg.amp,
+            channels_last=cfg.channels_last,
+        )
+
+    def model_logits(
+        self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
+    ) -> list[tuple[torch.Tensor, Grid]]:
+        """Per-model logits, each averaged over ``config.scales`` (and TTA views) on that model's grid.
+
+        For each scale the uint8 volume is resampled (chunked, never as float32) from the assumed spacing
+        ``spacing_a * scale`` to the model's spacing; the heatmap grids are expressed in the TRUE frame of the
+        input volume (``Grid(volume.shape, spacing_a)``), so they map straight back to original voxels.
+
+        Args:
+            volume: uint8 ``(Z, Y, X)``.
+            spacing_a: assumed voxel spacing of ``volume`` in Angstrom.
+            tomo_id: name used in error messages.
+
+        Returns:
+            One ``(logits [D, H, W] float32 on the device, heatmap Grid)`` per model.
+        """
+        where = f"tomogram {tomo_id}" if tomo_id else "volume"
+        if not isinstance(volume, np.ndarray) or volume.ndim != 3 or volume.dtype != np.uint8:
+            raise ValueError(
+                f"{where}: expected a uint8 (Z, Y, X) array, got {getattr(volume, 'dtype', type(volume))} "
+                f"{getattr(volume, 'shape', '')}"
+            )
+        original = Grid(volume.shape, spacing_a)
+        out = []
+        for spec, module, inferer in zip(self.models, self._modules, self._inferers):
+            parts: list[tuple[torch.Tensor, Grid]] = []
+            for scale in self.config.scales:
+                assumed = Grid(volume.shape, tuple(s * scale for s in original.spacing_a))
+                res_shape = assumed.resampled(spec.spacing3).shape
+                if res_shape == volume.shape and spec.denoise is None:
+                    vol = volume
+                else:
+                    vol = resample_volume(volume, res_shape, mode=spec.interp, denoise=spec.denoise)
+                logits = inferer(module, vol, spec.stride3, spec.normalizer)
+                del vol
+                parts.append((logits, original.with_shape(res_shape).strided(spec.stride3)))
+            if len(parts) == 1:
+                out.append(parts[0])
+                continue
+            target = _finest([g for _, g in parts])
+            acc = sum(resample_heatmap(lg, g, target) for lg, g in parts) / len(parts)
+            out.append((acc, target))
+        return out
+
+    def _combine(self, per_model: list[tuple[torch.Tensor, Grid]]) -> tuple[torch.Tensor, Grid]:
+        """Weighted mean of the models' logits on the finest heatmap grid (before the sigmoid)."""
+        if len(per_model) == 1:
+            return per_model[0]
+        target = _finest([g for _, g in per_model])
+        total = sum(spec.weight for spec in self.models)
+        acc = None
+        for spec, (lg, g) in zip(self.models, per_model):
+            r = resample_heatmap(lg, g, target) * (spec.weight / total)
+            acc = r if acc is None else acc.add_(r)
+        return acc, target  # type: ignore[return-value]
+
+    def predict_heatmap(
+        self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
+    ) -> tuple[np.ndarray, Grid]:
+        """Probability heatmap of the ensemble (logits averaged, then sigmoid).
+
+        Returns:
+            ``(probabilities float32 [D, H, W], heatmap Grid)``; map cells to original voxels with
+            ``grid.map_to(Grid(volume.shape, spacing_a), cells)``.
+        """
+        logits, grid = self._combine(self.model_logits(volume, spacing_a, tomo_id))
+        return torch.sigmoid(logits).cpu().numpy().astype(np.float32, copy=False), grid
+
+    def predict_volume(
+        self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
+    ) -> list[Candidate]:
+        """Motor candidates ``(z, y, x, probability)`` in ORIGINAL voxels of ``volume``, best first.
+
+        No threshold is applied (the runner does that). At most ``config.topk`` candidates; none (and a
+        warning naming the tomogram) when the logits are not finite.
+
+        Args:
+            volume: uint8 ``(Z, Y, X)``.
+            spacing_a: assumed voxel spacing of ``volume`` (Angstrom, scalar or per axis).
+            tomo_id: name used in warnings and errors.
+        """
+        cfg = self.config
+        original = Grid(volume.shape, spacing_a)
+        per_model = self.model_logits(volume, spacing_a, tomo_id)
+        if cfg.ensemble == "logits" or len(per_model) == 1:
+            logits, grid = self._combine(per_model)
+            if not self._finite(logits, tomo_id):
+                return []
+            return decode_peaks(
+                torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, cfg.topk, cfg.refine_peaks
+            )
+        lists = []
+        for lg, grid in per_model:
+            if not self._finite(lg, tomo_id):
+                return []
+            lists.append(
+                decode_peaks(
+                    torch.sigmoid(lg).cpu(), grid, original, cfg.nms_kernel_a, cfg.topk, cfg.refine_peaks
+                )
+            )
+        return fuse_points(
+            lists,
+            as_triple(spacing_a),
+            cfg.fusion_radius_a,
+            weights=[spec.weight for spec in self.models],
+            topk=cfg.topk,
+        )
+
+    @staticmethod
+    def _finite(logits: torch.Tensor, tomo_id: str | None) -> bool:
+        if bool(torch.isfinite(logits).all()):
+            return True
+        n_bad = int((~torch.isfinite(logits)).sum())
+        warnings.warn(
+            f"tomogram {tomo_id or '<unnamed>'}: {n_bad} non-finite logits; reporting no candidates",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return False

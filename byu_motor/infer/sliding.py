@@ -1,0 +1,322 @@
+"""Sliding-window inference: stride-aligned windows, border down-weighting, merge into one heatmap buffer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from byu_motor.data.grid import Grid
+from byu_motor.data.normalize import Normalizer
+from byu_motor.infer.tta import View, get_views
+
+log = logging.getLogger(__name__)
+
+MERGE_MODES = ("mean", "max")
+
+
+def _triple_int(value: int | Sequence[int], name: str) -> tuple[int, int, int]:
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * 3
+    t = tuple(int(v) for v in value)
+    if len(t) != 3:
+        raise ValueError(f"{name} must have 3 values (z, y, x), got {value!r}")
+    return t  # type: ignore[return-value]
+
+
+def window_starts(n_padded: int, patch: int, stride: int, overlap: float) -> list[int]:
+    """Start positions of windows along one axis of a volume padded to ``n_padded`` voxels.
+
+    Starts are multiples of ``stride`` (so every window's heatmap cells coincide with the volume's), the
+    step is the largest multiple of ``stride`` not above ``patch * (1 - overlap)``, and the last window is
+    flush with the end.
+
+    Args:
+        n_padded: axis length, a multiple of ``stride`` and at least ``patch``.
+        patch: window length, a multiple of ``stride``.
+        stride: model output stride along the axis.
+        overlap: fraction of the window shared with the next one, in ``[0, 1)``.
+
+    Returns:
+        Sorted start positions (voxels).
+    """
+    if n_padded % stride or patch % stride or patch > n_padded:
+        raise ValueError(
+            f"need stride | n_padded, stride | patch <= n_padded; got {n_padded}, {patch}, {stride}"
+        )
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    step = max(stride, int(patch * (1.0 - overlap)) // stride * stride)
+    starts = list(range(0, n_padded - patch, step))
+    starts.append(n_padded - patch)
+    return sorted(set(starts))
+
+
+def border_ramp(
+    n_cells: int, ramp_cells: int, border_weight: float, low_edge: bool, high_edge: bool
+) -> np.ndarray:
+    """1-D weights over a window's heatmap cells falling linearly to ``border_weight`` at interior borders.
+
+    Args:
+        n_cells: window length in heatmap cells.
+        ramp_cells: cells over which the weight rises from ``border_weight`` to 1.
+        border_weight: weight of the outermost cell at an interior border, in ``(0, 1]``.
+        low_edge: the window starts at the volume edge (keep full weight on that side).
+        high_edge: the window ends at the volume edge (keep full weight on that side).
+
+    Returns:
+        float32 array ``(n_cells,)`` with values in ``[border_weight, 1]``.
+    """
+    if not 0.0 < border_weight <= 1.0:
+        raise ValueError(f"border_weight must be in (0, 1], got {border_weight}")
+    w = np.ones(n_cells, dtype=np.float32)
+    ramp_cells = max(1, min(ramp_cells, n_cells // 2))
+    rise = border_weight + (1.0 - border_weight) * np.arange(ramp_cells, dtype=np.float32) / ramp_cells
+    if not low_edge:
+        w[:ramp_cells] = np.minimum(w[:ramp_cells], rise)
+    if not high_edge:
+        w[n_cells - ramp_cells :] = np.minimum(w[n_cells - ramp_cells :], rise[::-1])
+    return w
+
+
+def resample_heatmap(logits: torch.Tensor, src_grid: Grid, dst_grid: Grid) -> torch.Tensor:
+    """Trilinearly resample heatmap values ``[D, H, W]`` from ``src_grid`` to ``dst_grid``.
+
+    Both grids cover the same physical volume from the same corner (the :class:`Grid` convention), so cell
+    ``j`` of ``dst_grid`` samples ``src_grid`` at ``dst_grid.map_to(src_grid, j)``; samples beyond the
+    first/last cell centre take the edge value. Works separably (one axis at a time), on any device.
+
+    Args:
+        logits: tensor ``[D, H, W]`` with ``D, H, W == src_grid.shape``.
+        src_grid: grid of ``logits``.
+        dst_grid: grid of the result.
+
+    Returns:
+        float32 tensor of shape ``dst_grid.shape`` on the device of ``logits``.
+    """
+    if tuple(logits.shape) != src_grid.shape:
+        raise ValueError(f"logits shape {tuple(logits.shape)} does not match source grid {src_grid.shape}")
+    out = logits.float()
+    if src_grid == dst_grid:
+        return out
+    for axis in range(3):
+        n_src, n_dst = src_grid.shape[axis], dst_grid.shape[axis]
+        ratio = dst_grid.spacing_a[axis] / src_grid.spacing_a[axis]
+        if n_src == n_dst and abs(ratio - 1.0) < 1e-12:
+            continue
+        pos = (np.arange(n_dst, dtype=np.float64) + 0.5) * ratio - 0.5
+        pos = np.clip(pos, 0.0, n_src - 1)
+        i0 = np.floor(pos).astype(np.int64)
+        i1 = np.minimum(i0 + 1, n_src - 1)
+        frac = torch.as_tensor(pos - i0, dtype=torch.float32, device=out.device)
+        shape = [1, 1, 1]
+        shape[axis] = n_dst
+        frac = frac.reshape(shape)
+        a = out.index_select(axis, torch.as_tensor(i0, device=out.device))
+        b = out.index_select(axis, torch.as_tensor(i1, device=out.device))
+        out = a + (b - a) * frac
+    return out
+
+
+def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
+    if amp and device.type == "cuda":
+        return torch.autocast(device_type="cuda", dtype=torch.float16)
+    return contextlib.nullcontext()
+
+
+class SlidingWindow:
+    """Run a detector over a whole volume window by window and merge its logits at heatmap resolution.
+
+    Memory: besides the input volume, ONE float32 buffer of the (padded) heatmap size (the weight sum is
+    separable and kept as three 1-D profiles), plus one batch of windows; the input is normalised per
+    batch, never as a whole. Windows start at multiples of the stride on a volume padded (at the high end,
+    with its mean grey) to a multiple of the stride and at least one window, so every TTA view maps heatmap
+    cells exactly onto cells, whatever the volume's size.
+
+    Args:
+        patch_size: window ``(D, H, W)`` in input voxels (rounded up to a multiple of the stride); ``None``:
+            the whole volume in one window.
+        overlap: fraction of a window shared with its neighbour, per axis.
+        batch_windows: windows per forward pass (halved on CUDA out-of-memory, down to 1).
+        border_weight: minimum weight at interior window borders (1 disables down-weighting).
+        merge: ``"mean"`` (weighted mean of overlapping windows) or ``"max"``.
+        views: TTA view names (identity is always included); logits are averaged over views per window.
+        device: where the model runs.
+        amp: fp16 autocast on CUDA (no-op elsewhere).
+        channels_last: ``channels_last_3d`` inputs on CUDA (no-op elsewhere).
+    """
+
+    def __init__(
+        self,
+        patch_size: Sequence[int] | None = None,
+        overlap: float = 0.25,
+        batch_windows: int = 4,
+        border_weight: float = 0.5,
+        merge: str = "mean",
+        views: Sequence[str] = (),
+        device: str | torch.device | None = None,
+        amp: bool = True,
+        channels_last: bool = True,
+    ):
+        if merge not in MERGE_MODES:
+            raise ValueError(f"unknown merge {merge!r}; choose from {MERGE_MODES}")
+        if batch_windows < 1:
+            raise ValueError(f"batch_windows must be >= 1, got {batch_windows}")
+        self.patch_size = None if patch_size is None else _triple_int(patch_size, "patch_size")
+        self.overlap = float(overlap)
+        self.batch_windows = int(batch_windows)
+        self.border_weight = float(border_weight)
+        self.merge = merge
+        self.views: list[View] = get_views(views)
+        self.device = torch.device(device) if device is not None else torch.device("cpu")
+        self.amp = amp
+        self.channels_last = channels_last and self.device.type == "cuda"
+        self.oom_retries = 0  # how often the batch was halved (for logs and tests)
+
+    def layout(
+        self, shape: Sequence[int], stride: Sequence[int]
+    ) -> tuple[tuple[int, int, int], tuple[int, int, int], list[list[int]]]:
+        """Padded volume shape, window size and per-axis window starts for a volume of ``shape``.
+
+        The volume is padded (at the high end) to a multiple of the stride and at least to the window.
+        """
+        st = _triple_int(stride, "stride")
+        patch = self.patch_size or tuple(shape)
+        patch = tuple(-(-p // s) * s for p, s in zip(patch, st))
+        padded = tuple(max(-(-n // s) * s, p) for n, s, p in zip(shape, st, patch))
+        starts = [window_starts(n, p, s, self.overlap) for n, p, s in zip(padded, patch, st)]
+        return padded, patch, starts  # type: ignore[return-value]
+
+    def __call__(
+        self, model: nn.Module, volume: np.ndarray, stride: Sequence[int], normalizer: Normalizer
+    ) -> torch.Tensor:
+        """Logits of ``model`` over ``volume``.
+
+        Args:
+            model: any module mapping ``[B, 1, D, H, W]`` to ``[B, 1, D/s, H/s, W/s]`` (already on ``device``,
+                in eval mode); a list/tuple output uses its first element.
+            volume: uint8 array ``(Z, Y, X)`` at the model's spacing.
+            stride: model output stride ``(sz, sy, sx)``.
+            normalizer: intensity normalisation (fitted per tomogram when its mode asks for it).
+
+        Returns:
+            float32 tensor ``[ceil(Z/sz), ceil(Y/sy), ceil(X/sx)]`` on ``device`` (cell ``k`` centred at input
+            voxel ``k*s + (s-1)/2``).
+        """
+        if volume.ndim != 3 or volume.dtype != np.uint8:
+            raise ValueError(f"expected a uint8 (Z, Y, X) volume, got {volume.dtype} {volume.shape}")
+        st = _triple_int(stride, "stride")
+        if any(v.swaps_yx for v in self.views) and st[1] != st[2]:
+            raise ValueError(f"in-plane rotations need equal y and x strides, got {st}")
+        normalizer = normalizer.fit(volume)
+        padded, patch, starts = self.layout(volume.shape, st)
+        cells = tuple(p // s for p, s in zip(patch, st))
+        heat_shape = tuple(n // s for n, s in zip(padded, st))
+        dev = self.device
+        # Padding stands for "average tomogram": the (normalised) mean grey of this volume.
+        step = max(1, int(round((volume.size / 1e6) ** (1 / 3))))
+        pad_grey = float(volume[::step, ::step, ::step].mean())
+
+        # Per-axis weight profiles of every window start; a window's 3-D weight is their outer product.
+        ramp = [max(1, int(round(c * self.overlap))) for c in cells]
+        profiles = []
+        for a in range(3):
+            prof = {}
+            for t in starts[a]:
+                w1 = border_ramp(cells[a], ramp[a], self.border_weight, t == 0, t + patch[a] == padded[a])
+                prof[t] = torch.from_numpy(w1).to(dev)
+            profiles.append(prof)
+        uniform = self.border_weight >= 1.0
+        if self.merge == "mean":
+            acc = torch.zeros(heat_shape, dtype=torch.float32, device=dev)
+        else:
+            acc = torch.full(heat_shape, float("-inf"), dtype=torch.float32, device=dev)
+
+        windows = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+        i = 0
+        bs = self.batch_windows
+        with torch.inference_mode():
+            while i < len(windows):
+                chunk = windows[i : i + bs]
+                try:
+                    logits = self._forward(model, volume, chunk, patch, cells, normalizer, pad_grey)
+                except torch.cuda.OutOfMemoryError:
+                    if bs == 1:
+                        raise
+                    bs = max(1, bs // 2)
+                    self.oom_retries += 1
+                    log.warning("out of memory with %d windows per batch; retrying with %d", 2 * bs, bs)
+                    if torch.cuda.is_available():
+                        torch.cuda.empty_cache()
+                    continue
+                for (z0, y0, x0), lg in zip(chunk, logits):
+                    cz, cy, cx = z0 // st[0], y0 // st[1], x0 // st[2]
+                    sl = (slice(cz, cz + cells[0]), slice(cy, cy + cells[1]), slice(cx, cx + cells[2]))
+                    if self.merge == "max":
+                        acc[sl] = torch.maximum(acc[sl], lg)
+                    elif uniform:
+                        acc[sl].add_(lg)
+                    else:
+                        pz, py, px = profiles[0][z0], profiles[1][y0], profiles[2][x0]
+                        acc[sl].addcmul_(lg, pz[:, None, None] * py[None, :, None] * px[None, None, :])
+                i += len(chunk)
+        if self.merge == "mean":
+            # The windows form a Cartesian grid of per-axis starts and each weight is a product of per-axis
+            # profiles, so the weight sum is separable: sum_ijk a_i(z) b_j(y) c_k(x) = A(z) B(y) C(x). No
+            # second heatmap-sized buffer is needed.
+            for a in range(3):
+                total = torch.zeros(heat_shape[a], dtype=torch.float32, device=dev)
+                for t, prof in profiles[a].items():
+                    total[t // st[a] : t // st[a] + cells[a]] += prof
+                shape = [1, 1, 1]
+                shape[a] = -1
+                acc.div_(total.reshape(shape))
+        z, y, x = (-(-n // s) for n, s in zip(volume.shape, st))
+        return acc[:z, :y, :x]
+
+    def _forward(
+        self,
+        model: nn.Module,
+        volume: np.ndarray,
+        chunk: list[tuple[int, int, int]],
+        patch: tuple[int, ...],
+        cells: tuple[int, ...],
+        normalizer: Normalizer,
+        pad_grey: float,
+    ) -> torch.Tensor:
+        """Logits ``[b, D/s, H/s, W/s]`` (float32, averaged over TTA views) for a batch of windows."""
+        dev = self.device
+        # Fill with the raw pad grey, copy the uint8 windows in, then normalise the whole batch in place:
+        # Normalizer.__call__ as one multiply-add, with no temporary float copy of any window.
+        x = torch.full((len(chunk), 1, *patch), pad_grey, dtype=torch.float32, device=dev)
+        for k, (z0, y0, x0) in enumerate(chunk):
+            part = volume[z0 : z0 + patch[0], y0 : y0 + patch[1], x0 : x0 + patch[2]]
+            t = torch.from_numpy(np.ascontiguousarray(part)).to(dev, non_blocking=True)
+            x[k, 0, : part.shape[0], : part.shape[1], : part.shape[2]].copy_(t)
+        scale = 1.0 / (255.0 * normalizer.std)
+        x.mul_(scale).add_(-normalizer.mean / normalizer.std)
+        out = None
+        for view in self.views:
+            xv = view.forward(x)
+            if self.channels_last:
+                xv = xv.contiguous(memory_format=torch.channels_last_3d)
+            with _autocast(dev, self.amp):
+                y = model(xv)
+            if isinstance(y, (list, tuple)):
+                y = y[0]
+            y = view.inverse(y.float())
+            expected = (len(chunk), 1, *cells)
+            if tuple(y.shape) != expected:
+                raise ValueError(
+                    f"model output {tuple(y.shape)} under view {view.name!r} does not match the expected "
+                    f"{expected} for windows {patch} at its stride"
+                )
+            out = y if out is None else out.add_(y)
+        assert out is not None
+        if len(self.views) > 1:
+            out.div_(len(self.views))
+        return out[:, 0]

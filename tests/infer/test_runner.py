@@ -1,0 +1,444 @@
+"""Tests of the inference runner with fake predictors on tiny JPEG tomograms: rows, faults, resume, budget."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from byu_motor.config import InferConfig
+from byu_motor.data.io import read_tomogram, write_tomogram
+from byu_motor.infer.runner import CheckpointInfo, inspect_checkpoint, run_prediction
+
+COLS = ["tomo_id", "Motor axis 0", "Motor axis 1", "Motor axis 2"]
+SHAPE = (6, 16, 16)
+
+
+class Crash(BaseException):
+    """Stands for the process being killed (not caught by the runner's per-tomogram handler)."""
+
+
+class FakePredictor:
+    """Candidate = centroid of the voxels > 128 (score = max / 255); sleeps unit_s x views x models.
+
+    Module-level so that spawned workers can unpickle it.
+    """
+
+    def __init__(self, checkpoints, config, device, unit_s=0.0, fail_ids=(), log_path=None):
+        self.n_models = len(checkpoints)
+        self.views = 1 + len(config.tta)
+        self.unit_s = unit_s
+        self.fail_ids = set(fail_ids)
+        self.log_path = log_path
+        self.level = (tuple(config.tta), self.n_models)
+
+    def predict_volume(self, volume, spacing_a, tomo_id=None):
+        if self.log_path is not None:
+            with open(self.log_path, "a") as fh:
+                fh.write(f"{tomo_id}\n")
+        time.sleep(self.unit_s * self.views * self.n_models)
+        if tomo_id in self.fail_ids:
+            raise RuntimeError("synthetic failure")
+        bright = np.argwhere(volume > 128)
+        if len(bright) == 0:
+            return [(3.0, 8.0, 8.0, float(volume.max()) / 255)]
+        z, y, x = bright.mean(axis=0)
+        return [(float(z), float(y), float(x), float(volume.max()) / 255), (0.0, 0.0, 0.0, 0.01)]
+
+    def predict_heatmap(self, volume, spacing_a):
+        from byu_motor.data.grid import Grid
+
+        grid = Grid(volume.shape, spacing_a).strided(2)
+        small = volume.reshape(3, 2, 8, 2, 8, 2).max(axis=(1, 3, 5)).astype(np.float32) / 255
+        return small, grid
+
+
+def factory(**kwargs):
+    def make(checkpoints, config, device):
+        return FakePredictor(checkpoints, config, device, **kwargs)
+
+    return make
+
+
+def fake_inspector(path: str) -> CheckpointInfo:
+    data = json.loads(Path(path).read_text())
+    return CheckpointInfo(path=path, spacing_a=(16.0, 16.0, 16.0), threshold=data.get("threshold"))
+
+
+# Blob centre (z, y, x) and brightness per tomogram; None = no blob (score 40 / 255).
+BLOBS = {
+    "tomo_a": ((2, 5, 6), 250),
+    "tomo_b": ((3, 10, 4), 200),
+    "tomo_c": None,
+    "tomo_d": ((1, 12, 12), 230),
+    "tomo_e": ((4, 3, 9), 170),
+    "tomo_f": ((2, 8, 8), 245),
+    "tomo_g": None,
+    "tomo_h": ((3, 6, 11), 215),
+    "tomo_i": ((2, 11, 3), 190),
+    "tomo_j": ((4, 9, 13), 240),
+}
+
+
+def make_volume(tomo_id: str) -> np.ndarray:
+    vol = np.full(SHAPE, 40, dtype=np.uint8)
+    blob = BLOBS[tomo_id]
+    if blob is not None:
+        (z, y, x), value = blob
+        vol[z - 1 : z + 2, y - 1 : y + 2, x - 1 : x + 2] = value
+    return vol
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("data")
+    for tomo_id in BLOBS:
+        write_tomogram(make_volume(tomo_id), root / "test" / tomo_id, quality=100)
+    return root
+
+
+@pytest.fixture()
+def ckpts(tmp_path) -> list[str]:
+    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
+    a.write_text(json.dumps({"threshold": 0.6}))
+    b.write_text(json.dumps({"threshold": 0.8}))
+    return [str(a), str(b)]
+
+
+def expected_row(tomo_id: str, threshold: float) -> list:
+    blob = BLOBS[tomo_id]
+    if blob is None or blob[1] / 255 < threshold - 0.02:
+        return [tomo_id, -1, -1, -1]
+    return [tomo_id, *blob[0]]
+
+
+def run(data_dir, ckpts, out, **kw):
+    kw.setdefault("predictor_factory", factory())
+    kw.setdefault("checkpoint_inspector", fake_inspector)
+    kw.setdefault("devices", ["cpu"])
+    kw.setdefault("config", InferConfig(threshold="fixed", threshold_value=0.5))
+    return run_prediction(data_dir, ckpts, out, **kw)
+
+
+def test_all_rows_in_folder_order(data_dir, ckpts, tmp_path) -> None:
+    out = tmp_path / "sub.csv"
+    df = run(data_dir, ckpts, out)
+    expected = [expected_row(t, 0.5) for t in sorted(BLOBS)]
+    assert df.values.tolist() == expected
+    back = pd.read_csv(out)
+    assert back.columns.tolist() == COLS and back.values.tolist() == expected
+    assert df.attrs["summary"]["detections"] == 8 and df.attrs["summary"]["predicted"] == 10
+    lines = (tmp_path / "sub.csv.partial.jsonl").read_text().splitlines()
+    assert len(lines) == 1 + 10  # header + one line per tomogram
+
+
+def test_sample_submission_order_and_faults(tmp_path, ckpts, caplog) -> None:
+    root = tmp_path / "data"
+    for tomo_id in ("tomo_a", "tomo_b", "tomo_d", "tomo_extra"):
+        write_tomogram(make_volume(tomo_id if tomo_id in BLOBS else "tomo_c"), root / "test" / tomo_id)
+    (root / "test" / "tomo_empty").mkdir()  # empty folder
+    write_tomogram(make_volume("tomo_a"), root / "test" / "tomo_corrupt")
+    (root / "test" / "tomo_corrupt" / "slice_0002.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    write_tomogram(make_volume("tomo_a"), root / "test" / "tomo_gap")
+    (root / "test" / "tomo_gap" / "slice_0001.jpg").unlink()
+    write_tomogram(make_volume("tomo_a"), root / "test" / "tomo_sizes")
+    write_tomogram(np.zeros((1, 8, 8), np.uint8), root / "test" / "tomo_sizes_tmp")
+    (root / "test" / "tomo_sizes_tmp" / "slice_0000.jpg").replace(
+        root / "test" / "tomo_sizes" / "slice_0003.jpg"
+    )
+    (root / "test" / "tomo_sizes_tmp").rmdir()
+    order = [
+        "tomo_d",
+        "tomo_corrupt",
+        "tomo_missing",
+        "tomo_a",
+        "tomo_empty",
+        "tomo_gap",
+        "tomo_sizes",
+        "tomo_b",
+    ]
+    pd.DataFrame({"tomo_id": order, **{c: [-1] * len(order) for c in COLS[1:]}}).to_csv(
+        root / "sample_submission.csv", index=False
+    )
+    with caplog.at_level(logging.WARNING):
+        df = run(root, ckpts, tmp_path / "sub.csv", predictor_factory=factory(fail_ids={"tomo_b"}))
+    assert df["tomo_id"].tolist() == order
+    rows = dict(zip(df["tomo_id"], df[COLS[1:]].values.tolist()))
+    assert rows["tomo_d"] == [1, 12, 12] and rows["tomo_a"] == [2, 5, 6]
+    for bad in ("tomo_corrupt", "tomo_missing", "tomo_empty", "tomo_gap", "tomo_sizes", "tomo_b"):
+        assert rows[bad] == [-1, -1, -1], bad
+        assert bad in caplog.text, bad
+    assert "tomo_extra" in caplog.text and "tomo_extra" not in rows  # in the folder, not in the sample
+    s = df.attrs["summary"]
+    assert (s["read_errors"], s["predict_errors"], s["missing_folders"]) == (4, 1, 1)
+
+
+def test_checkpoints_validated_before_any_read(data_dir, ckpts, tmp_path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    reads = []
+
+    def reader(folder):
+        reads.append(folder)
+        return read_tomogram(folder)
+
+    with pytest.raises(ValueError, match="bad.pt"):
+        run(data_dir, [ckpts[0], str(bad)], tmp_path / "s.csv", reader=reader)
+    assert reads == [] and not (tmp_path / "s.csv").exists()
+    with pytest.raises(FileNotFoundError, match="nothere.pt"):
+        run(data_dir, [str(tmp_path / "nothere.pt")], tmp_path / "s.csv", reader=reader)
+    assert reads == []
+
+
+@pytest.mark.slow
+def test_real_inspector_names_the_bad_file(tmp_path) -> None:
+    import torch
+
+    from byu_motor.config import Config
+    from byu_motor.models.checkpoint import save_checkpoint
+
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="bad.pt"):
+        inspect_checkpoint(bad)
+    cfg = Config()
+    cfg.data.spacing_a = (20.0, 20.0, 20.0)
+    good = save_checkpoint(tmp_path / "good.pt", {"w": torch.zeros(1)}, cfg, extra={"threshold": 0.42})
+    info = inspect_checkpoint(good)
+    assert info.spacing_a == (20.0, 20.0, 20.0) and info.threshold == pytest.approx(0.42)
+
+
+@pytest.mark.parametrize(
+    "cfg,threshold",
+    [
+        (InferConfig(threshold="fixed", threshold_value=0.9), 0.9),
+        (InferConfig(threshold="checkpoint"), 0.7),  # mean of 0.6 and 0.8
+        # per-tomogram best scores (x255): 40 40 170 190 200 215 230 240 245 250; q=0.5 -> (200+215)/2
+        (InferConfig(threshold="quantile", threshold_quantile=0.5), (200 + 215) / 2 / 255),
+    ],
+)
+def test_threshold_modes(data_dir, ckpts, tmp_path, cfg, threshold) -> None:
+    df = run(data_dir, ckpts, tmp_path / "s.csv", config=cfg)
+    assert df.attrs["summary"]["threshold"] == pytest.approx(threshold, abs=0.01)
+    assert df.values.tolist() == [expected_row(t, threshold) for t in sorted(BLOBS)]
+
+
+def test_checkpoint_threshold_falls_back_to_fixed(data_dir, tmp_path, caplog) -> None:
+    ck = tmp_path / "c.pt"
+    ck.write_text("{}")
+    with caplog.at_level(logging.WARNING):
+        df = run(
+            data_dir,
+            [str(ck)],
+            tmp_path / "s.csv",
+            config=InferConfig(threshold="checkpoint", threshold_value=0.85),
+        )
+    assert df.attrs["summary"]["threshold"] == 0.85 and "no checkpoint stores" in caplog.text
+
+
+def test_resume_after_crash(data_dir, ckpts, tmp_path) -> None:
+    out = tmp_path / "s.csv"
+    calls: list[str] = []
+
+    def crashing(checkpoints, config, device):
+        pred = FakePredictor(checkpoints, config, device)
+        inner = pred.predict_volume
+
+        def predict_volume(volume, spacing_a, tomo_id=None):
+            if len(calls) == 4:
+                raise Crash("killed")
+            calls.append(tomo_id)
+            return inner(volume, spacing_a, tomo_id=tomo_id)
+
+        pred.predict_volume = predict_volume
+        return pred
+
+    with pytest.raises(Crash):
+        run(data_dir, ckpts, out, predictor_factory=crashing)
+    assert not out.exists()
+    done_first = list(calls)
+    assert done_first == sorted(BLOBS)[:4]
+    log_path = tmp_path / "calls.txt"
+    df = run(data_dir, ckpts, out, predictor_factory=factory(log_path=log_path))
+    assert log_path.read_text().split() == sorted(BLOBS)[4:]
+    assert df.values.tolist() == [expected_row(t, 0.5) for t in sorted(BLOBS)]
+    assert df.attrs["summary"]["resumed"] == 4
+    # a different ensemble invalidates the partial file: everything is predicted again
+    log_path.unlink()
+    run(data_dir, ckpts[:1], out, predictor_factory=factory(log_path=log_path))
+    assert log_path.read_text().split() == sorted(BLOBS)
+
+
+def level_sequence(out: Path) -> list[str]:
+    lines = out.with_name(out.name + ".partial.jsonl").read_text().splitlines()[1:]
+    return [json.loads(line)["level"] for line in lines]
+
+
+BUDGET_CFG = InferConfig(threshold="fixed", threshold_value=0.5, tta=("flip_z", "rot90"), overlap=0.0)
+
+
+def test_budget_ample_keeps_everything(data_dir, ckpts, tmp_path) -> None:
+    out = tmp_path / "s.csv"
+    df = run(
+        data_dir, ckpts, out, config=BUDGET_CFG, time_budget_s=60, predictor_factory=factory(unit_s=0.002)
+    )
+    assert set(level_sequence(out)) == {"tta=flip_z,rot90|models=2|overlap=0"}
+    assert df.attrs["summary"]["shed"] == [] and df.attrs["summary"]["predicted"] == 10
+
+
+def test_budget_tight_sheds_in_order_and_finishes_in_time(data_dir, ckpts, tmp_path, caplog) -> None:
+    # full level: 3 views x 2 models x 0.03 s = 0.18 s per tomogram (1.8 s for 10); cheapest: 0.03 s.
+    out = tmp_path / "s.csv"
+    budget_s = 1.2
+    t0 = time.monotonic()
+    with caplog.at_level(logging.WARNING):
+        df = run(
+            data_dir,
+            ckpts,
+            out,
+            config=BUDGET_CFG,
+            time_budget_s=budget_s,
+            predictor_factory=factory(unit_s=0.03),
+        )
+    wall = time.monotonic() - t0
+    assert wall < budget_s
+    assert len(df) == 10
+    levels = level_sequence(out)
+    assert levels[0] == "tta=flip_z,rot90|models=2|overlap=0"
+    assert len(set(levels)) > 1
+    shed = [m for m in df.attrs["summary"]["shed"] if "shedding" in m]
+    text = " ".join(shed)
+    # TTA views go first (last listed first), ensemble members after
+    assert text.index("TTA view 'rot90'") < text.index("TTA view 'flip_z'")
+    if "ensemble member" in text:
+        assert text.index("TTA view 'flip_z'") < text.index("ensemble member 'b.pt'")
+    assert "shedding TTA view 'rot90'" in caplog.text
+
+
+def test_budget_impossible_gives_complete_submission(data_dir, ckpts, tmp_path) -> None:
+    out = tmp_path / "s.csv"
+    budget_s = 0.45
+    t0 = time.monotonic()
+    df = run(
+        data_dir,
+        ckpts,
+        out,
+        config=BUDGET_CFG,
+        time_budget_s=budget_s,
+        predictor_factory=factory(unit_s=0.05),
+    )
+    wall = time.monotonic() - t0
+    assert wall < budget_s
+    s = df.attrs["summary"]
+    assert s["not_reached"] >= 1 and s["predicted"] >= 1 and s["predicted"] + s["not_reached"] == 10
+    assert df["tomo_id"].tolist() == sorted(BLOBS)
+    assert pd.read_csv(out)["tomo_id"].tolist() == sorted(BLOBS)
+    assert any("stopping" in m for m in s["shed"])
+
+
+def test_previews(data_dir, ckpts, tmp_path, real_labels_csv) -> None:
+    labels = tmp_path / "labels.csv"
+    rows = [[0, "tomo_a", 2, 5, 6, *SHAPE, 16.0, 1], [1, "tomo_d", 1, 11, 12, *SHAPE, 16.0, 1]]
+    cols = pd.read_csv(real_labels_csv, nrows=1).columns
+    pd.DataFrame(rows, columns=cols).to_csv(labels, index=False)
+    previews = tmp_path / "png"
+    df = run(data_dir, ckpts, tmp_path / "s.csv", preview_dir=previews, labels_csv=labels)
+    assert sorted(p.stem for p in previews.iterdir()) == sorted(BLOBS)
+    assert df.attrs["summary"]["previews"] == 10
+    cfg = InferConfig(threshold="fixed", threshold_value=0.5, preview_top=2)
+    top = tmp_path / "top"
+    run(data_dir, ckpts, tmp_path / "s2.csv", preview_dir=top, config=cfg)
+    assert sorted(p.stem for p in top.iterdir()) == ["tomo_a", "tomo_f"]  # brightest blobs: 250, 245
+
+
+@pytest.mark.slow
+def test_two_cpu_workers_match_one(data_dir, ckpts, tmp_path) -> None:
+    one = run(data_dir, ckpts, tmp_path / "one.csv")
+    log_path = tmp_path / "calls.txt"
+    two = run(
+        data_dir,
+        ckpts,
+        tmp_path / "two.csv",
+        devices=["cpu", "cpu"],
+        predictor_factory=_two_factory(log_path),
+    )
+    assert (tmp_path / "one.csv").read_text() == (tmp_path / "two.csv").read_text()
+    assert one.values.tolist() == two.values.tolist()
+    assert sorted(log_path.read_text().split()) == sorted(BLOBS)  # each tomogram predicted exactly once
+
+
+def _two_factory(log_path: Path):
+    import functools
+
+    return functools.partial(FakePredictor, log_path=str(log_path))
+
+
+def test_spacing_policies() -> None:
+    from byu_motor.infer.spacing import resolve_spacing
+
+    assert resolve_spacing((300, 960, 928), InferConfig()) == 13.1
+    assert resolve_spacing((300, 960, 928), InferConfig(test_spacing_a=15.6)) == 15.6
+    est = InferConfig(spacing_policy="estimate", test_spacing_a=13.1)
+    assert resolve_spacing((300, 959, 928), est) == 15.6  # all 70 train tomograms of this shape
+    assert resolve_spacing((300, 960, 928), est) == 13.1  # ambiguous in train: falls back to fixed
+    assert resolve_spacing((7, 8, 9), est) == 13.1
+    edge = InferConfig(spacing_policy="longest_edge", longest_edge=512)
+    s = resolve_spacing((300, 960, 928), edge, model_spacing_a=(16.0, 16.0, 16.0))
+    assert 960 * s / 16.0 == pytest.approx(512)  # the longest edge becomes 512 voxels at the model's spacing
+    with pytest.raises(ValueError, match="model"):
+        resolve_spacing((300, 960, 928), edge)
+    with pytest.raises(ValueError, match="spacing_policy"):
+        resolve_spacing((1, 1, 1), InferConfig(spacing_policy="guess"))
+
+
+def test_runner_applies_the_spacing_policy(data_dir, ckpts, tmp_path) -> None:
+    out = tmp_path / "s.csv"
+    cfg = InferConfig(threshold="fixed", spacing_policy="longest_edge", longest_edge=8)
+    run(data_dir, ckpts, out, config=cfg)  # fake inspector: model spacing 16 A; longest edge 16 voxels
+    lines = out.with_name(out.name + ".partial.jsonl").read_text().splitlines()[1:]
+    assert {json.loads(line)["spacing_a"] for line in lines} == {8 * 16.0 / 16}
+
+
+@pytest.mark.slow
+def test_cli_predict_with_a_real_tiny_checkpoint(tmp_path, capsys) -> None:
+    import torch
+
+    from byu_motor.cli import main
+    from byu_motor.models.checkpoint import save_checkpoint
+    from byu_motor.models.detector import create_model
+    from byu_motor.presets import get_preset
+
+    cfg = get_preset("tiny")
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp_path / "tiny.pt", create_model(cfg.model), cfg, extra={"threshold": 0.0})
+    rng = np.random.default_rng(0)
+    for name in ("tomo_x", "tomo_y"):
+        write_tomogram(rng.integers(0, 255, (16, 32, 32)).astype(np.uint8), tmp_path / "data" / "test" / name)
+    out = tmp_path / "sub.csv"
+    argv = [
+        "predict",
+        str(tmp_path / "data"),
+        "--checkpoints",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--devices",
+        "cpu",
+    ]
+    argv += ["--set", "infer.tta=flip_z", "--set", "test_spacing_a=64", "--preview", str(tmp_path / "png")]
+    assert main(argv) == 0
+    df = pd.read_csv(out)
+    assert df["tomo_id"].tolist() == ["tomo_x", "tomo_y"]
+    # threshold 0 from the checkpoint: every tomogram gets its best candidate, inside the volume
+    assert (df[COLS[1:]].to_numpy() >= 0).all() and (df[COLS[1:]].to_numpy() < [16, 32, 32]).all()
+    text = capsys.readouterr().out
+    assert "2 rows, 2 detections" in text and "tta=flip_z|models=1" in text
+    assert sorted(p.name for p in (tmp_path / "png").iterdir()) == ["tomo_x.png", "tomo_y.png"]
+    assert (
+        main(["predict", str(tmp_path / "data"), "--checkpoints", str(ckpt), "--set", "model.stride=2"]) == 2
+    )
