@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from byu_motor.atomic import atomic_write
 from byu_motor.data.grid import Grid, as_triple, resample_volume
 from byu_motor.data.normalize import Normalizer
 
@@ -256,29 +256,12 @@ class VolumeCache:
         return results  # type: ignore[return-value]
 
 
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-
-
 def _atomic_save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = _tmp_name(path)
-    try:
-        with open(tmp, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda fh: np.save(fh, array))
 
 
 def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = _tmp_name(path)
-    try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda fh: fh.write(text), text=True)
 
 
 def volumes_for(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -18,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from byu_motor.atomic import atomic_write
 from byu_motor.config import Config
 
 FORMAT = "byu_motor.checkpoint/1"
@@ -119,16 +119,7 @@ def save_checkpoint(
         "state_dict": clean_state_dict(state),
         "extra": _safe_extra(dict(extra or {}), "extra"),
     }
-    # A temp file in the same folder, renamed over the target: a kill mid-write never leaves half a file.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(payload, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: torch.save(payload, fh))
     return path
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from byu_motor.atomic import atomic_write
 
 MOTOR_COLUMNS = ("Motor axis 0", "Motor axis 1", "Motor axis 2")
 SUBMISSION_COLUMNS = ("tomo_id", *MOTOR_COLUMNS)
@@ -123,17 +124,4 @@ def write_submission(df: pd.DataFrame, path: str | os.PathLike) -> Path:
 
     A kill during the write leaves the previous file (or none), never half a CSV.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            df.to_csv(fh, index=False)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return atomic_write(path, lambda fh: df.to_csv(fh, index=False), text=True)
