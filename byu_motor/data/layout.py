@@ -300,3 +300,22 @@ def read_sample_submission(path: str | Path) -> pd.DataFrame:
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise LabelError(f"{path}: line {i + 2}: tomo_id {frame['tomo_id'].iloc[i]!r} appears twice")
     return frame
+
+
+def read_motor_table(path: str | Path) -> dict[str, np.ndarray]:
+    """Motors per tomogram from a ``train_labels.csv`` or a one-row-per-tomogram solution/submission CSV.
+
+    Args:
+        path: either label format; ``-1`` coordinates mean no motor.
+
+    Returns:
+        ``{tomo_id: (n, 3) float64 motors in original voxels}`` (``(0, 3)`` when none).
+    """
+    header = pd.read_csv(path, nrows=0).columns.str.strip()
+    if COUNT_COLUMN in header:
+        return {tid: rec.motors for tid, rec in read_labels(path).items()}
+    frame = read_sample_submission(path)
+    out = {}
+    for tid, row in zip(frame["tomo_id"], frame[list(MOTOR_COLUMNS)].to_numpy(np.float64)):
+        out[tid] = np.zeros((0, 3)) if (row == -1).any() else row[None, :]
+    return out

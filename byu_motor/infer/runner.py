@@ -524,7 +524,8 @@ def run_prediction(
         config: inference settings (default :class:`InferConfig`).
         time_budget_s: wall-clock budget in seconds for this call, or ``None`` for no limit.
         preview_dir: write a PNG per tomogram here (``config.preview_top`` best only when > 0).
-        labels_csv: ``train_labels.csv``-style file; previews then show the ground truth.
+        labels_csv: ``train_labels.csv`` or a solution CSV (``test_labels.csv``); previews then show the
+            ground truth.
         devices: see :func:`resolve_devices` (default: every GPU, else the CPU).
         predictor_factory: ``factory(checkpoint_paths, config, device) -> object with predict_volume``
             (and ``predict_heatmap`` for previews); default builds a :class:`Predictor`. Must be picklable
@@ -658,9 +659,9 @@ def _write_previews(
 
     truth: dict[str, Any] = {}
     if labels_csv is not None:
-        from byu_motor.data.layout import read_labels
+        from byu_motor.data.layout import read_motor_table
 
-        truth = {t: rec.motors for t, rec in read_labels(labels_csv).items()}
+        truth = read_motor_table(labels_csv)
 
     def top(t: str) -> float:
         cands = ok[t]["candidates"]

@@ -168,3 +168,17 @@ def test_read_sample_submission(tmp_path: Path) -> None:
     text.write_text("tomo_id,Motor axis 0,Motor axis 1,Motor axis 2\ntomo_a,1,oops,3\n")
     with pytest.raises(LabelError, match="line 2"):
         read_sample_submission(text)
+
+
+def test_read_motor_table_reads_both_label_formats(tmp_path, real_labels_csv):
+    from byu_motor.data.layout import read_motor_table
+
+    table = read_motor_table(real_labels_csv)
+    assert len(table) == 648 and sum(len(m) for m in table.values()) == 451
+    sol = tmp_path / "test_labels.csv"
+    sol.write_text(
+        "tomo_id,Motor axis 0,Motor axis 1,Motor axis 2,Voxel spacing\ntomo_a,10,20,30,13.1\ntomo_b,-1,-1,-1,13.1\n"
+    )
+    table = read_motor_table(sol)
+    assert table["tomo_a"].tolist() == [[10.0, 20.0, 30.0]]
+    assert table["tomo_b"].shape == (0, 3)
