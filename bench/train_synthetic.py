@@ -1,0 +1,96 @@
+"""Benchmark: train the `tiny` preset on synthetic `--scale 0.25` data on CPU; validation and test F2 vs minutes.
+
+Goal: validation F2 >= 0.9 within 10 minutes on 2 CPU cores. The synthetic set (40 train, 20 test
+tomograms by default) is generated once into ``--cache`` and reused. After training, the 20 test tomograms
+are predicted through the inference runner with the best checkpoint (its tuned threshold, the preset's
+assumed test spacing, exactly as a submission would be made) and scored against ``test_labels.csv``.
+
+    python bench/train_synthetic.py [--cache /tmp/byu_bench/synth_s025_40_20] [--out RUN] [--threads 2]
+        [--set train.steps=300 ...] [--minutes 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from byu_motor.data.synth import generate_dataset
+from byu_motor.metric import score
+from byu_motor.presets import get_preset
+from byu_motor.train.engine import train
+
+
+def ensure_dataset(cache: Path, n_train: int, n_test: int, seed: int, workers: int) -> float:
+    """Generate the synthetic set into ``cache`` unless it is already complete; returns seconds spent."""
+    if (cache / "test_labels.csv").exists() and (cache / "train_labels.csv").exists():
+        return 0.0
+    t0 = time.perf_counter()
+    generate_dataset(cache, n_train, n_test, scale=0.25, seed=seed, workers=workers)
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
+    p.add_argument("--out", type=Path, default=Path("/tmp/byu_bench/run_tiny"))
+    p.add_argument("--n-train", type=int, default=40)
+    p.add_argument("--n-test", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--minutes", type=float, default=10.0, help="goal: validation F2 >= 0.9 within this time")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--keep", action="store_true", help="resume an existing --out instead of starting afresh")
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    gen_s = ensure_dataset(args.cache, args.n_train, args.n_test, args.seed, workers=args.threads)
+    if not args.keep and args.out.exists():
+        shutil.rmtree(args.out)
+    cfg = get_preset("tiny").override(list(args.overrides))
+    cfg.train.num_workers = min(cfg.train.num_workers, args.threads)
+
+    t0 = time.perf_counter()
+    result = train(cfg, args.cache, args.out, resume=args.keep)
+    train_min = (time.perf_counter() - t0) / 60
+
+    # when was the goal first reached?
+    rows = [json.loads(x) for x in (args.out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if r["event"] == "val"]
+    goal = next((r for r in val if r["f2"] >= 0.9), None)
+
+    from byu_motor.infer.runner import run_prediction
+
+    t1 = time.perf_counter()
+    # the preset's inference settings: checkpoint threshold, assumed test spacing, as a submission would
+    sub = run_prediction(args.cache, [args.out / "best.pt"], args.out / "test_submission.csv", cfg.infer)
+    test_f2 = score(pd.read_csv(args.cache / "test_labels.csv"), sub)
+    test_min = (time.perf_counter() - t1) / 60
+
+    print(f"data generation: {gen_s / 60:.1f} min (0 when cached)")
+    print(f"training: {result['step']} steps in {train_min:.1f} min ({torch.get_num_threads()} threads)")
+    for r in val:
+        print(
+            f"  step {r['step']:5d}  {r['elapsed_s'] / 60:5.1f} min  val F2 {r['f2']:.3f}  thr {r['threshold']:.3f}"
+        )
+    print(
+        f"best validation F2: {result['best_f2']:.3f} at step {result['best_step']} (thr {result['best_threshold']:.3f})"
+    )
+    if goal:
+        print(f"goal F2 >= 0.9 reached at step {goal['step']} after {goal['elapsed_s'] / 60:.1f} min")
+    else:
+        print("goal F2 >= 0.9 NOT reached")
+    print(
+        f"test F2 (20 tomograms, best.pt, checkpoint threshold): {test_f2:.3f} ({test_min:.1f} min to predict)"
+    )
+    ok = goal is not None and goal["elapsed_s"] / 60 <= args.minutes
+    print(f"GOAL {'MET' if ok else 'NOT MET'}: validation F2 >= 0.9 within {args.minutes:g} min")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,69 @@
+"""`byu-motor train`: train a detector from a competition-layout folder (real or synthetic)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+HELP = "train a detector on DIR (train/ + train_labels.csv); checkpoints go to --out"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``byu-motor train``."""
+    parser.add_argument("--data", required=True, help="competition layout folder (train/, train_labels.csv)")
+    parser.add_argument("--preset", required=True, help="preset name (`byu-motor models` lists them)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override, e.g. --set train.lr=3e-4 --set train.steps=200 (repeatable)",
+    )
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, metrics.jsonl, config.json)")
+    parser.add_argument("--fold", type=int, default=None, help="validation fold (overrides train.fold)")
+    parser.add_argument(
+        "--resume",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="continue from OUT/resume.pt when present (default: yes)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+    )
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and print the best F2, its threshold and the checkpoint paths; returns 0 on success."""
+    import torch
+
+    from byu_motor.presets import get_preset
+    from byu_motor.train.distributed import cleanup_distributed
+    from byu_motor.train.engine import train
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    cfg = get_preset(args.preset).override(list(args.overrides))
+    if args.fold is not None:
+        cfg.train.fold = args.fold
+    try:
+        result = train(
+            cfg, args.data, args.out, resume=args.resume, device=args.device, progress=not args.no_progress
+        )
+    finally:
+        cleanup_distributed()
+    if int(os.environ.get("RANK", "0")) == 0:
+        f2 = result["best_f2"]
+        thr = result["best_threshold"]
+        print(
+            f"steps: {result['step']}  minutes: {result['elapsed_s'] / 60:.1f}  final loss: {result['loss']:.4f}"
+        )
+        if f2 is None:
+            print("best F2: n/a (no validation tomograms)")
+        else:
+            print(f"best F2: {f2:.4f} at step {result['best_step']}  threshold: {thr:.4f}")
+        print(f"best checkpoint: {result['checkpoints']['best']}")
+        print(f"last checkpoint: {result['checkpoints']['last']}")
+    return 0
