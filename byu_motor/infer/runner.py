@@ -64,11 +64,13 @@ class CheckpointInfo:
         path: the checkpoint file.
         spacing_a: the model's training spacing in Angstrom (z, y, x).
         threshold: the calibrated score threshold stored in the checkpoint, if any.
+        fix_wraparound: the model was trained on repaired (+127 wraparound) tomograms, so inference repairs too.
     """
 
     path: str
     spacing_a: tuple[float, ...]
     threshold: float | None = None
+    fix_wraparound: bool = False
 
 
 def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
@@ -86,7 +88,19 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
         path=str(path),
         spacing_a=tuple(float(s) for s in header.config.data.spacing_a),
         threshold=None if thr is None else float(thr),
+        fix_wraparound=bool(header.config.data.fix_wraparound),
     )
+
+
+def read_repaired(folder: str | os.PathLike, base_reader: Callable[[Any], Any] = read_tomogram) -> Any:
+    """Read a tomogram and repair it when it is wrongly quantised (the +127 wraparound), as training did."""
+    from byu_motor.data.io import detect_wraparound, fix_wraparound
+
+    volume = base_reader(folder)
+    if detect_wraparound(volume):
+        log.warning("%s: wrongly quantised tomogram (+127 wraparound) repaired before prediction", folder)
+        volume = fix_wraparound(volume, inplace=True)
+    return volume
 
 
 _SPEC_CACHE: dict[tuple[str, str], Any] = {}
@@ -571,6 +585,8 @@ def run_prediction(
     factory = predictor_factory or default_predictor_factory
     if reader is read_tomogram and config.read_threads is not None:
         reader = functools.partial(read_tomogram, num_threads=config.read_threads)
+    if any(info.fix_wraparound for info in infos):
+        reader = functools.partial(read_repaired, base_reader=reader)
     model_spacing = infos[0].spacing_a
     jobs = [
         WorkerJob(

@@ -442,3 +442,24 @@ def test_cli_predict_with_a_real_tiny_checkpoint(tmp_path, capsys) -> None:
     assert (
         main(["predict", str(tmp_path / "data"), "--checkpoints", str(ckpt), "--set", "model.stride=2"]) == 2
     )
+
+
+def test_wrapped_tomogram_is_repaired_when_the_checkpoint_was_trained_so(tmp_path, ckpts, caplog) -> None:
+    rng = np.random.default_rng(0)
+    normal = np.clip(rng.normal(118, 40, (6, 32, 32)), 0, 255).astype(np.uint8)
+    normal[2:5, 10:13, 20:23] = 250  # a bright blob the fake predictor finds
+    wrapped = (normal.astype(np.int16) - 127).astype(np.uint8)  # stored = correct - 127 (mod 256)
+    for tid, vol in (("tomo_ok", normal), ("tomo_wrapped", wrapped)):
+        write_tomogram(vol, tmp_path / "data" / "test" / tid, quality=100)
+
+    def inspector(path: str) -> CheckpointInfo:
+        return CheckpointInfo(path=path, spacing_a=(16.0,) * 3, fix_wraparound=True)
+
+    with caplog.at_level(logging.WARNING):
+        df = run(tmp_path / "data", ckpts, tmp_path / "sub.csv", checkpoint_inspector=inspector)
+    rows = df.set_index("tomo_id")
+    assert rows.loc["tomo_wrapped"].tolist() == rows.loc["tomo_ok"].tolist() != [-1, -1, -1]
+    assert "tomo_wrapped" in caplog.text and "wraparound" in caplog.text
+    # Without the checkpoint asking for it, the volume is predicted as stored.
+    df = run(tmp_path / "data", ckpts, tmp_path / "sub2.csv")
+    assert df.set_index("tomo_id").loc["tomo_wrapped"].tolist() != rows.loc["tomo_ok"].tolist()
