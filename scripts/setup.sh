@@ -6,7 +6,7 @@ VENV="${VENV:-.venv}"
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet --upgrade pip setuptools
 # torch first: plain `torch torchvision` resolves to a matching pair (see README, "Installing torch").
 "$VENV/bin/python" -m pip install --quiet torch torchvision
 "$VENV/bin/python" -m pip install --quiet -e ".[test]"

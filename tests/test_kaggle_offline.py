@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -54,21 +55,16 @@ def _base_image_venv(tmp_path: Path) -> Path:
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     base = tmp_path / "base-site"
     base.mkdir()
-    skip = (
-        "byu_motor",
-        "monai",
-        "__editable__",
-        "_byu_motor",
-        "pip",
-        "setuptools",
-        "_distutils_hack",
-        "distutils",
-    )
+    skip = ("byu_motor", "monai", "__editable__", "_byu_motor", "pip")
     for entry in Path(sysconfig.get_paths()["purelib"]).iterdir():
         if entry.name.lower().startswith(skip) or entry.suffix == ".pth":
             continue
         (base / entry.name).symlink_to(entry)
     site = next((venv / "lib").glob("python*/site-packages"))
+    # The image's setuptools (torch requires a recent one), not the one bundled with the new venv.
+    for own in site.iterdir():
+        if own.name.lower().startswith(("setuptools", "_distutils_hack", "distutils-precedence")):
+            shutil.rmtree(own) if own.is_dir() else own.unlink()
     (site / "_kaggle_image.pth").write_text(str(base) + "\n")
     return venv
 
