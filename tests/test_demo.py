@@ -1,0 +1,43 @@
+"""A shortened demo produces every artefact: data, two checkpoints, submission, previews, report, F2 line."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from byu_motor.cli import main
+from byu_motor.data.io import read_tomogram
+from byu_motor.viz import GAP, TITLE_H
+
+
+@pytest.mark.slow
+def test_short_demo_writes_every_artefact(tmp_path, capsys):
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--n-train", "6", "--n-test", "4", "--scale", "0.2", "--steps", "6",
+               "--set", "train.val_every=6", "--set", "train.num_workers=0", "--time-budget", "120"])  # fmt: skip
+    assert rc == 0
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert printed[-1].startswith("F2 = ") and 0.0 <= float(printed[-1].split("=")[1]) <= 1.0
+
+    for name in ["train_labels.csv", "sample_submission.csv", "test_labels.csv"]:
+        assert (out / "data" / name).exists()
+    for k in (0, 1):
+        assert (out / "runs" / f"fold{k}" / "best.pt").exists()
+    sub = pd.read_csv(out / "submission.csv")
+    sample = pd.read_csv(out / "data" / "sample_submission.csv")
+    assert sub["tomo_id"].tolist() == sample["tomo_id"].tolist() and len(sub) == 4
+
+    report = (out / "report.md").read_text()
+    assert "| F2 |" in report and "train fold 1" in report and "predict" in report
+
+    pngs = sorted((out / "previews").glob("*.png"))
+    assert [p.stem for p in pngs] == sorted(sample["tomo_id"])
+    for p in pngs:
+        with Image.open(p) as im:
+            im.verify()
+        # [slice | heatmap projection] under a 28-pixel title bar; small tomograms are drawn 1:1.
+        shape = read_tomogram(out / "data" / "test" / p.stem).shape
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.mode == "RGB"
+            assert im.size == (2 * shape[2] + GAP, TITLE_H + shape[1])
