@@ -21,6 +21,7 @@ import pandas as pd
 
 from byu_motor.data import synth_render as R
 from byu_motor.data.io import write_tomogram
+from byu_motor.data.layout import LABEL_COLUMNS, SOLUTION_COLUMNS, SUBMISSION_COLUMNS
 
 # (z, y, x, spacing_a, number of real train tomograms): the joint shape / spacing table of the real set.
 SHAPE_SPACING_TABLE: tuple[tuple[int, int, int, float, int], ...] = (
@@ -71,20 +72,6 @@ MOTOR_BELOW_INNER_NM = 10.5
 # the noise down (partly: reconstruction noise is spatially correlated).
 NOISE_STD_REF = 0.5
 NOISE_REF_SPACING_A = 13.1
-
-LABEL_COLUMNS = [
-    "row_id",
-    "tomo_id",
-    "Motor axis 0",
-    "Motor axis 1",
-    "Motor axis 2",
-    "Array shape (axis 0)",
-    "Array shape (axis 1)",
-    "Array shape (axis 2)",
-    "Voxel spacing",
-    "Number of motors",
-]
-COORD_COLUMNS = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
 
 
 @dataclass
@@ -629,11 +616,9 @@ def generate_dataset(
             "index": i,
             "scale": float(scale),
         }
-    pd.DataFrame(train_rows, columns=LABEL_COLUMNS).to_csv(out / "train_labels.csv", index=False)
-    pd.DataFrame(sub_rows, columns=["tomo_id", *COORD_COLUMNS]).to_csv(
+    pd.DataFrame(train_rows, columns=list(LABEL_COLUMNS)).to_csv(out / "train_labels.csv", index=False)
+    pd.DataFrame(sub_rows, columns=list(SUBMISSION_COLUMNS)).to_csv(
         out / "sample_submission.csv", index=False
     )
-    pd.DataFrame(sol_rows, columns=["tomo_id", *COORD_COLUMNS, "Voxel spacing"]).to_csv(
-        out / "test_labels.csv", index=False
-    )
+    pd.DataFrame(sol_rows, columns=list(SOLUTION_COLUMNS)).to_csv(out / "test_labels.csv", index=False)
     (out / "synth_meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
