@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from byu_motor.atomic import atomic_write
 from byu_motor.config import Config
 from byu_motor.train.distributed import (
     DistInfo,
@@ -116,16 +116,7 @@ def _autocast(amp: str, device: torch.device) -> contextlib.AbstractContextManag
 
 
 def _atomic_torch_save(obj: Any, path: Path) -> None:
-    # temp file in the same folder then os.replace: a kill mid-write leaves the previous file intact
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            torch.save(obj, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
 def _append_jsonl(path: Path, row: dict[str, Any]) -> None:
