@@ -1,53 +1,74 @@
 #!/usr/bin/env bash
-# End-to-end GPU timing of `byu-motor predict` on one full-size synthetic tomogram (offline, < 5 minutes).
+# GPU check, offline, about 5 minutes: `byu-motor predict` end to end on a full-size synthetic tomogram,
+# then a short training run of the same preset (steps/s, patches/s, peak GPU memory).
 #
 #   bash bench/gpu_check.sh [PRESET]        # default PRESET: resnext50_fpn_s16
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 bash bench/gpu_check.sh tiny   # dry run
 #
-# Creates a venv with --system-site-packages (torch, numpy... come from the machine), installs byu_motor
-# from wheels/ without the internet (monai travels as a wheel there), writes one full-size synthetic test
-# tomogram (twice, so the second time shows the steady state without CUDA warm-up), saves a checkpoint of the
-# preset with random weights, and times `byu-motor predict` end to end (reading, resampling, model, decoding).
-# Prints seconds per tomogram and the projected hours for 900 tomograms on this one GPU.
+# Installs byu_motor (and monai) from wheels/ without the internet, writes one synthetic test tomogram
+# (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of the preset with
+# random weights, and times `byu-motor predict` (reading, resampling, model, decoding): seconds per
+# tomogram and projected hours for 900 tomograms on this one GPU. Then trains the preset for a few steps on
+# four synthetic tomograms at scale 0.5 through `byu_motor.train.engine.train` (fold split, cache, loader,
+# AMP, EMA, validation through the Predictor, checkpoints).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PRESET="${1:-resnext50_fpn_s16}"
+DEVICE="${GPU_CHECK_DEVICE:-cuda}"
+SCALE="${GPU_CHECK_SCALE:-1.0}"
+TRAIN_STEPS="${GPU_CHECK_TRAIN_STEPS:-60}"
 WORK="${GPU_CHECK_DIR:-$(mktemp -d /tmp/byu_gpu_check.XXXXXX)}"
-VENV="$WORK/venv"
 DATA="$WORK/data"
 T_START=$(date +%s)
+export PYTHONUNBUFFERED=1
 
 step() { echo "== [$(($(date +%s) - T_START)) s] $*"; }
 
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
-step "venv in $VENV"
-timeout 60 python3 -m venv --system-site-packages "$VENV"
-# shellcheck disable=SC1091
-. "$VENV/bin/activate"
+# The GPU image's python3 may itself live in a venv (a nested --system-site-packages venv would hide its
+# torch), so byu_motor and monai go into a --target folder on PYTHONPATH; the rest (torch, timm, numpy,
+# pandas, scipy, tqdm) must already be installed, as on Kaggle.
+mkdir -p "$WORK/site"
 if compgen -G "wheels/byu_motor-*.whl" >/dev/null; then
-  step "pip install --no-index --find-links wheels byu_motor"
-  timeout 120 pip install --quiet --no-index --find-links wheels byu_motor
+  step "offline install from wheels/: $(cd wheels && ls -- *.whl | tr '\n' ' ')"
+  # shellcheck disable=SC2046
+  timeout 120 python3 -m pip install --quiet --no-index --no-deps --no-compile --target "$WORK/site" \
+    wheels/byu_motor-*.whl $(compgen -G "wheels/monai-*.whl" || true)
+  export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
 else
-  step "no byu_motor wheel in wheels/ (run build_wheels.sh): installing the source tree offline"
-  timeout 120 pip install --quiet --no-index --no-build-isolation --find-links wheels .
+  step "no byu_motor wheel in wheels/ (run build_wheels.sh): using the source tree"
+  export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
-python -c "import torch; assert torch.cuda.is_available(), 'no CUDA device'; print('torch', torch.__version__, torch.cuda.get_device_name(0))"
-
-step "one full-size synthetic test tomogram"
-if ! timeout 120 python - "$DATA" <<'EOF'
+python3 - "$DEVICE" <<'EOF'
 import sys
+
+import byu_motor, monai, pandas, scipy, timm, torch, tqdm  # noqa: F401,E401
+
+print("torch", torch.__version__, "timm", timm.__version__, "monai", monai.__version__, "from", byu_motor.__file__)
+if sys.argv[1] == "cuda":
+    assert torch.cuda.is_available(), "no CUDA device"
+    print("device", torch.cuda.get_device_name(0))
+EOF
+
+step "one synthetic test tomogram at scale $SCALE"
+if ! timeout 120 python3 - "$DATA" "$SCALE" <<'EOF'
+import sys
+
 from byu_motor.data.synth import generate_dataset
 
-generate_dataset(sys.argv[1], n_train=0, n_test=1, scale=1.0, seed=0)
+generate_dataset(sys.argv[1], n_train=0, n_test=1, scale=float(sys.argv[2]), seed=0)
 EOF
 then
   # The timing does not depend on the content: fall back to noise of the most common test shape.
   step "synth failed or too slow: writing a (300, 960, 928) noise tomogram instead"
   rm -rf "$DATA"
-  timeout 90 python - "$DATA" <<'EOF'
+  timeout 90 python3 - "$DATA" <<'EOF'
 import sys
+
 import numpy as np
+
 from byu_motor.data.io import write_tomogram
 
 vol = np.random.default_rng(0).normal(118, 50, (300, 960, 928)).clip(0, 255).astype(np.uint8)
@@ -57,11 +78,12 @@ fi
 rm -f "$DATA/sample_submission.csv"  # predict every folder of test/, including the copy below
 first=$(find "$DATA/test" -mindepth 1 -maxdepth 1 -type d | sort | head -n 1)
 cp -r "$first" "$DATA/test/zz_copy"  # same tomogram again: steady-state time without warm-up
-python -c "import sys; from byu_motor.data.io import read_tomogram; print('tomogram shape', read_tomogram(sys.argv[1]).shape)" "$first"
+python3 -c "import sys; from byu_motor.data.io import read_tomogram; print('tomogram shape', read_tomogram(sys.argv[1]).shape)" "$first"
 
 step "checkpoint: preset $PRESET with random weights"
-timeout 90 python - "$PRESET" "$WORK/model.pt" <<'EOF'
+timeout 90 python3 - "$PRESET" "$WORK/model.pt" <<'EOF'
 import sys
+
 from byu_motor.models.checkpoint import save_checkpoint
 from byu_motor.models.detector import create_model
 from byu_motor.presets import get_preset
@@ -73,10 +95,10 @@ EOF
 
 step "byu-motor predict (end to end)"
 t0=$(date +%s.%N)
-timeout 180 byu-motor predict "$DATA" --checkpoints "$WORK/model.pt" --out "$WORK/submission.csv" \
-  --devices cuda --set infer.threshold=fixed
+timeout 180 python3 -m byu_motor predict "$DATA" --checkpoints "$WORK/model.pt" --out "$WORK/submission.csv" \
+  --devices "$DEVICE" --set infer.threshold=fixed
 t1=$(date +%s.%N)
-python - "$WORK/submission.csv.partial.jsonl" "$t0" "$t1" <<'EOF'
+python3 - "$WORK/submission.csv.partial.jsonl" "$t0" "$t1" <<'EOF'
 import json
 import sys
 
@@ -88,4 +110,7 @@ steady = records[-1]["seconds"]
 print(f"end-to-end wall (incl. start-up, model load, warm-up): {wall:.1f} s for {len(records)} tomograms")
 print(f"steady state: {steady:.2f} s per tomogram -> {steady * 900 / 3600:.2f} h for 900 tomograms on this GPU")
 EOF
+
+step "training: preset $PRESET, $TRAIN_STEPS steps on 4 synthetic tomograms at scale 0.5 (3 train, 1 val)"
+timeout 300 python3 bench/gpu_train_check.py "$PRESET" "$WORK/train_data" "$WORK/run" "$DEVICE" "$TRAIN_STEPS"
 step "done (work folder $WORK)"
