@@ -103,6 +103,8 @@ class TrainConfig:
     label_smoothing: float = 0.0
     target_radius_a: float | None = None  # "ball" target radius in Angstrom (None: sigma_a)
     pos_ratio: float = 0.5
+    salient_ratio: float = 0.0  # fraction of negative crops centred on blob-like objects (hard negatives)
+    salient_radius_a: float = 250.0  # object radius the salient-point filter looks for
     num_workers: int = 4
     val_every: int = 1000
     fold: int = 0

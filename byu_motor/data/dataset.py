@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from byu_motor.data.augment import NO_AUGMENT, Augmenter, GeometryPlan, augment_settings
 from byu_motor.data.cache import CachedVolume
 from byu_motor.data.grid import Grid, as_triple
+from byu_motor.data.salient import salient_points
 from byu_motor.data.targets import heatmap_coords, make_target
 
 # Motors are placed uniformly in this central fraction of a positive patch (0.8 = central 80 %).
@@ -52,14 +53,17 @@ class PatchDataset(Dataset):
 
     With probability ``train_cfg.pos_ratio`` a patch holds a random motor (a random positive tomogram, then
     a random motor of it) placed uniformly in the central 80 % of the patch; otherwise it is a random crop of
-    a random tomogram, preferring crops without motors. The target is always built from ALL motors of the
-    tomogram that reach the patch, so a negative crop that happens to hold a motor is still labelled.
+    a random tomogram, preferring crops without motors. A fraction ``train_cfg.salient_ratio`` of the negative
+    crops is a hard negative instead: centred (within the central 80 %) on one of the tomogram's most
+    blob-like objects away from its motors (:func:`byu_motor.data.salient.salient_points`, found once per
+    tomogram when the dataset is built). The target is always built from ALL motors of the tomogram that reach
+    the patch, so a negative crop that happens to hold a motor is still labelled.
 
     Args:
         volumes: cached training tomograms (:class:`byu_motor.data.cache.CachedVolume`).
         data_cfg: :class:`byu_motor.config.DataConfig` (``patch_size``).
-        train_cfg: :class:`byu_motor.config.TrainConfig` (``pos_ratio``, ``sigma_a``, ``target``,
-            ``label_smoothing``, ``augment``).
+        train_cfg: :class:`byu_motor.config.TrainConfig` (``pos_ratio``, ``salient_ratio``,
+            ``salient_radius_a``, ``sigma_a``, ``target``, ``label_smoothing``, ``augment``).
         stride: model output stride, scalar or ``(sz, sy, sx)``.
         length: number of items (e.g. ``steps * batch_size``).
         seed: base seed.
@@ -97,6 +101,15 @@ class PatchDataset(Dataset):
             augment_settings(train_cfg.augment)  # still validate the keys
         self.positives = [i for i, v in enumerate(self.volumes) if len(v.motors)]
         self.max_motors = max(1, max(len(v.motors) for v in self.volumes))
+        self.salient_ratio = float(getattr(train_cfg, "salient_ratio", 0.0))
+        self.salient: list[np.ndarray] = []
+        if self.salient_ratio > 0:
+            radius = float(getattr(train_cfg, "salient_radius_a", 250.0))
+            self.salient = [
+                salient_points(v.volume, v.grid.spacing_a, radius, exclude=v.motors, exclude_a=4 * radius)
+                for v in self.volumes
+            ]
+        self.with_salient = [i for i, pts in enumerate(self.salient) if len(pts)]
 
     def __len__(self) -> int:
         return self.length
@@ -107,7 +120,11 @@ class PatchDataset(Dataset):
         e = np.asarray(plan.in_shape)
         lo, hi = np.minimum(0, shape - e), np.maximum(0, shape - e)  # whole block inside, or volume inside it
         if motor is None:
-            return np.array([rng.integers(a, b + 1) for a, b in zip(lo, hi)])
+            # a uniform CENTRE, then the block clamped inside: border voxels (reconstruction edges, the ice
+            # surfaces) are seen about as often as inner ones. A uniform corner would show a border voxel
+            # in only 1 of (n - e + 1) crops, and the model would then fire on borders at inference.
+            centre = rng.uniform(0, shape)
+            return np.clip(np.floor(centre - e / 2.0).astype(np.int64), lo, hi)
         p = np.asarray(plan.out_shape, dtype=np.float64)
         margin = (1.0 - POSITIVE_CENTRAL_FRACTION) / 2.0
         u = rng.uniform(margin * p - 0.5, (1.0 - margin) * p - 0.5)  # wanted motor position in the output
@@ -122,6 +139,10 @@ class PatchDataset(Dataset):
         if positive:
             v = self.volumes[self.positives[int(rng.integers(len(self.positives)))]]
             start = self._start(v, plan, rng, v.motors[int(rng.integers(len(v.motors)))])
+        elif self.with_salient and rng.random() < self.salient_ratio:
+            k = self.with_salient[int(rng.integers(len(self.with_salient)))]
+            v, points = self.volumes[k], self.salient[k]
+            start = self._start(v, plan, rng, points[int(rng.integers(len(points)))])
         else:
             v = self.volumes[int(rng.integers(len(self.volumes)))]
             for _ in range(NEGATIVE_TRIES):

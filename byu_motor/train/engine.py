@@ -264,6 +264,8 @@ def train(
         device = f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu"
     device = torch.device(device)
     if device.type == "cuda":
+        if device.index is None:  # plain "cuda": this process's GPU under torchrun, else GPU 0
+            device = torch.device("cuda", info.local_rank)
         torch.cuda.set_device(device)
     elif info.enabled:  # CPU processes would otherwise oversubscribe the cores
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))

@@ -187,3 +187,39 @@ def test_cached_volume_pickles_without_the_voxels(tmp_path):
     assert len(data) < vol.volume.nbytes
     back = pickle.loads(data)
     np.testing.assert_array_equal(back.volume, vol.volume)
+
+
+def test_salient_negatives_are_centred_on_blobs_away_from_motors():
+    # a dark ball far from the motor: with salient_ratio 1 every negative crop holds it in its central 80 %
+    vol = make_volume((40, 96, 96), [[20, 20, 20]], background=120)
+    grids = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in (40, 96, 96)], indexing="ij")
+    ball = sum((g - c) ** 2 for g, c in zip(grids, (20, 70, 70))) <= 9
+    vol.volume[ball] = 20
+    data, train = cfgs(pos_ratio=0.0)
+    train.salient_ratio = 1.0
+    ds = PatchDataset([vol], data, train, stride=4, length=12, seed=0, augment=False)
+    assert len(ds.salient[0]) >= 1
+    assert np.linalg.norm(ds.salient[0][0] - (20, 70, 70)) <= 5.5  # within a 6-voxel block (20 A voxels)
+    for i in range(12):
+        image = ds[i]["image"][0].numpy()
+        dark = np.argwhere(image < image.mean() - 1.0)  # the ball's voxels
+        assert len(dark) >= 20
+        centre = dark.mean(axis=0)
+        lo, hi = 0.1 * np.array(data.patch_size) - 2.5, 0.9 * np.array(data.patch_size) + 1.5
+        assert np.all(centre >= lo) and np.all(centre <= hi), (i, centre)
+    train.salient_ratio = 0.0  # off: no points are computed
+    assert PatchDataset([vol], data, train, stride=4, length=1, seed=0).salient == []
+
+
+def test_negative_crops_reach_the_faces():
+    # a uniform centre clamped inside: a crop touches the z=0 face in about e / 2n of the draws
+    # (16 / 100 here); a uniform corner would touch it in 1 / (n - e + 1) = 1 / 69 of them
+    shape, patch = (100, 40, 40), (32, 40, 40)
+    vol = make_volume(shape, [])
+    vol.volume[:] = np.arange(shape[0], dtype=np.uint8)[:, None, None]  # grey = z index
+    data, train = cfgs(patch=patch, pos_ratio=0.0)
+    ds = PatchDataset([vol], data, train, stride=4, length=400, seed=1, augment=False)
+    first = np.array([ds[i]["image"][0, 0, 0, 0].item() for i in range(400)])
+    z0 = vol.normalizer(torch.zeros(1)).item()
+    touching = np.isclose(first, z0, atol=1e-4).mean()
+    assert 0.09 < touching < 0.25
