@@ -105,6 +105,13 @@ class TrainConfig:
     pos_ratio: float = 0.5
     salient_ratio: float = 0.0  # fraction of negative crops centred on blob-like objects (hard negatives)
     salient_radius_a: float = 250.0  # object radius the salient-point filter looks for
+    # hard-negative mining (byu_motor.train.mining): every hard_negative_every steps (0: at each validation)
+    # the model's top false positives on the training tomograms become centres of this fraction of negatives
+    hard_negative_ratio: float = 0.0
+    hard_negative_every: int = 0
+    hard_negative_topk: int = 5  # candidates kept per tomogram
+    hard_negative_min_score: float = 0.1  # weaker candidates are not hard
+    hard_negative_exclude_a: float = 1000.0  # candidates this close to a motor are not negatives
     num_workers: int = 4
     val_every: int = 1000
     fold: int = 0
@@ -149,6 +156,7 @@ class InferConfig:
     channels_last: bool = True
     compile: bool = False
     refine_peaks: bool = True  # sub-cell refinement of peaks (score-weighted 3x3x3 centroid)
+    border_margin: float = 0.0  # drop candidates within this fraction of each axis from a face
     # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
     prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
     loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader

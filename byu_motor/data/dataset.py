@@ -56,7 +56,8 @@ class PatchDataset(Dataset):
     a random tomogram, preferring crops without motors. A fraction ``train_cfg.salient_ratio`` of the negative
     crops is a hard negative instead: centred (within the central 80 %) on one of the tomogram's most
     blob-like objects away from its motors (:func:`byu_motor.data.salient.salient_points`, found once per
-    tomogram when the dataset is built). The target is always built from ALL motors of the tomogram that reach
+    tomogram when the dataset is built), and a fraction ``train_cfg.hard_negative_ratio`` is centred on the
+    model's own mined false positives (:meth:`set_hard_negatives`), drawn first. The target is always built from ALL motors of the tomogram that reach
     the patch, so a negative crop that happens to hold a motor is still labelled.
 
     Args:
@@ -110,6 +111,22 @@ class PatchDataset(Dataset):
                 for v in self.volumes
             ]
         self.with_salient = [i for i, pts in enumerate(self.salient) if len(pts)]
+        self.hard_ratio = float(getattr(train_cfg, "hard_negative_ratio", 0.0))
+        self.hard: list[np.ndarray] = []
+        self.with_hard: list[int] = []
+
+    def set_hard_negatives(self, points: Sequence[np.ndarray]) -> None:
+        """Mined hard negatives: one ``(k, 3)`` array of voxel positions per volume (see ``train.mining``).
+
+        A fraction ``train_cfg.hard_negative_ratio`` of the negative crops is then centred on one of them.
+        Set it before the DataLoader's workers start (they copy the dataset).
+        """
+        if len(points) != len(self.volumes):
+            raise ValueError(
+                f"got hard negatives for {len(points)} volumes, the dataset has {len(self.volumes)}"
+            )
+        self.hard = [np.asarray(p, dtype=np.float64).reshape(-1, 3) for p in points]
+        self.with_hard = [i for i, pts in enumerate(self.hard) if len(pts)]
 
     def __len__(self) -> int:
         return self.length
@@ -139,6 +156,10 @@ class PatchDataset(Dataset):
         if positive:
             v = self.volumes[self.positives[int(rng.integers(len(self.positives)))]]
             start = self._start(v, plan, rng, v.motors[int(rng.integers(len(v.motors)))])
+        elif self.with_hard and rng.random() < self.hard_ratio:
+            k = self.with_hard[int(rng.integers(len(self.with_hard)))]
+            v, points = self.volumes[k], self.hard[k]
+            start = self._start(v, plan, rng, points[int(rng.integers(len(points)))])
         elif self.with_salient and rng.random() < self.salient_ratio:
             k = self.with_salient[int(rng.integers(len(self.with_salient)))]
             v, points = self.volumes[k], self.salient[k]

@@ -14,7 +14,7 @@ from byu_motor.data.grid import Grid, as_triple, resample_volume
 from byu_motor.infer.sliding import SlidingWindow, resample_heatmap
 from byu_motor.infer.spec import ModelSpec
 from byu_motor.postprocess.fusion import fuse_points
-from byu_motor.postprocess.peaks import Candidate, decode_peaks
+from byu_motor.postprocess.peaks import Candidate, decode_peaks, drop_border
 
 log = logging.getLogger(__name__)
 
@@ -165,22 +165,24 @@ class Predictor:
         cfg = self.config
         original = Grid(volume.shape, spacing_a)
         per_model = self.model_logits(volume, spacing_a, tomo_id)
+        # with a border margin, more peaks are decoded so that topk are left after dropping border ones
+        k = cfg.topk if cfg.border_margin == 0 else 4 * cfg.topk
         if cfg.ensemble == "logits" or len(per_model) == 1:
             logits, grid = self._combine(per_model)
             if not self._finite(logits, tomo_id):
                 return []
-            return decode_peaks(
-                torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, cfg.topk, cfg.refine_peaks
+            cands = decode_peaks(
+                torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
+            return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
         lists = []
         for lg, grid in per_model:
             if not self._finite(lg, tomo_id):
                 return []
-            lists.append(
-                decode_peaks(
-                    torch.sigmoid(lg).cpu(), grid, original, cfg.nms_kernel_a, cfg.topk, cfg.refine_peaks
-                )
+            peaks = decode_peaks(
+                torch.sigmoid(lg).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
+            lists.append(drop_border(peaks, volume.shape, cfg.border_margin)[: cfg.topk])
         return fuse_points(
             lists,
             as_triple(spacing_a),

@@ -6,10 +6,15 @@ several under ``torchrun``). What a run leaves in ``out_dir``:
 - ``config.json``: the full config at start; ``folds.csv``: the fold split (written once, read on resume);
 - ``last.pt`` / ``best.pt``: inference checkpoints (:func:`byu_motor.models.checkpoint.save_checkpoint`,
   EMA weights when EMA is on) whose ``extra`` holds ``threshold``, ``f2``, ``step``, ``quantile_thresholds``;
-- ``resume.pt``: raw model, EMA, optimiser, scaler, scheduler, step and RNG states, written atomically every
-  ``val_every`` steps and at the end; rerunning the same command continues from it;
-- ``metrics.jsonl``: one JSON object per logged event (``event`` "train" or "val", ``step``, ``loss``, ``lr``,
-  ``f2``, ``threshold``, ``elapsed_s``; keys that do not apply are null).
+- ``resume.pt``: raw model, EMA, optimiser, scaler, scheduler, step, RNG states and mined hard negatives,
+  written atomically every ``val_every`` steps and at the end; rerunning the same command continues from it;
+- ``metrics.jsonl``: one JSON object per logged event (``event`` "train", "val" or "mine", ``step``, ``loss``,
+  ``lr``, ``f2``, ``threshold``, ``elapsed_s``; keys that do not apply are null).
+
+Hard-negative mining (``train.hard_negative_ratio > 0``, :mod:`byu_motor.train.mining`): every
+``hard_negative_every`` steps (default ``val_every``) the EMA model predicts the cached training volumes and its
+confident false positives become centres of that fraction of the negative crops; the loader restarts so its
+workers see them.
 """
 
 from __future__ import annotations
@@ -305,6 +310,7 @@ def train(
     criterion = HeatmapLoss(t)
 
     step, elapsed0 = 0, 0.0
+    saved_hard = None
     best = {"f2": -1.0, "threshold": None, "step": -1, "quantile_thresholds": {}}
     resume_path = out_dir / "resume.pt"
     if resume and resume_path.exists():
@@ -331,6 +337,7 @@ def train(
         step, elapsed0 = int(state["step"]), float(state["elapsed_s"])
         best = dict(state["best"])
         set_rng_state(state["rng"])
+        saved_hard = state.get("hard_negatives")
     step = agree_int(step, device if device.type == "cuda" else "cpu")
     scheduler.step_update(step)
 
@@ -341,17 +348,30 @@ def train(
     dataset = PatchDataset(
         volumes, cfg.data, t, stride, length=n_batches * t.batch_size, seed=t.seed, augment=True
     )
-    sampler = ShardedRangeSampler(step * micro_per_step, n_batches, t.batch_size, info.rank, info.world_size)
-    loader = DataLoader(
-        dataset,
-        batch_size=t.batch_size,
-        sampler=sampler,
-        num_workers=t.num_workers,
-        collate_fn=collate_patches,
-        pin_memory=device.type == "cuda",
-        drop_last=True,
-        persistent_workers=False,
-    )
+
+    def batches_from(first_step: int):
+        """Batches from ``first_step`` on (workers start afresh and copy the dataset as it is now)."""
+        sampler = ShardedRangeSampler(
+            first_step * micro_per_step, n_batches, t.batch_size, info.rank, info.world_size
+        )
+        loader = DataLoader(
+            dataset,
+            batch_size=t.batch_size,
+            sampler=sampler,
+            num_workers=t.num_workers,
+            collate_fn=collate_patches,
+            pin_memory=device.type == "cuda",
+            drop_last=True,
+            persistent_workers=False,
+        )
+        return iter(loader)
+
+    mine_every = t.hard_negative_every or t.val_every
+    hard_points: list[np.ndarray] | None = None
+    if t.hard_negative_ratio > 0 and saved_hard is not None:
+        # the points mined before the kill: sampling continues as if uninterrupted
+        hard_points = [x.numpy().astype(np.float64) for x in saved_hard]
+        dataset.set_hard_negatives(hard_points)
     validator = None
     if info.is_main and val_list:
         from byu_motor.train.validate import Validator
@@ -423,6 +443,9 @@ def train(
                     "scaler": scaler.state_dict() if scaler.is_enabled() else None,
                     "best": best,
                     "rng": rng_state(),
+                    "hard_negatives": None
+                    if hard_points is None
+                    else [torch.from_numpy(np.ascontiguousarray(x)) for x in hard_points],
                 },
                 resume_path,
             )
@@ -435,7 +458,7 @@ def train(
     bar = tqdm(
         total=t.steps, initial=step, disable=not (progress and info.is_main), desc="train", dynamic_ncols=True
     )
-    batches = iter(loader)
+    batches = batches_from(step)
     model.train()
     while step < t.steps:
         optimizer.zero_grad(set_to_none=True)
@@ -480,6 +503,23 @@ def train(
             if info.is_main:
                 log_row("train", loss=last_loss, lr=lr)
                 bar.set_postfix(loss=f"{last_loss:.4f}", lr=f"{lr:.2e}")
+        if t.hard_negative_ratio > 0 and step % mine_every == 0 and step < t.steps:
+            from byu_motor.train.mining import mine_hard_negatives
+
+            t_mine = time.perf_counter()
+            hard_points = mine_hard_negatives(
+                ema.module if ema is not None else core, stride, volumes, cfg, device
+            )
+            dataset.set_hard_negatives(hard_points)
+            del batches
+            batches = batches_from(step)
+            if info.is_main:
+                log_row(
+                    "mine",
+                    n_points=int(sum(len(x) for x in hard_points)),
+                    mine_s=round(time.perf_counter() - t_mine, 2),
+                )
+            model.train()
         if step % t.val_every == 0 or step == t.steps or step == stop_at_step:
             last_res = checkpoint()
         if callback is not None:

@@ -182,3 +182,18 @@ def test_predictor_rejects_bad_settings():
         Predictor([spec(2)], InferConfig(ensemble="vote"))
     with pytest.raises(ValueError):
         ModelSpec(BallModel(2), 0, 20.0)
+
+
+@pytest.mark.parametrize("ensemble", ["logits", "fusion"])
+def test_border_margin_drops_a_brighter_ball_on_a_face(ensemble):
+    # a brighter ball touching the x=0 face outscores the inner one; with a 5 % margin the inner one is first
+    vol = ball_volume(SHAPE, CENTRE, RADIUS_A / SPACING_A, fg=170)
+    edge = ball_volume(SHAPE, (CENTRE[0], CENTRE[1], 1.0), RADIUS_A / SPACING_A, fg=250)
+    vol = np.maximum(vol, edge)
+    models = [spec(2), spec(2, weight=1.0)]
+    plain = Predictor(models, InferConfig(ensemble=ensemble, topk=2)).predict_volume(vol, SPACING_A)
+    assert plain[0][2] < 3.0  # the face ball wins without a margin
+    cfg = InferConfig(ensemble=ensemble, topk=2, border_margin=0.05)
+    cands = Predictor(models, cfg).predict_volume(vol, SPACING_A)
+    assert top_error(cands) < 1.0
+    assert all(c[2] >= 0.05 * SHAPE[2] for c in cands)

@@ -75,3 +75,14 @@ def test_non_finite_heatmap_means_no_detection():
     assert decode_peaks(h, g, g, 30.0, 3) == []
     with pytest.raises(ValueError):
         decode_peaks(np.zeros((3, 3, 3)), g, g, 30.0, 3)
+
+
+def test_drop_border_keeps_inner_candidates_in_order():
+    from byu_motor.postprocess.peaks import drop_border
+
+    cands = [(5.0, 50.0, 1.0, 0.9), (50.0, 50.0, 50.0, 0.8), (99.0, 50.0, 50.0, 0.7), (10.0, 10.0, 10.0, 0.6)]
+    assert drop_border(cands, (100, 100, 100), 0.0) == cands
+    assert drop_border(cands, (100, 100, 100), 0.05) == [cands[1], cands[3]]
+    assert drop_border(cands, (100, 100, 100), 0.15) == [cands[1]]
+    with pytest.raises(ValueError, match="margin"):
+        drop_border(cands, (100, 100, 100), 0.5)

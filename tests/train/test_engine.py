@@ -218,3 +218,38 @@ def test_sharded_sampler_partitions_and_resumes() -> None:
     assert ranks[0] == [0, 1, 4, 5, 8, 9] and ranks[1] == [2, 3, 6, 7, 10, 11]
     assert list(ShardedRangeSampler(4, 6, 2, 1, 2)) == [10, 11]
     assert len(ShardedRangeSampler(4, 6, 2, 0, 2)) == 2
+
+
+def test_hard_negative_mining_runs_and_resumes_exactly(data_dir: Path, tmp_path: Path) -> None:
+    # mining at every validation (steps 4 and 8 minus the last); a kill at 6 resumes with the points mined at 4
+    cfg = tiny_config(
+        steps=8,
+        val_every=4,
+        ema=0.8,
+        lr=2e-3,
+        pos_ratio=0.3,
+        hard_negative_ratio=0.7,
+        hard_negative_min_score=0.0,
+    )
+    full = tmp_path / "full"
+    train(cfg, data_dir, full)
+    rows = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
+    mined = [r for r in rows if r["event"] == "mine"]
+    assert [r["step"] for r in mined] == [4] and mined[0]["n_points"] > 0
+    state = _final_state(full)
+    assert state["hard_negatives"] is not None and sum(len(x) for x in state["hard_negatives"]) > 0
+
+    cut = tmp_path / "cut"
+
+    def kill_at_6(step: int, info: dict) -> None:
+        if step == 6:
+            raise StopTraining
+
+    with pytest.raises(StopTraining):
+        train(cfg, data_dir, cut, callback=kill_at_6)
+    train(cfg, data_dir, cut)
+    a, b = _final_state(full), _final_state(cut)
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
+    for x, y in zip(a["hard_negatives"], b["hard_negatives"]):
+        torch.testing.assert_close(x, y)
