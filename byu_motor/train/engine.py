@@ -427,7 +427,7 @@ def train(
             save_checkpoint(out_dir / "last.pt", eval_model, cfg, extra)
             if res is None:  # nothing to compare: the latest weights are the best we know
                 save_checkpoint(out_dir / "best.pt", eval_model, cfg, extra)
-            elif res["f2"] > best["f2"]:
+            elif res["f2"] >= best["f2"]:  # ties: the later, longer-trained weights
                 best = dict(extra)
                 save_checkpoint(out_dir / "best.pt", eval_model, cfg, extra)
             _atomic_torch_save(

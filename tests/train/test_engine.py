@@ -253,3 +253,25 @@ def test_hard_negative_mining_runs_and_resumes_exactly(data_dir: Path, tmp_path:
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-5, atol=1e-6)
     for x, y in zip(a["hard_negatives"], b["hard_negatives"]):
         torch.testing.assert_close(x, y)
+
+
+def test_validation_ties_keep_the_later_checkpoint(data_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    # every validation scores the same: best.pt must hold the last (longest-trained) weights, not the first
+    from byu_motor.models.checkpoint import load_checkpoint
+    from byu_motor.train import validate
+
+    def constant(self, module, stride):
+        return {
+            "f2": 0.5,
+            "threshold": 0.3,
+            "quantile_thresholds": {},
+            "quantile_f2": {},
+            "n_tomograms": 2,
+            "seconds": 0.0,
+        }
+
+    monkeypatch.setattr(validate.Validator, "__call__", constant)
+    cfg = tiny_config(steps=6, val_every=2, ema=0.0)
+    result = train(cfg, data_dir, tmp_path / "run", val_ids=VAL_IDS)
+    assert result["best_step"] == 6
+    assert load_checkpoint(tmp_path / "run" / "best.pt").extra["step"] == 6
