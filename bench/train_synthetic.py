@@ -98,10 +98,12 @@ def main() -> None:
     else:
         print("goal F2 >= 0.9 NOT reached")
     print(
-        f"test F2 (20 tomograms, best.pt, checkpoint threshold): {test_f2:.3f} ({test_min:.1f} min to predict)"
+        f"test F2 (20 tomograms, best.pt, the preset's threshold rule): {test_f2:.3f} ({test_min:.1f} min to predict)"
     )
     if eval_f2 is not None:
-        print(f"eval F2 ({args.n_eval} more test tomograms, best.pt, checkpoint threshold): {eval_f2:.3f}")
+        print(
+            f"eval F2 ({args.n_eval} more test tomograms, best.pt, the preset's threshold rule): {eval_f2:.3f}"
+        )
     ok = goal is not None and goal["elapsed_s"] / 60 <= args.minutes
     print(f"GOAL {'MET' if ok else 'NOT MET'}: validation F2 >= 0.9 within {args.minutes:g} min")
 

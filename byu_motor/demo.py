@@ -121,8 +121,10 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
 
     solution = pd.read_csv(data / "test_labels.csv")
     details = score_details(solution, submission)
-    threshold = _threshold_used(checkpoints)
-    result = {**details, "threshold": threshold, "preset": preset, "timings_s": timings,
+    summary = submission.attrs.get("summary", {})
+    threshold = summary.get("threshold", _threshold_used(checkpoints))
+    result = {**details, "threshold": threshold, "threshold_source": summary.get("threshold_source"),
+              "preset": preset, "timings_s": timings,
               "paths": {"submission": str(out / "submission.csv"), "report": str(out / "report.md"),
                         "previews": str(out / "previews"), "checkpoints": checkpoints}}  # fmt: skip
     (out / "report.md").write_text(_report(result, s))
@@ -151,7 +153,7 @@ def _report(r: dict[str, Any], s: DemoSettings) -> str:
         f"| precision | {r['precision']:.4f} |",
         f"| recall | {r['recall']:.4f} |",
         f"| TP / FP / FN / TN | {r['tp']} / {r['fp']} / {r['fn']} / {r['tn']} |",
-        f"| threshold (mean of the folds' calibrated thresholds) | {r['threshold']} |",
+        f"| threshold ({r.get('threshold_source') or 'mean of the folds calibrated thresholds'}) | {r['threshold']} |",
         "",
         "| stage | seconds |",
         "|---|---|",
