@@ -100,6 +100,7 @@ class PatchDataset(Dataset):
         self.augmenter = Augmenter(train_cfg.augment if augment else NO_AUGMENT)
         if not augment:
             augment_settings(train_cfg.augment)  # still validate the keys
+        self._motors = [v.motors for v in self.volumes]
         self.positives = [i for i, v in enumerate(self.volumes) if len(v.motors)]
         self.max_motors = max(1, max(len(v.motors) for v in self.volumes))
         self.salient_ratio = float(getattr(train_cfg, "salient_ratio", 0.0))
@@ -148,22 +149,29 @@ class PatchDataset(Dataset):
         want_in = (e - 1) / 2.0 + plan.matrix @ (u - (p - 1) / 2.0)  # ... and in the input block
         return np.clip(np.rint(motor - want_in).astype(np.int64), lo, hi)
 
+    def _around(
+        self,
+        having: Sequence[int],
+        points: Sequence[np.ndarray],
+        plan: GeometryPlan,
+        rng: np.random.Generator,
+    ) -> tuple[CachedVolume, np.ndarray]:
+        """A random volume among ``having``, then a random one of its ``points``; the block corner around it."""
+        k = having[int(rng.integers(len(having)))]
+        v, pts = self.volumes[k], points[k]
+        return v, self._start(v, plan, rng, pts[int(rng.integers(len(pts)))])
+
     def sample(self, i: int) -> dict[str, Any]:
         """Build item ``i`` (see the class docstring)."""
         rng = np.random.default_rng([self.seed, int(i)])
         plan = self.augmenter.plan(self.patch_size, rng)
         positive = bool(self.positives) and rng.random() < self.pos_ratio
         if positive:
-            v = self.volumes[self.positives[int(rng.integers(len(self.positives)))]]
-            start = self._start(v, plan, rng, v.motors[int(rng.integers(len(v.motors)))])
+            v, start = self._around(self.positives, self._motors, plan, rng)
         elif self.with_hard and rng.random() < self.hard_ratio:
-            k = self.with_hard[int(rng.integers(len(self.with_hard)))]
-            v, points = self.volumes[k], self.hard[k]
-            start = self._start(v, plan, rng, points[int(rng.integers(len(points)))])
+            v, start = self._around(self.with_hard, self.hard, plan, rng)
         elif self.with_salient and rng.random() < self.salient_ratio:
-            k = self.with_salient[int(rng.integers(len(self.with_salient)))]
-            v, points = self.volumes[k], self.salient[k]
-            start = self._start(v, plan, rng, points[int(rng.integers(len(points)))])
+            v, start = self._around(self.with_salient, self.salient, plan, rng)
         else:
             v = self.volumes[int(rng.integers(len(self.volumes)))]
             for _ in range(NEGATIVE_TRIES):

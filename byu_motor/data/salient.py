@@ -35,6 +35,20 @@ def _block_mean(volume: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
     return out
 
 
+def far_from(
+    points: np.ndarray, others: np.ndarray, spacing_a: float | Sequence[float], distance_a: float
+) -> np.ndarray:
+    """The rows of ``points`` (``(k, 3)`` voxels) farther than ``distance_a`` Angstrom from every row of
+    ``others`` (``(n, 3)`` voxels of the same grid); all of them when ``others`` is empty."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    others = np.asarray(others, dtype=np.float64).reshape(-1, 3)
+    if not len(points) or not len(others):
+        return points
+    spacing = np.asarray(as_triple(spacing_a, "spacing_a"), dtype=np.float64)
+    d = np.linalg.norm((points[:, None, :] - others[None, :, :]) * spacing, axis=2).min(axis=1)
+    return points[d > distance_a]
+
+
 def salient_points(
     volume: np.ndarray,
     spacing_a: float | Sequence[float],
@@ -85,8 +99,6 @@ def salient_points(
     idx = np.argwhere(peaks)
     order = np.argsort(-response[peaks], kind="stable")
     points = (idx[order].astype(np.float64) + 0.5) * np.asarray(factor) - 0.5
-    if exclude is not None and len(exclude) and len(points):
-        ex = np.asarray(exclude, dtype=np.float64).reshape(-1, 3)
-        d = np.linalg.norm((points[:, None, :] - ex[None, :, :]) * spacing, axis=2)
-        points = points[d.min(axis=1) > exclude_a]
+    if exclude is not None:
+        points = far_from(points, exclude, spacing, exclude_a)
     return points[:max_points]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -66,6 +67,31 @@ class ModelSpec:
         return self.spacing_a  # type: ignore[return-value]
 
     @classmethod
+    def from_data_config(
+        cls, module: nn.Module, stride: int | Sequence[int], data: Any, name: str = "", **kwargs: Any
+    ) -> ModelSpec:
+        """A spec whose spacing, normalisation, patch and resampling come from a ``DataConfig``.
+
+        Args:
+            module: the detector.
+            stride: its output stride, scalar or ``(sz, sy, sx)``.
+            data: :class:`byu_motor.config.DataConfig` the module was (or is being) trained with.
+            name: label for logs.
+            **kwargs: other :class:`ModelSpec` fields (``weight``, ``threshold``).
+        """
+        return cls(
+            module=module,
+            stride=stride if isinstance(stride, int) else tuple(int(s) for s in stride),  # type: ignore[arg-type]
+            spacing_a=tuple(data.spacing_a),  # type: ignore[arg-type]
+            normalizer=Normalizer.from_data_config(data),
+            patch_size=tuple(data.patch_size),  # type: ignore[arg-type]
+            name=name,
+            interp=data.interp,
+            denoise=data.denoise,
+            **kwargs,
+        )
+
+    @classmethod
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "cpu", weight: float = 1.0
     ) -> ModelSpec:
@@ -82,15 +108,6 @@ class ModelSpec:
         stride: Sequence[int] = getattr(model, "stride", None) or loaded.config.model.stride
         extra = loaded.extra or {}
         thr = extra.get("threshold")
-        return cls(
-            module=model,
-            stride=tuple(int(s) for s in stride),  # type: ignore[arg-type]
-            spacing_a=tuple(data.spacing_a),  # type: ignore[arg-type]
-            normalizer=Normalizer.from_data_config(data),
-            patch_size=tuple(data.patch_size),  # type: ignore[arg-type]
-            weight=weight,
-            name=Path(path).stem,
-            interp=data.interp,
-            denoise=data.denoise,
-            threshold=None if thr is None else float(thr),
+        return cls.from_data_config(
+            model, stride, data, Path(path).stem, weight=weight, threshold=None if thr is None else float(thr)
         )

@@ -519,7 +519,6 @@ def train(
                     n_points=int(sum(len(x) for x in hard_points)),
                     mine_s=round(time.perf_counter() - t_mine, 2),
                 )
-            model.train()
         if step % t.val_every == 0 or step == t.steps or step == stop_at_step:
             last_res = checkpoint()
         if callback is not None:

@@ -20,6 +20,7 @@ from torch import nn
 
 from byu_motor.config import Config
 from byu_motor.data.cache import CachedVolume
+from byu_motor.data.salient import far_from
 
 
 def mine_hard_negatives(
@@ -44,32 +45,17 @@ def mine_hard_negatives(
         One float64 ``(k, 3)`` array per volume (``k <= hard_negative_topk``, possibly 0): candidate centres
         in that volume's voxels, best first, each farther than ``hard_negative_exclude_a`` from all motors.
     """
-    from byu_motor.data.normalize import Normalizer
     from byu_motor.infer.predictor import Predictor
     from byu_motor.infer.spec import ModelSpec
 
     t = cfg.train
-    data = cfg.data
-    spec = ModelSpec(
-        module=copy.deepcopy(module),
-        stride=tuple(int(s) for s in stride),  # type: ignore[arg-type]
-        spacing_a=tuple(data.spacing_a),  # type: ignore[arg-type]
-        normalizer=Normalizer.from_data_config(data),
-        patch_size=tuple(data.patch_size),  # type: ignore[arg-type]
-        interp=data.interp,
-        denoise=data.denoise,
-        name="mining",
-    )
+    spec = ModelSpec.from_data_config(copy.deepcopy(module), stride, cfg.data, "mining")
     infer = dataclasses.replace(cfg.infer, topk=int(t.hard_negative_topk), tta=(), scales=(1.0,))
     predictor = Predictor([spec], infer, device)
     out: list[np.ndarray] = []
     for v in volumes:
-        spacing = np.asarray(v.grid.spacing_a, dtype=np.float64)
-        cands = predictor.predict_volume(np.asarray(v.volume), tuple(spacing), v.tomo_id)
+        spacing = v.grid.spacing_a
+        cands = predictor.predict_volume(np.asarray(v.volume), spacing, v.tomo_id)
         pts = np.array([c[:3] for c in cands if c[3] >= t.hard_negative_min_score], dtype=np.float64)
-        pts = pts.reshape(-1, 3)
-        if len(pts) and len(v.motors):
-            d = np.linalg.norm((pts[:, None, :] - v.motors[None, :, :]) * spacing, axis=2).min(axis=1)
-            pts = pts[d > t.hard_negative_exclude_a]
-        out.append(pts)
+        out.append(far_from(pts, v.motors, spacing, t.hard_negative_exclude_a))
     return out

@@ -59,21 +59,10 @@ class Validator:
         ``module`` is copied first: the Predictor switches it to eval mode and may change its memory
         format, which must not leak into the model being trained.
         """
-        from byu_motor.data.normalize import Normalizer
         from byu_motor.infer.predictor import Predictor
         from byu_motor.infer.spec import ModelSpec
 
-        data = self.cfg.data
-        spec = ModelSpec(
-            module=copy.deepcopy(module),
-            stride=tuple(int(s) for s in stride),  # type: ignore[arg-type]
-            spacing_a=tuple(data.spacing_a),  # type: ignore[arg-type]
-            normalizer=Normalizer.from_data_config(data),
-            patch_size=tuple(data.patch_size),  # type: ignore[arg-type]
-            interp=data.interp,
-            denoise=data.denoise,
-            name="validation",
-        )
+        spec = ModelSpec.from_data_config(copy.deepcopy(module), stride, self.cfg.data, "validation")
         predictor = Predictor([spec], self.cfg.infer, self.device)
         out: dict[str, list[tuple]] = {}
         for tid, rec in self.records.items():
