@@ -97,6 +97,24 @@ def test_stem_stride_and_in_channels(name):
         assert feat.shape == (1, channels, *(n // s for n, s in zip(shape, stride)))
 
 
+def test_resnet_without_max_pool_keeps_layer1_at_stem_resolution():
+    pooled = _build("resnet_tiny").eval()
+    model = _build("resnet_tiny", max_pool=False).eval()
+    assert model.strides == [(2, 2, 2), (2, 2, 2), (4, 4, 4), (8, 8, 8), (16, 16, 16)]
+    # same weights, only the pooling differs
+    assert [p.shape for p in model.parameters()] == [p.shape for p in pooled.parameters()]
+    with torch.no_grad():
+        features = model(torch.randn(1, 1, 32, 32, 32))
+    assert [tuple(f.shape[2:]) for f in features] == [
+        (16, 16, 16),
+        (16, 16, 16),
+        (8, 8, 8),
+        (4, 4, 4),
+        (2, 2, 2),
+    ]
+    assert not any(isinstance(m, torch.nn.MaxPool3d) for m in model.modules())
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_channels_last_3d_forward_backward(name):
     model = _build(name).train()

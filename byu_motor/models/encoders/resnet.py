@@ -79,6 +79,7 @@ def build_monai_resnet(
     grad_checkpointing: bool = False,
     pretrained_file: str | None = None,
     stem_kernel: int = 7,
+    max_pool: bool = True,
     **kwargs: Any,
 ) -> StagedEncoder:
     """A MONAI 3D ResNet cut into 5 stages: stem (conv, BN, ReLU), max-pool + layer1, layer2, layer3, layer4.
@@ -97,9 +98,11 @@ def build_monai_resnet(
         pretrained_file: local state dict of a MONAI ``ResNet`` of the same shape (e.g. MedicalNet weights
             converted to shortcut "B"); the classifier ``fc`` is ignored.
         stem_kernel: kernel size of the stem conv.
+        max_pool: keep the stride-2 max-pool before ``layer1``; without it ``layer1`` runs at the stem's
+            resolution and every later stride halves (a finer stride-4 feature map for small objects).
 
     Returns:
-        Encoder with strides ``stem * (1, 2, 4, 8, 16)``.
+        Encoder with strides ``stem * (1, 2, 4, 8, 16)`` (``stem * (1, 1, 2, 4, 8)`` without the max-pool).
     """
     check_no_extra_kwargs(name, kwargs)
     stem = as_triple(stem_stride, "stem_stride")
@@ -111,7 +114,7 @@ def build_monai_resnet(
         n_input_channels=in_channels,
         conv1_t_size=stem_kernel,
         conv1_t_stride=stem,
-        no_max_pool=False,
+        no_max_pool=not max_pool,
         shortcut_type="B",
         feed_forward=False,
         bias_downsample=False,
@@ -120,14 +123,15 @@ def build_monai_resnet(
         load_weights(net, pretrained_file, ignore_prefixes=("fc.",))
     stages = [
         nn.Sequential(net.conv1, net.bn1, net.act),
-        nn.Sequential(net.maxpool, net.layer1),
+        nn.Sequential(net.maxpool, net.layer1) if max_pool else net.layer1,
         net.layer2,
         net.layer3,
         net.layer4,
     ]
     expansion = block.expansion  # type: ignore[attr-defined]
     out_channels = [widths[0]] + [w * expansion for w in widths]
-    strides = cumulative_strides(stem, [(2, 2, 2)] * 4)
+    first = (2, 2, 2) if max_pool else (1, 1, 1)
+    strides = cumulative_strides(stem, [first] + [(2, 2, 2)] * 3)
     return StagedEncoder(stages, out_channels, strides, grad_checkpointing)
 
 
