@@ -115,6 +115,16 @@ def test_resnet_without_max_pool_keeps_layer1_at_stem_resolution():
     assert not any(isinstance(m, torch.nn.MaxPool3d) for m in model.modules())
 
 
+def test_resnet_tiny_widths_and_layers_resize_the_stages():
+    model = _build("resnet_tiny", widths=(16, 24, 32, 48), layers=(2, 1, 1, 3), max_pool=False).eval()
+    assert model.out_channels == [16, 16, 24, 32, 48]
+    blocks = [len(stage) for stage in list(model.stages)[1:]]
+    assert blocks == [2, 1, 1, 3]
+    with torch.no_grad():
+        features = model(torch.randn(1, 1, 32, 32, 32))
+    assert [f.shape[1] for f in features] == [16, 16, 24, 32, 48]
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_channels_last_3d_forward_backward(name):
     model = _build(name).train()

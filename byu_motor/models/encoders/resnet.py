@@ -136,10 +136,12 @@ def build_monai_resnet(
 
 
 @ENCODERS.register("resnet_tiny", tiny=True)
-def resnet_tiny(**kwargs: Any) -> StagedEncoder:
-    """Tiny 3D ResNet for tests: basic blocks, widths 8-16-32-64, one block per stage, 3^3 stem."""
+def resnet_tiny(
+    widths: Sequence[int] = (8, 16, 32, 64), layers: Sequence[int] = (1, 1, 1, 1), **kwargs: Any
+) -> StagedEncoder:
+    """Tiny 3D ResNet for CPU runs: basic blocks, 3^3 stem; ``widths`` and ``layers`` (4 ints each) resize it."""
     kwargs.setdefault("stem_kernel", 3)
-    return build_monai_resnet("resnet_tiny", ResNetBlock, (1, 1, 1, 1), (8, 16, 32, 64), **kwargs)
+    return build_monai_resnet("resnet_tiny", ResNetBlock, tuple(layers), tuple(widths), **kwargs)
 
 
 @ENCODERS.register("resnet18")
