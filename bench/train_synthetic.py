@@ -5,9 +5,12 @@ tomograms by default) is generated once into ``--cache`` and reused. After train
 are predicted through the inference runner with the best checkpoint (its tuned threshold, the preset's
 assumed test spacing, exactly as a submission would be made) and scored against ``test_labels.csv``; so are
 ``--n-eval`` (60) more test tomograms of another seed, a steadier figure than 8 validation or 20 test ones.
+With ``--fit`` the training tomograms are predicted too (same Validator path): their best-threshold F2 and
+the highest score away from every motor tell under-fitting (low F2 on the training tomograms) from a
+failure to generalise (training tomograms fine, held-out ones not).
 
     python bench/train_synthetic.py [--cache /tmp/byu_bench/synth_s025_40_20] [--out RUN] [--threads 2]
-        [--set train.steps=300 ...] [--minutes 10]
+        [--set train.steps=300 ...] [--minutes 10] [--fit]
 """
 
 from __future__ import annotations
@@ -36,6 +39,32 @@ def ensure_dataset(cache: Path, n_train: int, n_test: int, seed: int, workers: i
     return time.perf_counter() - t0
 
 
+def fit_figures(cfg, cache: Path, run: Path) -> dict[str, float]:
+    """Best-threshold F2 of ``run/best.pt`` on its own training tomograms and its top off-motor score there.
+
+    Returns:
+        ``f2``, ``threshold``, ``n`` (training tomograms) and ``max_off_motor`` (highest candidate score
+        farther than 1000 A from every motor, over all training tomograms).
+    """
+    from byu_motor.data.folds import read_folds
+    from byu_motor.data.layout import read_labels
+    from byu_motor.models.checkpoint import load_checkpoint
+    from byu_motor.postprocess.threshold import best_threshold, max_off_motor_score
+    from byu_motor.train.validate import Validator
+
+    records = read_labels(cache / "train_labels.csv")
+    folds = read_folds(run / "folds.csv") if (run / "folds.csv").exists() else {}
+    train_ids = [t for t in records if folds.get(t, -1) != cfg.train.fold]
+    recs = {t: records[t] for t in train_ids}
+    loaded = load_checkpoint(run / "best.pt")
+    cands = Validator(loaded.config, cache / "train", recs, torch.device("cpu")).candidates(
+        loaded.model, loaded.config.model.stride
+    )
+    thr, f2 = best_threshold(cands, recs)
+    off = max_off_motor_score(cands, recs)
+    return {"f2": f2, "threshold": thr, "n": len(recs), "max_off_motor": off}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
@@ -50,6 +79,9 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10.0, help="goal: validation F2 >= 0.9 within this time")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--keep", action="store_true", help="resume an existing --out instead of starting afresh")
+    p.add_argument(
+        "--fit", action="store_true", help="also score the training tomograms (fit vs generalisation)"
+    )
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -84,6 +116,8 @@ def main() -> None:
         )
         eval_f2 = score(pd.read_csv(eval_dir / "test_labels.csv"), eval_sub)
 
+    fit = fit_figures(cfg, args.cache, args.out) if args.fit else None
+
     print(f"data generation: {gen_s / 60:.1f} min (0 when cached)")
     print(f"training: {result['step']} steps in {train_min:.1f} min ({torch.get_num_threads()} threads)")
     for r in val:
@@ -103,6 +137,11 @@ def main() -> None:
     if eval_f2 is not None:
         print(
             f"eval F2 ({args.n_eval} more test tomograms, best.pt, the preset's threshold rule): {eval_f2:.3f}"
+        )
+    if fit is not None:
+        print(
+            f"fit: F2 {fit['f2']:.3f} on the {fit['n']} training tomograms (thr {fit['threshold']:.3f}); "
+            f"highest score away from every motor there {fit['max_off_motor']:.3f}"
         )
     ok = goal is not None and goal["elapsed_s"] / 60 <= args.minutes
     print(f"GOAL {'MET' if ok else 'NOT MET'}: validation F2 >= 0.9 within {args.minutes:g} min")

@@ -69,6 +69,32 @@ def _top_hits(candidates: Candidates, records: Mapping[str, TomoRecord], distanc
     return scores, hit, pos
 
 
+def max_off_motor_score(
+    candidates: Candidates, records: Mapping[str, TomoRecord], distance_a: float = 1000.0
+) -> float:
+    """Highest candidate score farther than ``distance_a`` from every motor of its tomogram (0.0 if none).
+
+    Over all candidates (not only the top one) of the labelled tomograms. On training tomograms, a value
+    well below the best threshold while held-out motor-free tomograms score above it means the model
+    learned its training negatives, not what makes them negatives.
+
+    Args:
+        candidates: ``{tomo_id: [(z, y, x, score), ...]}`` in original voxels.
+        records: labels (motors in original voxels, ``spacing_a`` in Angstrom per voxel).
+        distance_a: distance in Angstrom within which a candidate belongs to a motor.
+    """
+    best = 0.0
+    for tid, rec in records.items():
+        motors = np.asarray(rec.motors, dtype=float).reshape(-1, 3)
+        for c in candidates.get(tid, ()):
+            if len(motors):
+                d = np.linalg.norm(motors - np.asarray(c[:3], dtype=float), axis=1).min()
+                if d <= distance_a / rec.spacing_a:
+                    continue
+            best = max(best, float(c[3]))
+    return best
+
+
 def f2_at(scores: np.ndarray, hit: np.ndarray, pos: np.ndarray, threshold: float, beta: float = 2.0) -> float:
     """F-beta when tomograms with ``score >= threshold`` submit their top candidate."""
     pred = scores >= threshold

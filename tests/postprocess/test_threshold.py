@@ -8,6 +8,7 @@ import pytest
 from byu_motor.metric import validation_details
 from byu_motor.postprocess.threshold import (
     best_threshold,
+    max_off_motor_score,
     quantile_sweep,
     quantile_threshold,
     submission_from_candidates,
@@ -67,3 +68,16 @@ def test_quantile_threshold_and_sweep(case):
     assert sweep.loc[sweep.q == 0.5, "f2"].item() == pytest.approx(f_05)
     with pytest.raises(ValueError):
         quantile_threshold(cands, 1.5)
+
+
+def test_max_off_motor_score_skips_candidates_on_motors(case):
+    recs, cands = case
+    # p3's misplaced 0.8 is the highest off-motor candidate; p1's 0.9 sits on its motor
+    assert max_off_motor_score(cands, recs) == pytest.approx(0.8)
+    cands = {**cands, "p1": [(10.2, 10, 9.6, 0.9), (40, 40, 40, 0.85)], "p3": [(30, 30, 31, 0.8)]}
+    assert max_off_motor_score(cands, recs) == pytest.approx(0.85)
+    # exactly at the 10-voxel radius still belongs to the motor (<=, as in the metric)
+    only = {"p2": recs["p2"]}
+    assert max_off_motor_score({"p2": [(30, 20, 20, 0.6)]}, only) == 0.0
+    assert max_off_motor_score({"p2": [(30.5, 20, 20, 0.6)]}, only) == pytest.approx(0.6)
+    assert max_off_motor_score({"p2": []}, only) == 0.0
