@@ -35,18 +35,27 @@ def _block_mean(volume: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
     return out
 
 
+def far_mask(
+    points: np.ndarray, others: np.ndarray, spacing_a: float | Sequence[float], distance_a: float
+) -> np.ndarray:
+    """Boolean ``(k,)``: which rows of ``points`` (``(k, 3)`` voxels) lie farther than ``distance_a`` Angstrom
+    from every row of ``others`` (``(n, 3)`` voxels of the same grid); all True when ``others`` is empty."""
+    points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
+    others = np.asarray(others, dtype=np.float64).reshape(-1, 3)
+    if not len(points) or not len(others):
+        return np.ones(len(points), dtype=bool)
+    spacing = np.asarray(as_triple(spacing_a, "spacing_a"), dtype=np.float64)
+    d = np.linalg.norm((points[:, None, :] - others[None, :, :]) * spacing, axis=2).min(axis=1)
+    return d > distance_a
+
+
 def far_from(
     points: np.ndarray, others: np.ndarray, spacing_a: float | Sequence[float], distance_a: float
 ) -> np.ndarray:
     """The rows of ``points`` (``(k, 3)`` voxels) farther than ``distance_a`` Angstrom from every row of
     ``others`` (``(n, 3)`` voxels of the same grid); all of them when ``others`` is empty."""
     points = np.asarray(points, dtype=np.float64).reshape(-1, 3)
-    others = np.asarray(others, dtype=np.float64).reshape(-1, 3)
-    if not len(points) or not len(others):
-        return points
-    spacing = np.asarray(as_triple(spacing_a, "spacing_a"), dtype=np.float64)
-    d = np.linalg.norm((points[:, None, :] - others[None, :, :]) * spacing, axis=2).min(axis=1)
-    return points[d > distance_a]
+    return points[far_mask(points, others, spacing_a, distance_a)]
 
 
 def salient_points(

@@ -83,15 +83,15 @@ def max_off_motor_score(
         records: labels (motors in original voxels, ``spacing_a`` in Angstrom per voxel).
         distance_a: distance in Angstrom within which a candidate belongs to a motor.
     """
+    from byu_motor.data.salient import far_mask  # local: keeps scipy out of this module's import
+
     best = 0.0
     for tid, rec in records.items():
-        motors = np.asarray(rec.motors, dtype=float).reshape(-1, 3)
-        for c in candidates.get(tid, ()):
-            if len(motors):
-                d = np.linalg.norm(motors - np.asarray(c[:3], dtype=float), axis=1).min()
-                if d <= distance_a / rec.spacing_a:
-                    continue
-            best = max(best, float(c[3]))
+        cands = candidates.get(tid, ())
+        points = np.array([c[:3] for c in cands], dtype=float).reshape(-1, 3)
+        scores = np.array([c[3] for c in cands], dtype=float)
+        far = scores[far_mask(points, rec.motors, rec.spacing_a, distance_a)]
+        best = max(best, float(far.max(initial=0.0)))
     return best
 
 
