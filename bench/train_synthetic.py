@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from byu_motor.data.synth import generate_dataset
-from byu_motor.metric import score
+from byu_motor.metric import score_details
 from byu_motor.presets import get_preset
 from byu_motor.train.engine import train
 
@@ -63,6 +63,11 @@ def fit_figures(cfg, cache: Path, run: Path) -> dict[str, float]:
     thr, f2 = best_threshold(cands, recs)
     off = max_off_motor_score(cands, recs)
     return {"f2": f2, "threshold": thr, "n": len(recs), "max_off_motor": off}
+
+
+def _counts(d: dict) -> str:
+    """``TP a, FP b, FN c (d misplaced)`` of a :func:`~byu_motor.metric.score_details` dict."""
+    return f"TP {d['tp']}, FP {d['fp']}, FN {d['fn']} ({d['misplaced']} misplaced)"
 
 
 def main() -> None:
@@ -105,16 +110,16 @@ def main() -> None:
     t1 = time.perf_counter()
     # the preset's inference settings: checkpoint threshold, assumed test spacing, as a submission would
     sub = run_prediction(args.cache, [args.out / "best.pt"], args.out / "test_submission.csv", cfg.infer)
-    test_f2 = score(pd.read_csv(args.cache / "test_labels.csv"), sub)
+    test = score_details(pd.read_csv(args.cache / "test_labels.csv"), sub)
     test_min = (time.perf_counter() - t1) / 60
-    eval_f2 = None
+    ev = None
     if args.n_eval > 0:
         eval_dir = args.cache.with_name(f"{args.cache.name}_eval{args.n_eval}")
         ensure_dataset(eval_dir, 0, args.n_eval, args.seed + 1000, workers=args.threads)
         eval_sub = run_prediction(
             eval_dir, [args.out / "best.pt"], args.out / "eval_submission.csv", cfg.infer
         )
-        eval_f2 = score(pd.read_csv(eval_dir / "test_labels.csv"), eval_sub)
+        ev = score_details(pd.read_csv(eval_dir / "test_labels.csv"), eval_sub)
 
     fit = fit_figures(cfg, args.cache, args.out) if args.fit else None
 
@@ -132,11 +137,13 @@ def main() -> None:
     else:
         print("goal F2 >= 0.9 NOT reached")
     print(
-        f"test F2 (20 tomograms, best.pt, the preset's threshold rule): {test_f2:.3f} ({test_min:.1f} min to predict)"
+        f"test F2 ({args.n_test} tomograms, best.pt, the preset's threshold rule): {test['f2']:.3f} "
+        f"({_counts(test)}; {test_min:.1f} min to predict)"
     )
-    if eval_f2 is not None:
+    if ev is not None:
         print(
-            f"eval F2 ({args.n_eval} more test tomograms, best.pt, the preset's threshold rule): {eval_f2:.3f}"
+            f"eval F2 ({args.n_eval} more test tomograms, best.pt, the preset's threshold rule): {ev['f2']:.3f} "
+            f"({_counts(ev)})"
         )
     if fit is not None:
         print(

@@ -153,6 +153,7 @@ def _report(r: dict[str, Any], s: DemoSettings) -> str:
         f"| precision | {r['precision']:.4f} |",
         f"| recall | {r['recall']:.4f} |",
         f"| TP / FP / FN / TN | {r['tp']} / {r['fp']} / {r['fn']} / {r['tn']} |",
+        f"| FN that predicted a motor more than 1000 A away (misplaced) | {r['misplaced']} |",
         f"| threshold ({r.get('threshold_source') or 'mean of the folds calibrated thresholds'}) | {r['threshold']} |",
         "",
         "| stage | seconds |",

@@ -80,7 +80,9 @@ def score_details(
         beta: the F-beta's beta.
 
     Returns:
-        dict with ``tp, fp, fn, tn, precision, recall, f2`` (``f2`` is the F-beta).
+        dict with ``tp, fp, fn, tn, misplaced, precision, recall, f2`` (``f2`` is the F-beta). ``misplaced``
+        counts the false negatives that did predict a motor, but farther than ``distance_a`` from it: the
+        localisation errors, as opposed to the tomograms left below the threshold (``fn - misplaced``).
 
     Raises:
         MetricError: missing columns, NaN values, duplicate or mismatched tomo_ids.
@@ -101,9 +103,10 @@ def _counts(hit: np.ndarray, p_pos: np.ndarray, t_pos: np.ndarray, beta: float) 
     fn = int(t_pos.sum()) - tp  # misses and misplaced predictions alike
     fp = int((p_pos & ~t_pos).sum())
     tn = int((~p_pos & ~t_pos).sum())
+    misplaced = int((p_pos & t_pos & ~hit).sum())
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
-    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "precision": precision, "recall": recall,
+    return {"tp": tp, "fp": fp, "fn": fn, "tn": tn, "misplaced": misplaced, "precision": precision, "recall": recall,
             "f2": fbeta(tp, fp, fn, beta)}  # fmt: skip
 
 

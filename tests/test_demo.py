@@ -30,6 +30,7 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
 
     report = (out / "report.md").read_text()
     assert "| F2 |" in report and "train fold 1" in report and "predict" in report
+    assert "(misplaced) |" in report
 
     pngs = sorted((out / "previews").glob("*.png"))
     assert [p.stem for p in pngs] == sorted(sample["tomo_id"])

@@ -28,6 +28,7 @@ def test_fbeta_formula_and_zero_case():
 def test_abstain_on_positive_is_one_false_negative():
     d = score_details(sol([("a", 10, 10, 10, 10.0)]), sub([("a", -1, -1, -1)]))
     assert (d["tp"], d["fp"], d["fn"]) == (0, 0, 1)
+    assert d["misplaced"] == 0  # abstained: below the threshold, not a localisation error
     assert d["f2"] == 0.0
 
 
@@ -37,6 +38,7 @@ def test_near_hit_and_far_miss_on_positive_counts_one_fn_only():
     p = sub([("a", 160, 160, 100), ("b", 200, 200, 200)])  # a: 84.9 voxels (hit); b: 173 voxels (miss)
     d = score_details(s, p)
     assert (d["tp"], d["fp"], d["fn"]) == (1, 0, 1)
+    assert d["misplaced"] == 1  # b predicted a motor, too far away
     assert d["f2"] == pytest.approx(5 / (5 + 4))
 
 
@@ -85,3 +87,4 @@ def test_validation_variant_hits_any_motor(tmp_path):
     assert (d["tp"], d["fp"], d["fn"], d["tn"]) == (1, 0, 0, 1)
     d = validation_details(recs, sub([("a", 50, 50, 50), ("b", 3, 3, 3)]), distance_a=50.0)
     assert (d["tp"], d["fp"], d["fn"]) == (0, 1, 1)
+    assert d["misplaced"] == 1  # a only: the false positive on motor-free b is not a misplaced motor

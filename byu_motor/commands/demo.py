@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{stage:>14}: {seconds:7.1f} s")
     print(f"report: {r['paths']['report']}")
     print(
-        f"precision = {r['precision']:.4f}  recall = {r['recall']:.4f}  TP = {r['tp']}  FP = {r['fp']}  FN = {r['fn']}"
+        f"precision = {r['precision']:.4f}  recall = {r['recall']:.4f}  TP = {r['tp']}  FP = {r['fp']}  FN = {r['fn']} ({r['misplaced']} misplaced)"
     )
     print(f"F2 = {r['f2']:.4f}")
     return 0

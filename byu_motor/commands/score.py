@@ -39,6 +39,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"tomograms: {d['tp'] + d['fp'] + d['fn'] + d['tn']} ({mode})")
     print(f"precision = {d['precision']:.4f}")
     print(f"recall    = {d['recall']:.4f}")
-    print(f"TP = {d['tp']}  FP = {d['fp']}  FN = {d['fn']}  TN = {d['tn']}")
+    print(f"TP = {d['tp']}  FP = {d['fp']}  FN = {d['fn']} ({d['misplaced']} misplaced)  TN = {d['tn']}")
     print(f"F{args.beta:g} = {d['f2']:.4f}")
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -184,3 +185,38 @@ def _adapt_input_channels(weight: torch.Tensor, shape: torch.Size, what: str) ->
 def count_parameters(module: nn.Module) -> int:
     """Number of parameters of ``module``."""
     return sum(p.numel() for p in module.parameters())
+
+
+NORMS = ("batch", "group", "instance")
+
+
+def make_norm(norm: str, channels: int) -> nn.Module:
+    """A 3D normalisation layer: ``"batch"``, ``"group"`` (up to 8 groups) or ``"instance"`` (affine)."""
+    if norm == "batch":
+        return nn.BatchNorm3d(channels)
+    if norm == "group":
+        return nn.GroupNorm(math.gcd(8, channels), channels)
+    if norm == "instance":
+        return nn.InstanceNorm3d(channels, affine=True)
+    raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
+
+
+def replace_batch_norm(module: nn.Module, norm: str) -> nn.Module:
+    """Swap every ``BatchNorm3d`` inside ``module`` for a fresh ``make_norm(norm, channels)`` layer, in place.
+
+    ``"batch"`` leaves the module unchanged. The new layers start at identity affine parameters, so run
+    this before training (loaded batch-norm statistics and affine weights are dropped).
+
+    Returns:
+        ``module`` itself.
+    """
+    if norm not in NORMS:
+        raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
+    if norm == "batch":
+        return module
+    for name, child in list(module.named_children()):
+        if isinstance(child, nn.BatchNorm3d):
+            setattr(module, name, make_norm(norm, child.num_features))
+        else:
+            replace_batch_norm(child, norm)
+    return module

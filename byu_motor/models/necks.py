@@ -8,7 +8,6 @@ stride and the coarser maps (for deep supervision) follow from fine to coarse. A
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -16,25 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from byu_motor.models.layers import NORMS, make_norm  # noqa: F401  (re-exported: necks' public API)
 from byu_motor.models.registry import Registry
 
 Triple = tuple[int, int, int]
 
 NECKS: Registry[nn.Module] = Registry("neck")
 
-NORMS = ("batch", "group", "instance")
 ACTS = ("relu", "silu")
-
-
-def make_norm(norm: str, channels: int) -> nn.Module:
-    """A 3D normalisation layer: ``"batch"``, ``"group"`` (up to 8 groups) or ``"instance"`` (affine)."""
-    if norm == "batch":
-        return nn.BatchNorm3d(channels)
-    if norm == "group":
-        return nn.GroupNorm(math.gcd(8, channels), channels)
-    if norm == "instance":
-        return nn.InstanceNorm3d(channels, affine=True)
-    raise ValueError(f"unknown norm {norm!r}; choose one of {NORMS}")
 
 
 def make_act(act: str) -> nn.Module:

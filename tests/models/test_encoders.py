@@ -125,6 +125,30 @@ def test_resnet_tiny_widths_and_layers_resize_the_stages():
     assert [f.shape[1] for f in features] == [16, 16, 24, 32, 48]
 
 
+@pytest.mark.parametrize(
+    "norm, layer", [("group", torch.nn.GroupNorm), ("instance", torch.nn.InstanceNorm3d)]
+)
+def test_resnet_norm_option_replaces_every_batch_norm(norm, layer):
+    model = _build("resnet_tiny", max_pool=False, norm=norm)
+    kinds = {
+        type(m)
+        for m in model.modules()
+        if isinstance(m, (torch.nn.modules.batchnorm._NormBase, torch.nn.GroupNorm))
+    }
+    assert kinds == {layer}  # stem, blocks and shortcut projections alike
+    ref = _build("resnet_tiny", max_pool=False)
+    assert count_parameters(model) == count_parameters(ref)  # affine weight + bias per channel, as batch norm
+    # no batch statistics: one sample's features do not depend on the other samples of the batch
+    model.train()
+    x = torch.randn(2, 1, 32, 32, 32)
+    with torch.no_grad():
+        alone = model(x[:1])[-1]
+        batched = model(x)[-1][:1]
+    torch.testing.assert_close(alone, batched, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="unknown norm"):
+        _build("resnet_tiny", norm="layer")
+
+
 @pytest.mark.parametrize("name", TINY)
 def test_channels_last_3d_forward_backward(name):
     model = _build(name).train()

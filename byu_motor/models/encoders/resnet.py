@@ -16,6 +16,7 @@ from byu_motor.models.layers import (
     check_no_extra_kwargs,
     cumulative_strides,
     load_weights,
+    replace_batch_norm,
 )
 
 
@@ -80,6 +81,7 @@ def build_monai_resnet(
     pretrained_file: str | None = None,
     stem_kernel: int = 7,
     max_pool: bool = True,
+    norm: str = "batch",
     **kwargs: Any,
 ) -> StagedEncoder:
     """A MONAI 3D ResNet cut into 5 stages: stem (conv, BN, ReLU), max-pool + layer1, layer2, layer3, layer4.
@@ -100,6 +102,8 @@ def build_monai_resnet(
         stem_kernel: kernel size of the stem conv.
         max_pool: keep the stride-2 max-pool before ``layer1``; without it ``layer1`` runs at the stem's
             resolution and every later stride halves (a finer stride-4 feature map for small objects).
+        norm: ``"batch"``, ``"group"`` or ``"instance"`` in every stage (see
+            :func:`~byu_motor.models.layers.replace_batch_norm`; applied after ``pretrained_file`` loads).
 
     Returns:
         Encoder with strides ``stem * (1, 2, 4, 8, 16)`` (``stem * (1, 1, 2, 4, 8)`` without the max-pool).
@@ -121,6 +125,7 @@ def build_monai_resnet(
     )
     if pretrained_file:
         load_weights(net, pretrained_file, ignore_prefixes=("fc.",))
+    replace_batch_norm(net, norm)
     stages = [
         nn.Sequential(net.conv1, net.bn1, net.act),
         nn.Sequential(net.maxpool, net.layer1) if max_pool else net.layer1,
