@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from byu_motor.models.layers import NORMS, make_norm  # noqa: F401  (re-exported: necks' public API)
+from byu_motor.models.layers import make_norm
 from byu_motor.models.registry import Registry
 
 Triple = tuple[int, int, int]
