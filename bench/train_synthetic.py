@@ -7,7 +7,9 @@ assumed test spacing, exactly as a submission would be made) and scored against 
 ``--n-eval`` (60) more test tomograms of another seed, a steadier figure than 8 validation or 20 test ones.
 With ``--fit`` the training tomograms are predicted too (same Validator path): their best-threshold F2 and
 the highest score away from every motor tell under-fitting (low F2 on the training tomograms) from a
-failure to generalise (training tomograms fine, held-out ones not).
+failure to generalise (training tomograms fine, held-out ones not). Each false positive and misplaced
+prediction is named after the generator's distractor it hit (granule, ring-only decoy, vesicle, gold, edge
+band or other; :mod:`byu_motor.data.synth_explain`).
 
     python bench/train_synthetic.py [--cache /tmp/byu_bench/synth_s025_40_20] [--out RUN] [--threads 2]
         [--set train.steps=300 ...] [--minutes 10] [--fit]
@@ -25,15 +27,22 @@ import pandas as pd
 import torch
 
 from byu_motor.data.synth import generate_dataset
+from byu_motor.data.synth_explain import error_sources, format_sources
 from byu_motor.metric import score_details
 from byu_motor.presets import get_preset
 from byu_motor.train.engine import train
 
 
 def ensure_dataset(cache: Path, n_train: int, n_test: int, seed: int, workers: int) -> float:
-    """Generate the synthetic set into ``cache`` unless it is already complete; returns seconds spent."""
-    if (cache / "test_labels.csv").exists() and (cache / "train_labels.csv").exists():
-        return 0.0
+    """Generate the synthetic set into ``cache`` unless it is already complete; returns seconds spent.
+
+    A set without the generator's distractor record (``synth_meta.json`` from an older generator) is
+    written again with the current generator.
+    """
+    meta = cache / "synth_meta.json"
+    if (cache / "test_labels.csv").exists() and (cache / "train_labels.csv").exists() and meta.exists():
+        if all("distractors" in e for e in json.loads(meta.read_text()).values()):
+            return 0.0
     t0 = time.perf_counter()
     generate_dataset(cache, n_train, n_test, scale=0.25, seed=seed, workers=workers)
     return time.perf_counter() - t0
@@ -68,6 +77,13 @@ def fit_figures(cfg, cache: Path, run: Path) -> dict[str, float]:
 def _counts(d: dict) -> str:
     """``TP a, FP b, FN c (d misplaced)`` of a :func:`~byu_motor.metric.score_details` dict."""
     return f"TP {d['tp']}, FP {d['fp']}, FN {d['fn']} ({d['misplaced']} misplaced)"
+
+
+def _sources(data: Path, sub: pd.DataFrame) -> str:
+    """What the false positives and misplaced predictions of ``sub`` hit (the generator's distractor record)."""
+    solution = pd.read_csv(data / "test_labels.csv")
+    src = error_sources(solution, sub, json.loads((data / "synth_meta.json").read_text()))
+    return f"FP on: {format_sources(src['false_positive'])}; misplaced on: {format_sources(src['misplaced'])}"
 
 
 def main() -> None:
@@ -140,11 +156,13 @@ def main() -> None:
         f"test F2 ({args.n_test} tomograms, best.pt, the preset's threshold rule): {test['f2']:.3f} "
         f"({_counts(test)}; {test_min:.1f} min to predict)"
     )
+    print(f"  {_sources(args.cache, sub)}")
     if ev is not None:
         print(
             f"eval F2 ({args.n_eval} more test tomograms, best.pt, the preset's threshold rule): {ev['f2']:.3f} "
             f"({_counts(ev)})"
         )
+        print(f"  {_sources(eval_dir, eval_sub)}")
     if fit is not None:
         print(
             f"fit: F2 {fit['f2']:.3f} on the {fit['n']} training tomograms (thr {fit['threshold']:.3f}); "

@@ -64,11 +64,13 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     ``submission.csv``, ``previews/*.png`` and ``report.md``.
 
     Returns:
-        ``f2``, ``precision``, ``recall``, ``tp``, ``fp``, ``fn``, ``threshold``, ``timings_s`` (per stage),
-        ``paths``.
+        ``f2``, ``precision``, ``recall``, ``tp``, ``fp``, ``fn``, ``misplaced``, ``error_sources`` (what the
+        false positives and misplaced predictions hit, :func:`~byu_motor.data.synth_explain.error_sources`),
+        ``threshold``, ``timings_s`` (per stage), ``paths``.
     """
     from byu_motor.config import Config
     from byu_motor.data.synth import generate_dataset
+    from byu_motor.data.synth_explain import error_sources
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score_details
     from byu_motor.presets import get_preset
@@ -121,9 +123,11 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
 
     solution = pd.read_csv(data / "test_labels.csv")
     details = score_details(solution, submission)
+    meta = json.loads((data / "synth_meta.json").read_text())
+    sources = error_sources(solution, submission, meta)
     summary = submission.attrs.get("summary", {})
     threshold = summary.get("threshold", _threshold_used(checkpoints))
-    result = {**details, "threshold": threshold, "threshold_source": summary.get("threshold_source"),
+    result = {**details, "error_sources": sources, "threshold": threshold, "threshold_source": summary.get("threshold_source"),
               "preset": preset, "timings_s": timings,
               "paths": {"submission": str(out / "submission.csv"), "report": str(out / "report.md"),
                         "previews": str(out / "previews"), "checkpoints": checkpoints}}  # fmt: skip
@@ -141,6 +145,8 @@ def _threshold_used(checkpoints: list[str]) -> float | None:
 
 
 def _report(r: dict[str, Any], s: DemoSettings) -> str:
+    from byu_motor.data.synth_explain import format_sources
+
     lines = [
         "# byu_motor demo report",
         "",
@@ -154,6 +160,8 @@ def _report(r: dict[str, Any], s: DemoSettings) -> str:
         f"| recall | {r['recall']:.4f} |",
         f"| TP / FP / FN / TN | {r['tp']} / {r['fp']} / {r['fn']} / {r['tn']} |",
         f"| FN that predicted a motor more than 1000 A away (misplaced) | {r['misplaced']} |",
+        f"| what the false positives hit | {format_sources(r['error_sources']['false_positive'])} |",
+        f"| what the misplaced predictions hit | {format_sources(r['error_sources']['misplaced'])} |",
         f"| threshold ({r.get('threshold_source') or 'mean of the folds calibrated thresholds'}) | {r['threshold']} |",
         "",
         "| stage | seconds |",
@@ -163,6 +171,11 @@ def _report(r: dict[str, Any], s: DemoSettings) -> str:
         "",
         "Previews (slice through each detection; circle = 1000 A scoring radius; ground truth in green) are in",
         "`previews/`.",
+        "",
+        "What a wrong prediction hit comes from the generator's record of the motor look-alikes it drew",
+        "(`synth_meta.json`): a storage granule or a ring-only decoy (a motor without its rod, deep in a cell)",
+        "within 300 A of the point, a vesicle, a gold fiducial, a reconstruction edge band, or none of these",
+        "(other).",
         "",
     ]
     return "\n".join(lines)

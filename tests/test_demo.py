@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 from PIL import Image
 
 from byu_motor.cli import main
 from byu_motor.data.io import read_tomogram
+from byu_motor.data.synth_explain import KINDS, format_sources
 from byu_motor.viz import GAP, TITLE_H
 
 
@@ -31,6 +34,14 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
     report = (out / "report.md").read_text()
     assert "| F2 |" in report and "train fold 1" in report and "predict" in report
     assert "(misplaced) |" in report
+    # every false positive and misplaced prediction is attributed to what it hit, and the report shows it
+    result = json.loads((out / "result.json").read_text())
+    sources = result["error_sources"]
+    assert sum(sources["false_positive"].values()) == result["fp"]
+    assert sum(sources["misplaced"].values()) == result["misplaced"]
+    assert set(sources["false_positive"]) | set(sources["misplaced"]) <= set(KINDS) - {"unrecorded"}
+    assert f"| what the false positives hit | {format_sources(sources['false_positive'])} |" in report
+    assert printed[-2].startswith("false positives hit: ")
 
     pngs = sorted((out / "previews").glob("*.png"))
     assert [p.stem for p in pngs] == sorted(sample["tomo_id"])

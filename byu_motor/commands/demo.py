@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print, last, ``F2 = ...``."""
+    from byu_motor.data.synth_explain import format_sources
     from byu_motor.demo import DemoSettings, run_demo
 
     settings = DemoSettings(
@@ -48,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"report: {r['paths']['report']}")
     print(
         f"precision = {r['precision']:.4f}  recall = {r['recall']:.4f}  TP = {r['tp']}  FP = {r['fp']}  FN = {r['fn']} ({r['misplaced']} misplaced)"
+    )
+    print(
+        f"false positives hit: {format_sources(r['error_sources']['false_positive'])}; "
+        f"misplaced predictions hit: {format_sources(r['error_sources']['misplaced'])}"
     )
     print(f"F2 = {r['f2']:.4f}")
     return 0

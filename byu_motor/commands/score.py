@@ -17,6 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--distance-a", type=float, default=1000.0, help="hit radius in Angstrom")
     parser.add_argument("--beta", type=float, default=2.0)
+    parser.add_argument(
+        "--synth-meta",
+        help="synth_meta.json of a synthetic set: also name what each false positive and misplaced "
+        "prediction hit (granule, ring-only decoy, vesicle, gold, edge band, other)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,6 +38,8 @@ def run(args: argparse.Namespace) -> int:
         # A train label file: several motors per tomogram, a hit is near any of them.
         d = metric.validation_details(read_labels(args.solution), submission, args.distance_a, args.beta)
         mode = "validation rule (hit = any motor)"
+        if args.synth_meta:
+            raise SystemExit("--synth-meta needs a one-row-per-tomogram solution (e.g. test_labels.csv)")
     else:
         d = metric.score_details(solution, submission, args.distance_a, args.beta)
         mode = "competition rule"
@@ -40,5 +47,16 @@ def run(args: argparse.Namespace) -> int:
     print(f"precision = {d['precision']:.4f}")
     print(f"recall    = {d['recall']:.4f}")
     print(f"TP = {d['tp']}  FP = {d['fp']}  FN = {d['fn']} ({d['misplaced']} misplaced)  TN = {d['tn']}")
+    if args.synth_meta:
+        import json
+        from pathlib import Path
+
+        from byu_motor.data.synth_explain import error_sources, format_sources
+
+        src = error_sources(
+            solution, submission, json.loads(Path(args.synth_meta).read_text()), args.distance_a
+        )
+        print(f"false positives hit: {format_sources(src['false_positive'])}")
+        print(f"misplaced predictions hit: {format_sources(src['misplaced'])}")
     print(f"F{args.beta:g} = {d['f2']:.4f}")
     return 0

@@ -372,6 +372,7 @@ def generate_tomogram(
     inverted: bool = False,
     wrapped: bool = False,
     distractors: bool = True,
+    objects: list[dict] | None = None,
 ) -> np.ndarray:
     """Render a synthetic tomogram holding motors at the given positions.
 
@@ -385,6 +386,10 @@ def generate_tomogram(
         inverted: store inverted contrast (dense = bright).
         wrapped: store ``(correct - 127) mod 256`` (the real set's wraparound quantisation bug).
         distractors: draw ribosomes, granules, vesicles, gold, loose flagella and decoys.
+        objects: when given, a list that receives what could pass for a motor, as dicts: ``{"kind":
+            "granule" | "decoy" | "vesicle" | "gold", "zyx": [z, y, x] (voxels), "radius_nm": r}`` and
+            ``{"kind": "edge_band", "side": "y0" | "y1" | "x0" | "x1", "width": w (voxels)}``. Recording
+            draws no random numbers: the volume is the same with or without it.
 
     Returns:
         uint8 volume ``(Z, Y, X)``; dense matter is dark unless ``inverted``.
@@ -430,11 +435,15 @@ def generate_tomogram(
                 R.blob(vol, p, rng.uniform(4.0, 7.0), spacing_a, rng.uniform(0.2, 0.4))
             if rng.random() < 0.35:
                 for p in _random_points_in_cell(rng, cell, int(rng.integers(1, 4)), shape, spacing_a, 120.0):
-                    R.sphere(vol, p, rng.uniform(20.0, 60.0), spacing_a, rng.uniform(0.4, 0.8))
+                    radius = rng.uniform(20.0, 60.0)
+                    R.sphere(vol, p, radius, spacing_a, rng.uniform(0.4, 0.8))
+                    _record(objects, "granule", p, radius)
             if rng.random() < 0.12:
                 for p in _random_points_in_cell(rng, cell, 1, shape, spacing_a, 90.0):
                     normal = rng.normal(size=3)
-                    R.render_motor(vol, p, normal, spacing_a, 0.8, rng.uniform(*RING_RADIUS_NM), 30.0, False)
+                    ring = rng.uniform(*RING_RADIUS_NM)
+                    R.render_motor(vol, p, normal, spacing_a, 0.8, ring, 30.0, False)
+                    _record(objects, "decoy", p, ring)
 
     motor_amp = rng.uniform(0.75, 1.05)
     for m in motors:
@@ -462,7 +471,9 @@ def generate_tomogram(
         n_ves = int(rng.poisson(1.0))
         pts = rng.uniform([0.2, 0, 0], [0.8, 1, 1], size=(n_ves, 3)) * shape
         for p in _outside_cells(pts, cells, spacing_a, 100.0):
-            R.sphere(vol, p, rng.uniform(20.0, 80.0), spacing_a, rng.uniform(0.6, 1.0), shell_nm=4.0)
+            radius = rng.uniform(20.0, 80.0)
+            R.sphere(vol, p, radius, spacing_a, rng.uniform(0.6, 1.0), shell_nm=4.0)
+            _record(objects, "vesicle", p, radius)
         if rng.random() < 0.7:
             n_gold = int(rng.poisson(10))
             gz = np.where(rng.random(n_gold) < 0.5, z_top, z_bot) + rng.normal(0, 10.0 / voxel_nm, n_gold)
@@ -470,6 +481,7 @@ def generate_tomogram(
             gyx = rng.uniform(0, 1, size=(n_gold, 2)) * (ny - 1, nx - 1)
             for z, (y, x) in zip(gz, gyx):
                 R.gold(vol, np.array([z, y, x]), spacing_a, rng.uniform(4.0, 6.0), rng)
+                _record(objects, "gold", (z, y, x), 5.0)
 
     # imaging: CTF-like loss of low frequencies, noise, then finite resolution with the missing wedge
     # blurring along z (noise of a reconstruction is band-limited and anisotropic too)
@@ -485,7 +497,7 @@ def generate_tomogram(
 
     image = vol
     np.negative(image, out=image)  # cryo-ET: dense = dark
-    image += _background_2d(rng, ny, nx, voxel_nm)[None]
+    image += _background_2d(rng, ny, nx, voxel_nm, objects)[None]
     out = R.match_mean(R.percentile_stretch(image), rng.uniform(114.0, 122.0))
     if inverted:
         out = 255 - out
@@ -494,8 +506,20 @@ def generate_tomogram(
     return out
 
 
-def _background_2d(rng: np.random.Generator, ny: int, nx: int, voxel_nm: float) -> np.ndarray:
-    """Ice-thickness gradient, vignetting and reconstruction edge bands: a float32 (Y, X) offset."""
+def _record(objects: list[dict] | None, kind: str, zyx, radius_nm: float) -> None:
+    """Append one distractor to ``objects`` (no-op for ``None``): voxel centre rounded to 0.1."""
+    if objects is not None:
+        centre = [round(float(v), 1) for v in zyx]
+        objects.append({"kind": kind, "zyx": centre, "radius_nm": round(float(radius_nm), 1)})
+
+
+def _background_2d(
+    rng: np.random.Generator, ny: int, nx: int, voxel_nm: float, objects: list[dict] | None = None
+) -> np.ndarray:
+    """Ice-thickness gradient, vignetting and reconstruction edge bands: a float32 (Y, X) offset.
+
+    The edge bands drawn are appended to ``objects`` (when given) as ``{"kind": "edge_band", "side", "width"}``.
+    """
     yy = np.linspace(-1, 1, ny, dtype=np.float32)[:, None]
     xx = np.linspace(-1, 1, nx, dtype=np.float32)[None, :]
     gy, gx = rng.normal(0, 0.15, size=2)
@@ -509,6 +533,8 @@ def _background_2d(rng: np.random.Generator, ny: int, nx: int, voxel_nm: float) 
         stripes = rng.normal(0, 0.25, n_along).astype(np.float32)
         stripes = np.convolve(stripes, np.ones(3, np.float32) / 3, mode="same")
         band = rng.uniform(-0.6, 0.6) + stripes
+        if objects is not None:
+            objects.append({"kind": "edge_band", "side": ("y0", "y1", "x0", "x1")[side], "width": width})
         if side == 0:
             bg[:width, :] += band[None, :]
         elif side == 1:
@@ -520,10 +546,11 @@ def _background_2d(rng: np.random.Generator, ny: int, nx: int, voxel_nm: float) 
     return bg.astype(np.float32)
 
 
-def _render_task(task: tuple) -> None:
-    """Worker: render one spec with its own seed and write its JPEG slices."""
+def _render_task(task: tuple) -> list[dict]:
+    """Worker: render one spec with its own seed and write its JPEG slices; returns its distractors."""
     spec, seed_seq, difficulty, folder = task
     rng = np.random.default_rng(seed_seq)
+    objects: list[dict] = []
     volume = generate_tomogram(
         spec.shape,
         spec.spacing_a,
@@ -533,8 +560,10 @@ def _render_task(task: tuple) -> None:
         cells=spec.cells,
         inverted=spec.inverted,
         wrapped=spec.wrapped,
+        objects=objects,
     )
     write_tomogram(volume, folder, quality=95)
+    return objects
 
 
 def _fmt_spacing(spacing_a: float) -> float:
@@ -554,7 +583,9 @@ def generate_dataset(
 
     Writes ``train/<tomo_id>/slice_*.jpg``, ``test/<tomo_id>/...``, ``train_labels.csv``,
     ``sample_submission.csv``, ``test_labels.csv`` (hidden solution: ``tomo_id, Motor axis 0/1/2,
-    Voxel spacing``, -1 when no motor) and ``synth_meta.json``. Every tomogram has its own child seed
+    Voxel spacing``, -1 when no motor) and ``synth_meta.json`` (per tomogram: split, shape, spacing, motors,
+    polarity, seed, and ``distractors``: the motor look-alikes and edge bands drawn, as recorded by
+    :func:`generate_tomogram`, for :mod:`byu_motor.data.synth_explain`). Every tomogram has its own child seed
     (``np.random.SeedSequence(seed).spawn``), so the bytes do not depend on ``workers``.
 
     Args:
@@ -588,11 +619,9 @@ def generate_dataset(
 
     if workers > 1 and len(tasks) > 1:
         with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
-            for _ in pool.imap_unordered(_render_task, tasks):
-                pass
+            distractors = list(pool.imap(_render_task, tasks))
     else:
-        for task in tasks:
-            _render_task(task)
+        distractors = [_render_task(task) for task in tasks]
 
     train_rows, sub_rows, sol_rows, meta = [], [], [], {}
     for i, spec in enumerate(specs):
@@ -615,6 +644,7 @@ def generate_dataset(
             "seed": int(seed),
             "index": i,
             "scale": float(scale),
+            "distractors": distractors[i],
         }
     pd.DataFrame(train_rows, columns=list(LABEL_COLUMNS)).to_csv(out / "train_labels.csv", index=False)
     pd.DataFrame(sub_rows, columns=list(SUBMISSION_COLUMNS)).to_csv(

@@ -1,0 +1,108 @@
+"""Name the synthetic object behind each false positive and each misplaced prediction.
+
+:func:`byu_motor.data.synth.generate_dataset` records, per tomogram in ``synth_meta.json``, the motor
+look-alikes it drew (storage granules, ring-only decoys, vesicles, gold fiducials) and the reconstruction
+edge bands. Matching a wrong prediction against them turns "FP 4" into "granule 2, decoy 1, other 1": the
+figure that says what a detector confuses with a motor.
+
+Example:
+    >>> meta = json.loads((data / "synth_meta.json").read_text())
+    >>> error_sources(solution, submission, meta)["false_positive"]
+    {'granule': 2, 'decoy': 1, 'other': 1}
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from byu_motor.metric import AXES, SPACING
+
+#: every name :func:`explain_point` can return
+KINDS = ("decoy", "granule", "vesicle", "gold", "edge band", "other", "unrecorded")
+
+
+def explain_point(entry: Mapping[str, Any], zyx: Sequence[float], margin_a: float = 300.0) -> str:
+    """The recorded distractor at a voxel point of one synthetic tomogram.
+
+    Args:
+        entry: the tomogram's ``synth_meta.json`` entry (``shape``, ``voxel_spacing``, ``distractors``).
+        zyx: the point (z, y, x) in the tomogram's voxels.
+        margin_a: how far outside an object's radius (Angstrom) a point still counts as on it; also the
+            slack added to an edge band's width.
+
+    Returns:
+        the kind of the object whose surface is nearest (``"decoy"``, ``"granule"``, ``"vesicle"``,
+        ``"gold"``) if one lies within ``margin_a``; else ``"edge band"`` inside a band; else ``"other"``.
+        ``"unrecorded"`` when the entry holds no distractor record (data made before it was kept).
+    """
+    if "distractors" not in entry:
+        return "unrecorded"
+    spacing = float(entry["voxel_spacing"])
+    point = np.asarray(zyx, dtype=np.float64)
+    best_kind, best_gap = "other", float("inf")
+    for obj in entry["distractors"]:
+        if obj["kind"] == "edge_band":
+            continue
+        gap = np.linalg.norm(point - np.asarray(obj["zyx"])) * spacing - 10.0 * float(obj["radius_nm"])
+        if gap <= margin_a and gap < best_gap:
+            best_kind, best_gap = obj["kind"], gap
+    if best_kind != "other":
+        return best_kind
+    shape = entry["shape"]
+    slack = margin_a / spacing
+    for band in (o for o in entry["distractors"] if o["kind"] == "edge_band"):
+        axis = 1 if band["side"][0] == "y" else 2
+        depth = point[axis] if band["side"][1] == "0" else shape[axis] - 1 - point[axis]
+        if depth <= band["width"] + slack:
+            return "edge band"
+    return "other"
+
+
+def error_sources(
+    solution: pd.DataFrame,
+    submission: pd.DataFrame,
+    meta: Mapping[str, Mapping[str, Any]],
+    distance_a: float = 1000.0,
+) -> dict[str, dict[str, int]]:
+    """Count what the wrong predictions of a synthetic test set landed on.
+
+    Args:
+        solution: ``tomo_id, Motor axis 0/1/2, Voxel spacing`` (-1: no motor), e.g. ``test_labels.csv``.
+        submission: ``tomo_id, Motor axis 0/1/2`` (-1: no motor predicted).
+        meta: ``synth_meta.json`` loaded (tomo_id -> entry).
+        distance_a: hit radius in Angstrom, as in the metric.
+
+    Returns:
+        ``{"false_positive": {kind: n}, "misplaced": {kind: n}}``, most frequent first: false positives
+        are predictions on motor-free tomograms; misplaced ones lie farther than ``distance_a`` from the
+        tomogram's motor. Kinds are those of :func:`explain_point`.
+
+    Raises:
+        ValueError: a submission row whose tomo_id is not in ``solution``.
+    """
+    sol = solution.set_index("tomo_id")
+    unknown = sorted(set(submission["tomo_id"]) - set(sol.index))
+    if unknown:
+        raise ValueError(f"submission rows for tomograms not in the solution: {unknown[:5]}")
+    fp: Counter[str] = Counter()
+    misplaced: Counter[str] = Counter()
+    for tid, pred in zip(submission["tomo_id"], submission[list(AXES)].to_numpy(np.float64)):
+        if (pred == -1).any():
+            continue
+        truth = sol.loc[tid, list(AXES)].to_numpy(np.float64)
+        entry = meta.get(tid, {})
+        if (truth == -1).any():
+            fp[explain_point(entry, pred)] += 1
+        elif np.linalg.norm(pred - truth) * float(sol.loc[tid, SPACING]) > distance_a:
+            misplaced[explain_point(entry, pred)] += 1
+    return {"false_positive": dict(fp.most_common()), "misplaced": dict(misplaced.most_common())}
+
+
+def format_sources(counts: Mapping[str, int]) -> str:
+    """``"granule 2, decoy 1"`` (``"none"`` when empty)."""
+    return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"

@@ -1,0 +1,123 @@
+"""Tests of the distractor record of the synthetic generator and of the error attribution built on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from byu_motor.data import synth
+from byu_motor.data.synth_explain import KINDS, error_sources, explain_point, format_sources
+
+AXES = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
+
+
+def _spec_with_decoy_and_granule() -> tuple[synth.SynthSpec, int]:
+    """A spec and volume seed whose rendering draws at least one decoy and one granule."""
+    rng = np.random.default_rng(5)
+    for _ in range(40):
+        spec = synth.draw_spec(rng, 0.15, "train")
+        for seed in range(6):
+            objects: list[dict] = []
+            synth.generate_tomogram(spec.shape, spec.spacing_a, spec.motors, np.random.default_rng(seed),
+                                    cells=spec.cells, objects=objects)  # fmt: skip
+            kinds = {o["kind"] for o in objects}
+            if {"decoy", "granule"} <= kinds:
+                return spec, seed
+    raise AssertionError("no spec with a decoy and a granule in 240 tries")
+
+
+def test_recording_does_not_change_the_volume_and_lists_objects_inside() -> None:
+    spec, seed = _spec_with_decoy_and_granule()
+    args = (spec.shape, spec.spacing_a, spec.motors)
+    objects: list[dict] = []
+    recorded = synth.generate_tomogram(*args, np.random.default_rng(seed), cells=spec.cells, objects=objects)
+    plain = synth.generate_tomogram(*args, np.random.default_rng(seed), cells=spec.cells)
+    np.testing.assert_array_equal(recorded, plain)
+    shape = np.array(spec.shape)
+    for obj in objects:
+        assert obj["kind"] in {"decoy", "granule", "vesicle", "gold", "edge_band"}
+        if obj["kind"] == "edge_band":
+            assert obj["side"] in {"y0", "y1", "x0", "x1"} and 1 <= obj["width"] <= 0.07 * shape.max() + 1
+        else:
+            assert np.all(np.asarray(obj["zyx"]) >= 0) and np.all(np.asarray(obj["zyx"]) <= shape - 1)
+            assert obj["radius_nm"] > 0
+    # decoys and granules are drawn deep inside cells, never on a labelled motor
+    for obj in objects:
+        if obj["kind"] in ("decoy", "granule") and len(spec.motors):
+            d_nm = np.linalg.norm(spec.motors - np.asarray(obj["zyx"]), axis=1).min() * spec.spacing_a / 10
+            assert d_nm > 50.0
+
+
+def test_dataset_meta_keeps_the_record(tmp_path: Path) -> None:
+    synth.generate_dataset(tmp_path / "ds", n_train=2, n_test=2, scale=0.1, seed=3)
+    meta = json.loads((tmp_path / "ds" / "synth_meta.json").read_text())
+    assert len(meta) == 4
+    for entry in meta.values():
+        assert isinstance(entry["distractors"], list)
+    assert sum(len(e["distractors"]) for e in meta.values()) > 0
+
+
+ENTRY = {
+    "shape": [40, 100, 120],
+    "voxel_spacing": 100.0,
+    "distractors": [
+        {"kind": "granule", "zyx": [20.0, 50.0, 50.0], "radius_nm": 30.0},
+        {"kind": "decoy", "zyx": [20.0, 50.0, 58.0], "radius_nm": 20.0},
+        {"kind": "edge_band", "side": "x1", "width": 6},
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("zyx", "kind"),
+    [
+        ([20, 50, 50], "granule"),  # the granule's centre
+        ([20, 50, 47], "granule"),  # 300 A from the centre, inside the 300 A radius
+        ([20, 50, 59], "decoy"),  # inside the decoy
+        ([20, 50, 55], "decoy"),  # 100 A outside the decoy's surface, 200 A outside the granule's
+        ([20, 50, 62], "decoy"),  # 200 A outside the decoy's surface
+        ([20, 50, 65], "other"),  # 500 A outside the decoy's surface: beyond the 300 A margin
+        ([20, 10, 112], "edge band"),  # 7 voxels from the x face: band of 6 + 3 voxels of slack
+        ([20, 10, 100], "other"),
+        ([20, 10, 5], "other"),  # no band on the x0 side
+    ],
+)
+def test_explain_point(zyx, kind) -> None:
+    assert explain_point(ENTRY, zyx) == kind
+    assert kind in KINDS
+
+
+def test_explain_point_margin_and_unrecorded() -> None:
+    # 700 A from the decoy's centre = 500 A outside its 200 A radius
+    assert explain_point(ENTRY, [20, 50, 65], margin_a=500.0) == "decoy"
+    assert explain_point(ENTRY, [20, 50, 65], margin_a=499.0) == "other"
+    assert explain_point({"shape": [1, 1, 1], "voxel_spacing": 10.0}, [0, 0, 0]) == "unrecorded"
+
+
+def test_error_sources_counts_fp_and_misplaced_only() -> None:
+    neg = {"shape": [40, 100, 120], "voxel_spacing": 100.0,
+           "distractors": [{"kind": "granule", "zyx": [10.0, 30.0, 30.0], "radius_nm": 40.0}]}  # fmt: skip
+    pos = {"shape": [40, 100, 120], "voxel_spacing": 100.0,
+           "distractors": [{"kind": "decoy", "zyx": [20.0, 80.0, 80.0], "radius_nm": 20.0}]}  # fmt: skip
+    meta = {"neg": neg, "neg2": neg, "pos": pos, "hit": pos, "abstain": pos}
+    solution = pd.DataFrame(
+        [["neg", -1, -1, -1, 100.0], ["neg2", -1, -1, -1, 100.0], ["pos", 20, 20, 20, 100.0],
+         ["hit", 20, 20, 20, 100.0], ["abstain", 20, 20, 20, 100.0]],
+        columns=["tomo_id", *AXES, "Voxel spacing"],
+    )  # fmt: skip
+    submission = pd.DataFrame(
+        [["neg", 10, 31, 30], ["neg2", 30, 90, 60], ["pos", 20, 80, 81], ["hit", 20, 25, 25],
+         ["abstain", -1, -1, -1]],
+        columns=["tomo_id", *AXES],
+    )  # fmt: skip
+    out = error_sources(solution, submission, meta)
+    assert out == {"false_positive": {"granule": 1, "other": 1}, "misplaced": {"decoy": 1}}
+    assert format_sources(out["misplaced"]) == "decoy 1"
+    assert format_sources({}) == "none"
+    with pytest.raises(ValueError, match="ghost"):
+        error_sources(solution, pd.concat([submission, pd.DataFrame([["ghost", 1, 1, 1]], columns=submission.columns)]),
+                      meta)  # fmt: skip
