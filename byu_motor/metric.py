@@ -87,6 +87,32 @@ def score_details(
     Raises:
         MetricError: missing columns, NaN values, duplicate or mismatched tomo_ids.
     """
+    _, hit, p_pos, t_pos = _decisions(solution, submission, distance_a)
+    return _counts(hit, p_pos, t_pos, beta)
+
+
+def wrong_predictions(
+    solution: pd.DataFrame, submission: pd.DataFrame, distance_a: float = 1000.0
+) -> pd.DataFrame:
+    """The submission rows that predicted a motor wrongly, under the rule of :func:`score_details`.
+
+    Returns:
+        ``tomo_id``, the three axes (the prediction, original voxels) and ``error``: ``"false_positive"``
+        (a motor-free tomogram) or ``"misplaced"`` (farther than ``distance_a`` from the motor); sorted by
+        tomo_id.
+
+    Raises:
+        MetricError: as :func:`score_details`.
+    """
+    sub, hit, p_pos, t_pos = _decisions(solution, submission, distance_a)
+    wrong = p_pos & ~hit
+    out = sub.loc[wrong, ["tomo_id", *AXES]].reset_index(drop=True)
+    out["error"] = np.where(t_pos[wrong], "misplaced", "false_positive")
+    return out
+
+
+def _decisions(solution: pd.DataFrame, submission: pd.DataFrame, distance_a: float):
+    """The aligned submission (sorted by tomo_id) and per-row ``hit``, ``p_pos`` (motor predicted), ``t_pos``."""
     sol, sub = _align(solution, submission)
     t = sol[AXES].to_numpy(float)
     p = sub[AXES].to_numpy(float)
@@ -95,7 +121,7 @@ def score_details(
     dist = np.linalg.norm(p - t, axis=1)
     radius_vox = distance_a / sol[SPACING].to_numpy(float)
     hit = t_pos & p_pos & (dist <= radius_vox)
-    return _counts(hit, p_pos, t_pos, beta)
+    return sub, hit, p_pos, t_pos
 
 
 def _counts(hit: np.ndarray, p_pos: np.ndarray, t_pos: np.ndarray, beta: float) -> dict[str, Any]:

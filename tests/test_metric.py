@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from byu_motor.metric import MetricError, fbeta, score, score_details, validation_details
+from byu_motor.metric import MetricError, fbeta, score, score_details, validation_details, wrong_predictions
 
 AX = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
 
@@ -40,6 +40,21 @@ def test_near_hit_and_far_miss_on_positive_counts_one_fn_only():
     assert (d["tp"], d["fp"], d["fn"]) == (1, 0, 1)
     assert d["misplaced"] == 1  # b predicted a motor, too far away
     assert d["f2"] == pytest.approx(5 / (5 + 4))
+
+
+def test_wrong_predictions_lists_false_positives_and_misplaced_rows_only():
+    s = sol([("c", -1, -1, -1, 10.0), ("a", 100, 100, 100, 10.0), ("b", 100, 100, 100, 10.0),
+             ("d", 100, 100, 100, 10.0), ("e", -1, -1, -1, 10.0)])  # fmt: skip
+    p = sub(
+        [("a", 160, 160, 100), ("b", 200, 200, 200), ("c", 5, 6, 7), ("d", -1, -1, -1), ("e", -1, -1, -1)]
+    )
+    w = wrong_predictions(s, p)
+    assert w["tomo_id"].tolist() == ["b", "c"]  # a hits, d abstains, e is a true negative
+    assert w["error"].tolist() == ["misplaced", "false_positive"]
+    assert w.loc[1, AX].tolist() == [5.0, 6.0, 7.0]
+    assert len(w) == score_details(s, p)["fp"] + score_details(s, p)["misplaced"]
+    with pytest.raises(MetricError, match="unexpected"):
+        wrong_predictions(s, pd.concat([p, sub([("z", 1, 1, 1)])]))
 
 
 def test_distance_exactly_at_threshold_is_a_hit_and_just_beyond_is_not():

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from byu_motor.metric import AXES, SPACING
+from byu_motor.metric import AXES, wrong_predictions
 
 #: every name :func:`explain_point` can return
 KINDS = ("decoy", "granule", "vesicle", "gold", "edge band", "other", "unrecorded")
@@ -83,24 +83,13 @@ def error_sources(
         tomogram's motor. Kinds are those of :func:`explain_point`.
 
     Raises:
-        ValueError: a submission row whose tomo_id is not in ``solution``.
+        MetricError: malformed frames or tomo_ids that differ (as :func:`~byu_motor.metric.score_details`).
     """
-    sol = solution.set_index("tomo_id")
-    unknown = sorted(set(submission["tomo_id"]) - set(sol.index))
-    if unknown:
-        raise ValueError(f"submission rows for tomograms not in the solution: {unknown[:5]}")
-    fp: Counter[str] = Counter()
-    misplaced: Counter[str] = Counter()
-    for tid, pred in zip(submission["tomo_id"], submission[list(AXES)].to_numpy(np.float64)):
-        if (pred == -1).any():
-            continue
-        truth = sol.loc[tid, list(AXES)].to_numpy(np.float64)
-        entry = meta.get(tid, {})
-        if (truth == -1).any():
-            fp[explain_point(entry, pred)] += 1
-        elif np.linalg.norm(pred - truth) * float(sol.loc[tid, SPACING]) > distance_a:
-            misplaced[explain_point(entry, pred)] += 1
-    return {"false_positive": dict(fp.most_common()), "misplaced": dict(misplaced.most_common())}
+    counts: dict[str, Counter[str]] = {"false_positive": Counter(), "misplaced": Counter()}
+    wrong = wrong_predictions(solution, submission, distance_a)
+    for tid, pred, error in zip(wrong["tomo_id"], wrong[list(AXES)].to_numpy(np.float64), wrong["error"]):
+        counts[error][explain_point(meta.get(tid, {}), pred)] += 1
+    return {error: dict(c.most_common()) for error, c in counts.items()}
 
 
 def format_sources(counts: Mapping[str, int]) -> str:
