@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# GPU check, offline, about 5 minutes: `byu-motor predict` end to end on a full-size synthetic tomogram,
-# then a short training run of the same preset (steps/s, patches/s, peak GPU memory).
+# GPU check, offline, about 5 minutes: `byu-motor demo` on the GPU (its `tiny_gpu` preset), `byu-motor predict`
+# end to end on a full-size synthetic tomogram, then a short training run of the same preset (steps/s,
+# patches/s, peak GPU memory).
 #
 #   bash bench/gpu_check.sh [PRESET]        # default PRESET: resnext50_fpn_s16
-#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 bash bench/gpu_check.sh tiny   # dry run
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 \
+#     GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" bash bench/gpu_check.sh tiny   # dry run
+#   GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demo
 #
 # Installs byu_motor (and monai) from wheels/ without the internet, writes one synthetic test tomogram
 # (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of the preset with
@@ -18,6 +21,7 @@ PRESET="${1:-resnext50_fpn_s16}"
 DEVICE="${GPU_CHECK_DEVICE:-cuda}"
 SCALE="${GPU_CHECK_SCALE:-1.0}"
 TRAIN_STEPS="${GPU_CHECK_TRAIN_STEPS:-60}"
+DEMO_ARGS="${GPU_CHECK_DEMO_ARGS-}"
 WORK="${GPU_CHECK_DIR:-$(mktemp -d /tmp/byu_gpu_check.XXXXXX)}"
 DATA="$WORK/data"
 T_START=$(date +%s)
@@ -37,6 +41,7 @@ if compgen -G "wheels/byu_motor-*.whl" >/dev/null; then
   timeout 120 python3 -m pip install --quiet --no-index --no-deps --no-compile --target "$WORK/site" \
     wheels/byu_motor-*.whl $(compgen -G "wheels/monai-*.whl" || true)
   export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
+  export PYTHONSAFEPATH=1  # `python3 -` and `-m` would otherwise import the source tree in the working directory
 else
   step "no byu_motor wheel in wheels/ (run build_wheels.sh): using the source tree"
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
@@ -51,6 +56,13 @@ if sys.argv[1] == "cuda":
     assert torch.cuda.is_available(), "no CUDA device"
     print("device", torch.cuda.get_device_name(0))
 EOF
+
+if [ "$DEMO_ARGS" != skip ]; then
+  step "byu-motor demo $DEMO_ARGS (defaults: 40 + 20 tomograms, 2 folds, the preset the demo picks)"
+  # shellcheck disable=SC2086
+  timeout 420 python3 -m byu_motor demo --out "$WORK/demo" $DEMO_ARGS
+  sed -n '3,20p' "$WORK/demo/report.md"
+fi
 
 step "one synthetic test tomogram at scale $SCALE"
 if ! timeout 120 python3 - "$DATA" "$SCALE" <<'EOF'

@@ -26,7 +26,8 @@ class DemoSettings:
         scale: synthetic size factor (0.25: every axis a quarter of the real size, 4x coarser voxels).
         difficulty: noise knob of the generator (1.0 = default).
         seed: seed of the data and of training.
-        preset: training preset (``tiny`` on CPU; a GPU preset when CUDA is available and ``preset`` is None).
+        preset: training preset (None: ``tiny`` on CPU, ``tiny_gpu`` when CUDA is available; both match the
+            synthetic data's spacing, which the production presets do not).
         folds: checkpoints in the ensemble (one per fold).
         steps: optimiser steps per fold (``None``: the preset's).
         tta: test-time augmentation views.
@@ -54,7 +55,7 @@ def _pick_preset(settings: DemoSettings) -> str:
 
     if settings.preset:
         return settings.preset
-    return "resnet18_unet_s16" if torch.cuda.is_available() else "tiny"
+    return "tiny_gpu" if torch.cuda.is_available() else "tiny"
 
 
 def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = None) -> dict[str, Any]:
@@ -69,7 +70,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
         ``threshold``, ``timings_s`` (per stage), ``paths``.
     """
     from byu_motor.config import Config
-    from byu_motor.data.synth import generate_dataset
+    from byu_motor.data.synth import TEST_SPACING_A, generate_dataset
     from byu_motor.data.synth_explain import error_sources
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score_details
@@ -109,7 +110,10 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
 
     t0 = time.perf_counter()
     infer_cfg = get_preset(preset).infer
-    infer_cfg = Config(infer=infer_cfg).override([f"infer.tta={','.join(s.tta)}"] if s.tta else []).infer
+    # the presets assume scale 0.25; the synthetic test spacing is most often 13.1 A / scale
+    infer_sets = [f"infer.test_spacing_a={TEST_SPACING_A / s.scale}"]
+    infer_sets += [f"infer.tta={','.join(s.tta)}"] if s.tta else []
+    infer_cfg = Config(infer=infer_cfg).override(infer_sets).infer
     submission = run_prediction(
         data,
         checkpoints,

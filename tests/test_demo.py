@@ -43,6 +43,10 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
     assert f"| what the false positives hit | {format_sources(sources['false_positive'])} |" in report
     assert printed[-2].startswith("false positives hit: ")
 
+    # the synthetic test spacing (13.1 A / scale for most tomograms) is used, not the preset's 52.4 A
+    records = [json.loads(line) for line in (out / "submission.csv.partial.jsonl").read_text().splitlines()]
+    assert {round(r["spacing_a"], 1) for r in records if "spacing_a" in r} == {65.5}
+
     pngs = sorted((out / "previews").glob("*.png"))
     assert [p.stem for p in pngs] == sorted(sample["tomo_id"])
     for p in pngs:
@@ -53,3 +57,14 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
         with Image.open(p) as im:
             assert im.format == "PNG" and im.mode == "RGB"
             assert im.size == (2 * shape[2] + GAP, TITLE_H + shape[1])
+
+
+@pytest.mark.parametrize(("cuda", "expected"), [(False, "tiny"), (True, "tiny_gpu")])
+def test_demo_picks_a_preset_made_for_synthetic_data(monkeypatch, cuda, expected):
+    import torch
+
+    from byu_motor.demo import DemoSettings, _pick_preset
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
+    assert _pick_preset(DemoSettings()) == expected
+    assert _pick_preset(DemoSettings(preset="resnet18_unet_s16")) == "resnet18_unet_s16"

@@ -80,3 +80,11 @@ def test_production_presets_construct_on_meta(name: str):
     assert model.stride == cfg.model.stride
     n_params = sum(p.numel() for p in model.parameters())
     assert n_params > 1_000_000
+
+
+def test_tiny_gpu_is_tiny_with_more_patches_per_step():
+    tiny, gpu = get_preset("tiny"), get_preset("tiny_gpu")
+    assert gpu.model == tiny.model and gpu.data == tiny.data
+    assert gpu.infer.test_spacing_a == tiny.infer.test_spacing_a == 4 * 13.1  # synthetic scale 0.25
+    assert gpu.train.batch_size == 4 * tiny.train.batch_size and gpu.train.amp == "bf16"
+    assert gpu.train.steps == tiny.train.steps and gpu.train.losses == tiny.train.losses
