@@ -119,7 +119,8 @@ def main() -> None:
     # when was the goal first reached?
     rows = [json.loads(x) for x in (args.out / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in rows if r["event"] == "val"]
-    goal = next((r for r in val if r["f2"] >= 0.9), None)
+    second = next((r for r in rows if r["event"] == "rescore"), None)  # detector + crop classifier
+    goal = next((r for r in [*val, *([second] if second else [])] if (r["f2"] or 0) >= 0.9), None)
 
     from byu_motor.infer.runner import run_prediction
 
@@ -144,6 +145,12 @@ def main() -> None:
     for r in val:
         print(
             f"  step {r['step']:5d}  {r['elapsed_s'] / 60:5.1f} min  val F2 {r['f2']:.3f}  thr {r['threshold']:.3f}"
+        )
+    if second is not None:
+        print(
+            f"  second stage: {second['n_pos']} motor / {second['n_neg']} negative crops, candidates "
+            f"{second['mine_s']:.0f} s, {second['steps']} steps in {second['seconds'] / 60:.1f} min; "
+            f"val F2 {second['f2_before']:.3f} -> {second['f2']:.3f}"
         )
     print(
         f"best validation F2: {result['best_f2']:.3f} at step {result['best_step']} (thr {result['best_threshold']:.3f})"

@@ -166,6 +166,33 @@ class InferConfig:
 
 
 @dataclass
+class RescoreConfig:
+    """Second stage (:mod:`byu_motor.train.rescore`): a crop classifier that re-scores the detector's peaks.
+
+    After the detector has trained, its top candidates on the training tomograms that lie farther than
+    ``exclude_a`` from every motor become negatives and the motors (``pos_copies`` jittered copies each)
+    positives. A small 3D CNN learns to tell them apart from a ``crop_size`` crop at the detector's spacing.
+    At inference each candidate's score becomes ``heatmap ** (1 - weight) * classifier ** weight``.
+    """
+
+    enabled: bool = False
+    crop_size: Triple = (24, 40, 40)  # voxels at data.spacing_a
+    widths: tuple[int, ...] = (16, 32, 64, 64)  # channels of the conv blocks
+    stem_stride: int = 1  # stride of the first conv (2 is 8x cheaper but lost the gain, bench/RESULTS.md)
+    dropout: float = 0.3
+    topk: int = 8  # detector candidates per training tomogram
+    exclude_a: float = 1000.0  # candidates this close to a motor are not negatives
+    pos_copies: int = 6  # jittered copies of each motor
+    jitter_vox: float = 1.0  # std of the positives' jitter, voxels
+    steps: int = 600
+    batch_size: int = 32  # half positives, half negatives
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    weight: float = 0.25  # exponent of the classifier in the blended score
+    seed: int = 0
+
+
+@dataclass
 class Config:
     """One experiment: what to build, how to preprocess, train and infer."""
 
@@ -174,6 +201,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    rescore: RescoreConfig = field(default_factory=RescoreConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe nested dict (tuples become lists)."""

@@ -63,6 +63,9 @@ class Predictor:
             if config.compile:
                 module = torch.compile(module, dynamic=False)
             self._modules.append(module)
+        self._rescorers = [
+            None if spec.rescorer is None else spec.rescorer.to(self.device).eval() for spec in self.models
+        ]
         self._inferers = [self._make_inferer(spec) for spec in self.models]
 
     def _make_inferer(self, spec: ModelSpec) -> SlidingWindow:
@@ -155,7 +158,8 @@ class Predictor:
         """Motor candidates ``(z, y, x, probability)`` in ORIGINAL voxels of ``volume``, best first.
 
         No threshold is applied (the runner does that). At most ``config.topk`` candidates; none (and a
-        warning naming the tomogram) when the logits are not finite.
+        warning naming the tomogram) when the logits are not finite. When models carry a rescorer, the
+        scores are re-blended with its crop classifier (:mod:`byu_motor.infer.rescore`) and re-sorted.
 
         Args:
             volume: uint8 ``(Z, Y, X)``.
@@ -174,7 +178,8 @@ class Predictor:
             cands = decode_peaks(
                 torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
-            return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
+            cands = drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
+            return self._rescore(cands, volume, spacing_a)
         lists = []
         for lg, grid in per_model:
             if not self._finite(lg, tomo_id):
@@ -183,13 +188,39 @@ class Predictor:
                 torch.sigmoid(lg).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
             lists.append(drop_border(peaks, volume.shape, cfg.border_margin)[: cfg.topk])
-        return fuse_points(
+        fused = fuse_points(
             lists,
             as_triple(spacing_a),
             cfg.fusion_radius_a,
             weights=[spec.weight for spec in self.models],
             topk=cfg.topk,
         )
+        return self._rescore(fused, volume, spacing_a)
+
+    def _rescore(
+        self, cands: list[Candidate], volume: np.ndarray, spacing_a: float | Sequence[float]
+    ) -> list[Candidate]:
+        """Blend each candidate's score with the ensemble's rescorers (weighted mean), best first.
+
+        Unchanged when no model carries a rescorer.
+        """
+        users = [i for i, r in enumerate(self._rescorers) if r is not None]
+        if not users or not cands:
+            return cands
+        from byu_motor.infer.rescore import blend_scores, classify_crops, extract_crops
+
+        centres = np.array([c[:3] for c in cands], dtype=np.float64)
+        total, acc, weight = 0.0, np.zeros(len(cands)), 0.0
+        for i in users:
+            spec = self.models[i]
+            norm = spec.normalizer.fit(volume)
+            crops = extract_crops(
+                volume, centres, spacing_a, spec.spacing3, spec.rescore_crop, norm.mean * 255.0
+            )
+            acc += spec.weight * classify_crops(self._rescorers[i], crops, norm, self.device)
+            weight += spec.weight * spec.rescore_weight
+            total += spec.weight
+        return blend_scores(cands, acc / total, weight / total)
 
     @staticmethod
     def _finite(logits: torch.Tensor, tomo_id: str | None) -> bool:

@@ -501,7 +501,11 @@ def _partial_header(data_dir: Path, checkpoints: Sequence[str], config: InferCon
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESULT_NEUTRAL_FIELDS}
     return {
         "data_dir": str(data_dir.resolve()),
-        "checkpoints": [str(Path(c).resolve()) for c in checkpoints],
+        # size and modification time too: a checkpoint rewritten in place (retrained, or given its second
+        # stage) must not reuse the results of the old weights
+        "checkpoints": [
+            [str(Path(c).resolve()), Path(c).stat().st_size, Path(c).stat().st_mtime_ns] for c in checkpoints
+        ],
         "infer": settings,
     }
 

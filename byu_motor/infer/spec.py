@@ -29,6 +29,10 @@ class ModelSpec:
         interp: resampling mode to the model's spacing (``"trilinear"``, ``"area"``, ``"nearest"``).
         denoise: optional filter before resampling (see :func:`byu_motor.data.grid.resample_volume`).
         threshold: the checkpoint's tuned probability threshold, if any (used by the runner).
+        rescorer: the second stage's crop classifier, if any (:mod:`byu_motor.infer.rescore`): the
+            Predictor then re-scores each candidate from a ``rescore_crop`` crop at ``spacing_a``.
+        rescore_crop: crop size ``(D, H, W)`` of the rescorer, model-grid voxels.
+        rescore_weight: exponent of the classifier in the blended score.
     """
 
     module: nn.Module
@@ -41,6 +45,9 @@ class ModelSpec:
     interp: str = "trilinear"
     denoise: str | None = None
     threshold: float | None = None
+    rescorer: nn.Module | None = None
+    rescore_crop: tuple[int, int, int] = (24, 40, 40)
+    rescore_weight: float = 0.25
 
     def __post_init__(self) -> None:
         if isinstance(self.stride, int):
@@ -98,7 +105,8 @@ class ModelSpec:
         """Build from a checkpoint written by :func:`byu_motor.models.checkpoint.save_checkpoint`.
 
         Stride comes from ``model.stride``, spacing, normalisation, patch and resampling from the stored
-        ``config.data``, the tuned threshold from ``extra["threshold"]`` when present.
+        ``config.data``, the tuned threshold from ``extra["threshold"]`` when present, and the rescorer (with
+        ``config.rescore``'s crop and weight) when the file holds one.
         """
         from byu_motor.models.checkpoint import load_checkpoint
 
@@ -108,6 +116,15 @@ class ModelSpec:
         stride: Sequence[int] = getattr(model, "stride", None) or loaded.config.model.stride
         extra = loaded.extra or {}
         thr = extra.get("threshold")
+        r = loaded.config.rescore
         return cls.from_data_config(
-            model, stride, data, Path(path).stem, weight=weight, threshold=None if thr is None else float(thr)
+            model,
+            stride,
+            data,
+            Path(path).stem,
+            weight=weight,
+            threshold=None if thr is None else float(thr),
+            rescorer=loaded.rescorer,
+            rescore_crop=tuple(r.crop_size),
+            rescore_weight=float(r.weight),
         )

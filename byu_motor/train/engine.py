@@ -8,8 +8,12 @@ several under ``torchrun``). What a run leaves in ``out_dir``:
   EMA weights when EMA is on) whose ``extra`` holds ``threshold``, ``f2``, ``step``, ``quantile_thresholds``;
 - ``resume.pt``: raw model, EMA, optimiser, scaler, scheduler, step, RNG states and mined hard negatives,
   written atomically every ``val_every`` steps and at the end; rerunning the same command continues from it;
-- ``metrics.jsonl``: one JSON object per logged event (``event`` "train", "val" or "mine", ``step``, ``loss``,
-  ``lr``, ``f2``, ``threshold``, ``elapsed_s``; keys that do not apply are null).
+- ``metrics.jsonl``: one JSON object per logged event (``event`` "train", "val", "mine" or "rescore",
+  ``step``, ``loss``, ``lr``, ``f2``, ``threshold``, ``elapsed_s``; keys that do not apply are null).
+
+Second stage (``rescore.enabled``, :mod:`byu_motor.train.rescore`): after the last step a crop classifier is
+trained on the best detector's off-motor candidates and stored in ``best.pt`` with the thresholds of the
+combined pipeline; a rerun after it finished leaves it alone.
 
 Hard-negative mining (``train.hard_negative_ratio > 0``, :mod:`byu_motor.train.mining`): every
 ``hard_negative_every`` steps (default ``val_every``) the EMA model predicts the cached training volumes and its
@@ -527,6 +531,20 @@ def train(
             break
     bar.close()
     del batches
+    rescore_stats = None
+    if cfg.rescore.enabled and step >= t.steps:
+        if info.is_main:
+            from byu_motor.models.checkpoint import read_checkpoint_config
+            from byu_motor.train.rescore import attach_rescorer
+
+            header = read_checkpoint_config(out_dir / "best.pt")
+            if "rescore" in header.extra:  # a rerun after the second stage finished
+                rescore_stats = header.extra["rescore"]
+            else:
+                rescore_stats = attach_rescorer(out_dir, volumes, cfg, device, validator, log_row, progress)
+                extra = read_checkpoint_config(out_dir / "best.pt").extra
+                best.update(f2=extra.get("f2"), threshold=extra.get("threshold"))
+        barrier()
     result = {
         "step": step,
         "best_f2": best["f2"] if best["step"] >= 0 else None,
@@ -536,6 +554,7 @@ def train(
         "loss": last_loss,
         "elapsed_s": elapsed(),
         "checkpoints": {"last": str(out_dir / "last.pt"), "best": str(out_dir / "best.pt")},
+        "rescore": rescore_stats,
     }
     log.info("training done: %s", result)
     return result

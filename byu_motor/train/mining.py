@@ -45,17 +45,44 @@ def mine_hard_negatives(
         One float64 ``(k, 3)`` array per volume (``k <= hard_negative_topk``, possibly 0): candidate centres
         in that volume's voxels, best first, each farther than ``hard_negative_exclude_a`` from all motors.
     """
+    t = cfg.train
+    return off_motor_candidates(
+        module,
+        stride,
+        volumes,
+        cfg,
+        device,
+        t.hard_negative_topk,
+        t.hard_negative_min_score,
+        t.hard_negative_exclude_a,
+    )
+
+
+def off_motor_candidates(
+    module: nn.Module,
+    stride: Sequence[int],
+    volumes: Sequence[CachedVolume],
+    cfg: Config,
+    device: torch.device | str,
+    topk: int,
+    min_score: float,
+    exclude_a: float,
+) -> list[np.ndarray]:
+    """The detector's top ``topk`` candidates (score >= ``min_score``) farther than ``exclude_a`` from every motor.
+
+    Returns:
+        One float64 ``(k, 3)`` array of centres (the volume's voxels, best first) per volume.
+    """
     from byu_motor.infer.predictor import Predictor
     from byu_motor.infer.spec import ModelSpec
 
-    t = cfg.train
     spec = ModelSpec.from_data_config(copy.deepcopy(module), stride, cfg.data, "mining")
-    infer = dataclasses.replace(cfg.infer, topk=int(t.hard_negative_topk), tta=(), scales=(1.0,))
+    infer = dataclasses.replace(cfg.infer, topk=int(topk), tta=(), scales=(1.0,))
     predictor = Predictor([spec], infer, device)
     out: list[np.ndarray] = []
     for v in volumes:
         spacing = v.grid.spacing_a
         cands = predictor.predict_volume(np.asarray(v.volume), spacing, v.tomo_id)
-        pts = np.array([c[:3] for c in cands if c[3] >= t.hard_negative_min_score], dtype=np.float64)
-        out.append(far_from(pts, v.motors, spacing, t.hard_negative_exclude_a))
+        pts = np.array([c[:3] for c in cands if c[3] >= min_score], dtype=np.float64)
+        out.append(far_from(pts, v.motors, spacing, exclude_a))
     return out

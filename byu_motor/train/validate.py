@@ -53,16 +53,28 @@ class Validator:
             vol = fix_wraparound(vol, inplace=True)
         return vol
 
-    def candidates(self, module: nn.Module, stride: Sequence[int]) -> dict[str, list[tuple]]:
+    def candidates(
+        self, module: nn.Module, stride: Sequence[int], rescorer: nn.Module | None = None
+    ) -> dict[str, list[tuple]]:
         """Candidates ``(z, y, x, score)`` (original voxels, best first) of every held-out tomogram.
 
         ``module`` is copied first: the Predictor switches it to eval mode and may change its memory
-        format, which must not leak into the model being trained.
+        format, which must not leak into the model being trained. With a ``rescorer`` (the second stage,
+        configured by ``cfg.rescore``) the scores are blended as inference blends them.
         """
         from byu_motor.infer.predictor import Predictor
         from byu_motor.infer.spec import ModelSpec
 
-        spec = ModelSpec.from_data_config(copy.deepcopy(module), stride, self.cfg.data, "validation")
+        r = self.cfg.rescore
+        spec = ModelSpec.from_data_config(
+            copy.deepcopy(module),
+            stride,
+            self.cfg.data,
+            "validation",
+            rescorer=None if rescorer is None else copy.deepcopy(rescorer),
+            rescore_crop=tuple(r.crop_size),
+            rescore_weight=float(r.weight),
+        )
         predictor = Predictor([spec], self.cfg.infer, self.device)
         out: dict[str, list[tuple]] = {}
         for tid, rec in self.records.items():
@@ -70,8 +82,10 @@ class Validator:
             out[tid] = [tuple(float(v) for v in c) for c in predictor.predict_volume(vol, rec.spacing_a, tid)]
         return out
 
-    def __call__(self, module: nn.Module, stride: Sequence[int]) -> dict[str, Any]:
-        """Predict and score.
+    def __call__(
+        self, module: nn.Module, stride: Sequence[int], rescorer: nn.Module | None = None
+    ) -> dict[str, Any]:
+        """Predict (re-scored by ``rescorer`` when given) and score.
 
         Returns:
             ``f2`` at the best threshold, ``threshold``, ``quantile_thresholds`` (``{"0.50": thr}``),
@@ -80,7 +94,7 @@ class Validator:
         from byu_motor.postprocess.threshold import best_threshold, quantile_sweep
 
         t0 = time.perf_counter()
-        cands = self.candidates(module, stride)
+        cands = self.candidates(module, stride, rescorer)
         thr, f2 = best_threshold(cands, self.records)
         sweep = quantile_sweep(cands, self.records, tuple(self.cfg.train.val_quantiles))
         q_thr = {f"{q:.2f}": float(t) for q, t in zip(sweep["q"], sweep["threshold"])}

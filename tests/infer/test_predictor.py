@@ -164,7 +164,7 @@ def test_from_checkpoint_reads_the_contract(monkeypatch):
     model = BallModel(4)
 
     def load_checkpoint(path, map_location="cpu"):
-        return types.SimpleNamespace(model=model, config=cfg, extra={"threshold": 0.37})
+        return types.SimpleNamespace(model=model, config=cfg, extra={"threshold": 0.37}, rescorer=None)
 
     fake = types.ModuleType("byu_motor.models.checkpoint")
     fake.load_checkpoint = load_checkpoint

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -270,6 +271,14 @@ def test_resume_after_crash(data_dir, ckpts, tmp_path) -> None:
     assert df.attrs["summary"]["resumed"] == 4
     # a different ensemble invalidates the partial file: everything is predicted again
     log_path.unlink()
+    run(data_dir, ckpts[:1], out, predictor_factory=factory(log_path=log_path))
+    assert log_path.read_text().split() == sorted(BLOBS)
+    # so does the same checkpoint rewritten in place (retrained, or given a rescorer)
+    log_path.unlink()
+    run(data_dir, ckpts[:1], out, predictor_factory=factory(log_path=log_path))
+    assert not log_path.exists()  # unchanged: everything resumed
+    path = Path(ckpts[0])
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
     run(data_dir, ckpts[:1], out, predictor_factory=factory(log_path=log_path))
     assert log_path.read_text().split() == sorted(BLOBS)
 
