@@ -184,11 +184,11 @@ class RescoreConfig:
     exclude_a: float = 1000.0  # candidates this close to a motor are not negatives
     pos_copies: int = 6  # jittered copies of each motor
     jitter_vox: float = 1.0  # std of the positives' jitter, voxels
-    steps: int = 600
+    steps: int = 300
     batch_size: int = 32  # half positives, half negatives
     lr: float = 2e-3
     weight_decay: float = 1e-2
-    weight: float = 0.25  # exponent of the classifier in the blended score
+    weight: float = 0.15  # exponent of the classifier in the blended score
     seed: int = 0
 
 

@@ -47,7 +47,7 @@ class ModelSpec:
     threshold: float | None = None
     rescorer: nn.Module | None = None
     rescore_crop: tuple[int, int, int] = (24, 40, 40)
-    rescore_weight: float = 0.25
+    rescore_weight: float = 0.15
 
     def __post_init__(self) -> None:
         if isinstance(self.stride, int):
