@@ -119,7 +119,8 @@ def train_rescorer(
         torch.manual_seed(r.seed)
         model = create_rescorer(r).to(device)
     gen = torch.Generator().manual_seed(r.seed)
-    opt = torch.optim.AdamW(model.parameters(), lr=r.lr / 2, weight_decay=r.weight_decay)
+    # OneCycleLR drives the learning rate from lr / 25 up to lr and down again
+    opt = torch.optim.AdamW(model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=r.lr, total_steps=r.steps)
     x_all, y_all = torch.from_numpy(crops), torch.from_numpy(labels.astype(np.float32))
     half = max(1, r.batch_size // 2)
