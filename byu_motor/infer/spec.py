@@ -10,6 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from byu_motor.config import RescoreConfig
 from byu_motor.data.grid import as_triple
 from byu_motor.data.normalize import Normalizer
 
@@ -46,8 +47,8 @@ class ModelSpec:
     denoise: str | None = None
     threshold: float | None = None
     rescorer: nn.Module | None = None
-    rescore_crop: tuple[int, int, int] = (24, 40, 40)
-    rescore_weight: float = 0.15
+    rescore_crop: tuple[int, int, int] = RescoreConfig.crop_size
+    rescore_weight: float = RescoreConfig.weight
 
     def __post_init__(self) -> None:
         if isinstance(self.stride, int):

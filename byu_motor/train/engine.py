@@ -537,13 +537,12 @@ def train(
             from byu_motor.models.checkpoint import read_checkpoint_config
             from byu_motor.train.rescore import attach_rescorer
 
-            header = read_checkpoint_config(out_dir / "best.pt")
-            if "rescore" in header.extra:  # a rerun after the second stage finished
-                rescore_stats = header.extra["rescore"]
-            else:
+            # a rerun after the second stage finished finds its record in best.pt and leaves it alone
+            rescore_stats = read_checkpoint_config(out_dir / "best.pt").extra.get("rescore")
+            if rescore_stats is None:
                 rescore_stats = attach_rescorer(out_dir, volumes, cfg, device, validator, log_row, progress)
-                extra = read_checkpoint_config(out_dir / "best.pt").extra
-                best.update(f2=extra.get("f2"), threshold=extra.get("threshold"))
+            if rescore_stats["f2_after"] is not None:  # best.pt now scores detector + classifier
+                best.update(f2=rescore_stats["f2_after"], threshold=rescore_stats["threshold"])
         barrier()
     result = {
         "step": step,

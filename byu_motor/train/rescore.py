@@ -175,8 +175,8 @@ def attach_rescorer(
         progress: show a tqdm bar while the classifier trains.
 
     Returns:
-        The training statistics plus ``mine_s``, ``f2_before`` and ``f2_after`` (``None`` without a
-        validator).
+        The training statistics plus ``mine_s``, ``f2_before``, and ``f2_after`` and ``threshold`` of detector
+        + classifier (``None`` without a validator); also stored as ``extra["rescore"]`` in ``best.pt``.
     """
     from byu_motor.models.checkpoint import load_checkpoint, save_checkpoint
     from byu_motor.train.mining import off_motor_candidates
@@ -190,11 +190,11 @@ def attach_rescorer(
     mine_s = round(time.perf_counter() - t0, 2)
     crops, labels = training_crops(volumes, negatives, cfg, seed=r.seed)
     rescorer, stats = train_rescorer(crops, labels, cfg, device, progress)
-    stats.update(mine_s=mine_s, f2_before=best.extra.get("f2"), f2_after=None)
+    stats.update(mine_s=mine_s, f2_before=best.extra.get("f2"), f2_after=None, threshold=None)
     extra = dict(best.extra)
     if validator is not None:
         res = validator(best.model, stride, rescorer)
-        stats["f2_after"] = res["f2"]
+        stats.update(f2_after=res["f2"], threshold=res["threshold"])
         extra.update(
             detector_f2=best.extra.get("f2"),
             detector_threshold=best.extra.get("threshold"),
@@ -205,6 +205,7 @@ def attach_rescorer(
     extra["rescore"] = dict(stats)
     save_checkpoint(out_dir / "best.pt", best.model, best.config, extra, rescorer=rescorer)
     if log_row is not None:
-        log_row("rescore", f2=stats["f2_after"], **{k: v for k, v in stats.items() if k != "f2_after"})
+        rest = {k: v for k, v in stats.items() if k not in ("f2_after", "threshold")}
+        log_row("rescore", f2=stats["f2_after"], threshold=stats["threshold"], **rest)
     log.info("second stage: %s", stats)
     return stats

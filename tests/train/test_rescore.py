@@ -105,3 +105,5 @@ def test_engine_attaches_the_rescorer_to_best_once(data_dir: Path, tmp_path: Pat
     again = train(cfg, data_dir, out, val_ids=VAL_IDS)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert sum(r["event"] == "rescore" for r in rows) == 1 and again["rescore"]["n_pos"] == events[0]["n_pos"]
+    assert (again["best_f2"], again["best_threshold"]) == (result["best_f2"], result["best_threshold"])
+    assert events[0]["threshold"] == best.extra["threshold"] == result["best_threshold"]
