@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# GPU check, offline, about 5 minutes: `byu-motor demo` on the GPU (its `tiny_gpu` preset), `byu-motor predict`
-# end to end on a full-size synthetic tomogram, then a short training run of the same preset (steps/s,
-# patches/s, peak GPU memory).
+# GPU check, offline, about 7 minutes: `byu-motor demo` on the GPU (its `tiny_gpu` preset, then
+# `tiny_fine_gpu`), `byu-motor predict` end to end on a full-size synthetic tomogram, then a short training
+# run of the same preset (steps/s, patches/s, peak GPU memory).
 #
 #   bash bench/gpu_check.sh [PRESET]        # default PRESET: resnext50_fpn_s16
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 \
 #     GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" bash bench/gpu_check.sh tiny   # dry run
-#   GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demo
+#   GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demos
+#   GPU_CHECK_FINE_DEMO=0 bash bench/gpu_check.sh       # without the second (tiny_fine_gpu) demo
 #
 # Installs byu_motor (and monai) from wheels/ without the internet, writes one synthetic test tomogram
 # (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of the preset with
@@ -62,6 +63,14 @@ if [ "$DEMO_ARGS" != skip ]; then
   # shellcheck disable=SC2086
   timeout 420 python3 -m byu_motor demo --out "$WORK/demo" $DEMO_ARGS
   sed -n '3,20p' "$WORK/demo/report.md"
+  if [ "${GPU_CHECK_FINE_DEMO:-1}" != 0 ]; then
+    FINE=tiny_fine_gpu
+    [ "$DEVICE" = cpu ] && FINE=tiny_fine
+    step "byu-motor demo --preset $FINE $DEMO_ARGS (every encoder stage twice as fine; 4.7x the CPU time per step)"
+    # shellcheck disable=SC2086
+    timeout 300 python3 -m byu_motor demo --out "$WORK/demo_fine" --preset "$FINE" $DEMO_ARGS
+    sed -n '3,20p' "$WORK/demo_fine/report.md"
+  fi
 fi
 
 step "one synthetic test tomogram at scale $SCALE"

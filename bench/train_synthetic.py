@@ -12,7 +12,7 @@ prediction is named after the generator's distractor it hit (granule, ring-only 
 band or other; :mod:`byu_motor.data.synth_explain`).
 
     python bench/train_synthetic.py [--cache /tmp/byu_bench/synth_s025_40_20] [--out RUN] [--threads 2]
-        [--set train.steps=300 ...] [--minutes 10] [--fit]
+        [--preset tiny] [--set train.steps=300 ...] [--minutes 10] [--fit]
 """
 
 from __future__ import annotations
@@ -96,6 +96,7 @@ def main() -> None:
     p.add_argument(
         "--n-eval", type=int, default=60, help="extra held-out test tomograms (seed + 1000); 0: none"
     )
+    p.add_argument("--preset", default="tiny", help="e.g. tiny_fine (4.7x the time per step)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--minutes", type=float, default=10.0, help="goal: validation F2 >= 0.9 within this time")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -109,7 +110,7 @@ def main() -> None:
     gen_s = ensure_dataset(args.cache, args.n_train, args.n_test, args.seed, workers=args.threads)
     if not args.keep and args.out.exists():
         shutil.rmtree(args.out)
-    cfg = get_preset("tiny").override(list(args.overrides))
+    cfg = get_preset(args.preset).override(list(args.overrides))
     cfg.train.num_workers = min(cfg.train.num_workers, args.threads)
 
     t0 = time.perf_counter()

@@ -88,3 +88,17 @@ def test_tiny_gpu_is_tiny_with_more_patches_per_step():
     assert gpu.infer.test_spacing_a == tiny.infer.test_spacing_a == 4 * 13.1  # synthetic scale 0.25
     assert gpu.train.batch_size == 4 * tiny.train.batch_size and gpu.train.amp == "bf16"
     assert gpu.train.steps == tiny.train.steps and gpu.train.losses == tiny.train.losses
+
+
+def test_tiny_fine_differs_from_tiny_only_in_the_stem_and_runs_every_stage_twice_as_fine():
+    tiny, fine, fine_gpu = get_preset("tiny"), get_preset("tiny_fine"), get_preset("tiny_fine_gpu")
+    assert fine.data == tiny.data and fine.train == tiny.train and fine.infer == tiny.infer
+    assert fine.model.encoder_kwargs == {"max_pool": False, "stem_stride": 1}
+    assert (
+        fine_gpu.model == fine.model and fine_gpu.train.batch_size == get_preset("tiny_gpu").train.batch_size
+    )
+    coarse, model = create_model(tiny.model), create_model(fine.model)
+    assert model.encoder.strides == [(1, 1, 1), (1, 1, 1), (2, 2, 2), (4, 4, 4), (8, 8, 8)]
+    assert coarse.encoder.strides == [tuple(2 * v for v in s) for s in model.encoder.strides]
+    x = torch.randn(1, 1, *fine.data.patch_size)
+    assert model(x).shape == coarse(x).shape == (1, 1, *(n // 4 for n in fine.data.patch_size))
