@@ -144,9 +144,10 @@ def tiny_fine() -> Config:
 
     ``layer1`` sees the data's full 64 A voxels instead of 128 A; the heatmap stays at stride 4.
 
-    On two sets of 60 synthetic test tomograms and two seeds it never scored lower than ``tiny`` and gained
-    0.026 F2 at the best threshold and 0.023 at the 0.4 quantile on average (0.895 / 0.863 against 0.869 /
-    0.840), for 4.7x the training time (15 min for 1000 steps on 2 CPU cores; bench/RESULTS.md).
+    Over three seeds and two sets of 60 synthetic test tomograms it gained 0.022 F2 at the best threshold and
+    0.017 at the 0.4 quantile on average (0.893 / 0.858 against 0.870 / 0.841): +0.04 on one set in every
+    seed, nothing on the other. It costs 4.7x the training time (15 min for 1000 steps on 2 CPU cores;
+    bench/RESULTS.md).
     """
     cfg = tiny()
     cfg.model.encoder_kwargs = {"max_pool": False, "stem_stride": 1}
