@@ -150,7 +150,7 @@ def tiny_fine() -> Config:
     bench/RESULTS.md).
     """
     cfg = tiny()
-    cfg.model.encoder_kwargs = {"max_pool": False, "stem_stride": 1}
+    cfg.model.encoder_kwargs["stem_stride"] = 1
     return cfg
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -94,6 +95,7 @@ def test_tiny_fine_differs_from_tiny_only_in_the_stem_and_runs_every_stage_twice
     tiny, fine, fine_gpu = get_preset("tiny"), get_preset("tiny_fine"), get_preset("tiny_fine_gpu")
     assert fine.data == tiny.data and fine.train == tiny.train and fine.infer == tiny.infer
     assert fine.model.encoder_kwargs == {"max_pool": False, "stem_stride": 1}
+    assert dataclasses.replace(fine.model, encoder_kwargs=tiny.model.encoder_kwargs) == tiny.model
     assert (
         fine_gpu.model == fine.model and fine_gpu.train.batch_size == get_preset("tiny_gpu").train.batch_size
     )
