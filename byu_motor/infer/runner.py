@@ -497,15 +497,19 @@ def _test_ids(data_dir: Path) -> tuple[list[str], dict[str, Path]]:
     return ids, {t: folders[t] for t in ids if t in folders}
 
 
+def _checkpoint_key(path: Path) -> list:
+    """``[resolved path, size in bytes, mtime in ns]`` of a checkpoint, read with one ``stat``."""
+    st = path.stat()
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
 def _partial_header(data_dir: Path, checkpoints: Sequence[str], config: InferConfig) -> dict[str, Any]:
     settings = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESULT_NEUTRAL_FIELDS}
     return {
         "data_dir": str(data_dir.resolve()),
         # size and modification time too: a checkpoint rewritten in place (retrained, or given its second
         # stage) must not reuse the results of the old weights
-        "checkpoints": [
-            [str(Path(c).resolve()), Path(c).stat().st_size, Path(c).stat().st_mtime_ns] for c in checkpoints
-        ],
+        "checkpoints": [_checkpoint_key(Path(c)) for c in checkpoints],
         "infer": settings,
     }
 
