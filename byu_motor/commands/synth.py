@@ -21,19 +21,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="root seed: same seed, same bytes")
     parser.add_argument("--difficulty", type=float, default=1.0, help="noise multiplier (1.0 = default)")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (output does not change)")
+    parser.add_argument(
+        "--without",
+        default="",
+        help="comma-separated look-alikes to leave out (granule, decoy); same seed, same everything else",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Generate the dataset; returns the exit code."""
     import time
 
-    from byu_motor.data.synth import generate_dataset
+    from byu_motor.data.synth import ABLATABLE, generate_dataset
 
     if args.n_train < 0 or args.n_test < 0:
         print(f"synth: --n-train and --n-test must be >= 0, got {args.n_train}, {args.n_test}")
         return 2
     if not args.scale > 0:
         print(f"synth: --scale must be > 0, got {args.scale}")
+        return 2
+    without = [k for k in args.without.split(",") if k]
+    unknown = sorted(set(without) - set(ABLATABLE))
+    if unknown:
+        print(f"synth: --without: unknown look-alike kind(s) {unknown}; choose from {list(ABLATABLE)}")
         return 2
     start = time.perf_counter()
     generate_dataset(
@@ -44,6 +54,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         difficulty=args.difficulty,
         workers=args.workers,
+        without=without,
     )
     elapsed = time.perf_counter() - start
     print(

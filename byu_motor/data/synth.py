@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -67,6 +68,8 @@ MIN_MOTOR_SEPARATION_NM = 45.0
 CELL_RADIUS_NM = (150.0, 450.0)
 PERIPLASM_NM = (25.0, 35.0)
 RING_RADIUS_NM = (20.0, 28.0)
+# Look-alike kinds that generate_tomogram(without=...) can leave out (same random numbers, not drawn).
+ABLATABLE = ("granule", "decoy")
 # Depth of the label point (middle of the bell) below the outer membrane = periplasm + this.
 MOTOR_BELOW_INNER_NM = 10.5
 # Noise std (density units, membrane peak ~1) at difficulty 1 on a 13.1 A grid; coarser grids average
@@ -374,6 +377,7 @@ def generate_tomogram(
     wrapped: bool = False,
     distractors: bool = True,
     objects: list[dict] | None = None,
+    without: Collection[str] = (),
 ) -> np.ndarray:
     """Render a synthetic tomogram holding motors at the given positions.
 
@@ -391,10 +395,17 @@ def generate_tomogram(
             "granule" | "decoy" | "vesicle" | "gold", "zyx": [z, y, x] (voxels), "radius_nm": r}`` and
             ``{"kind": "edge_band", "side": "y0" | "y1" | "x0" | "x1", "width": w (voxels)}``. Recording
             draws no random numbers: the volume is the same with or without it.
+        without: look-alike kinds (of :data:`ABLATABLE`: ``"granule"``, ``"decoy"``) to leave out. Their random
+            numbers are still drawn, so everything else is placed as with them (an ablation of one kind on
+            otherwise the same tomogram; the final contrast stretch still shifts the grey values a little).
+            They are still recorded in ``objects``, with ``"drawn": False``.
 
     Returns:
         uint8 volume ``(Z, Y, X)``; dense matter is dark unless ``inverted``.
     """
+    unknown = sorted(set(without) - set(ABLATABLE))
+    if unknown:
+        raise ValueError(f"without: unknown look-alike kind(s) {unknown}; choose from {list(ABLATABLE)}")
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be 3 positive ints (Z, Y, X), got {shape}")
@@ -437,14 +448,17 @@ def generate_tomogram(
             if rng.random() < 0.35:
                 for p in _random_points_in_cell(rng, cell, int(rng.integers(1, 4)), shape, spacing_a, 120.0):
                     radius = rng.uniform(20.0, 60.0)
-                    R.sphere(vol, p, radius, spacing_a, rng.uniform(0.4, 0.8))
-                    _record(objects, "granule", p, radius)
+                    amplitude = rng.uniform(0.4, 0.8)
+                    if "granule" not in without:
+                        R.sphere(vol, p, radius, spacing_a, amplitude)
+                    _record(objects, "granule", p, radius, drawn="granule" not in without)
             if rng.random() < 0.12:
                 for p in _random_points_in_cell(rng, cell, 1, shape, spacing_a, 90.0):
                     normal = rng.normal(size=3)
                     ring = rng.uniform(*RING_RADIUS_NM)
-                    R.render_motor(vol, p, normal, spacing_a, 0.8, ring, 30.0, False)
-                    _record(objects, "decoy", p, ring)
+                    if "decoy" not in without:
+                        R.render_motor(vol, p, normal, spacing_a, 0.8, ring, 30.0, False)
+                    _record(objects, "decoy", p, ring, drawn="decoy" not in without)
 
     motor_amp = rng.uniform(0.75, 1.05)
     for m in motors:
@@ -507,11 +521,16 @@ def generate_tomogram(
     return out
 
 
-def _record(objects: list[dict] | None, kind: str, zyx, radius_nm: float) -> None:
-    """Append one distractor to ``objects`` (no-op for ``None``): voxel centre rounded to 0.1."""
+def _record(objects: list[dict] | None, kind: str, zyx, radius_nm: float, drawn: bool = True) -> None:
+    """Append one distractor to ``objects`` (no-op for ``None``): voxel centre rounded to 0.1.
+
+    ``drawn=False`` (left out by ``generate_tomogram(without=...)``) adds ``"drawn": False`` to the record.
+    """
     if objects is not None:
         centre = [round(float(v), 1) for v in zyx]
         objects.append({"kind": kind, "zyx": centre, "radius_nm": round(float(radius_nm), 1)})
+        if not drawn:
+            objects[-1]["drawn"] = False
 
 
 def _background_2d(
@@ -549,7 +568,7 @@ def _background_2d(
 
 def _render_task(task: tuple) -> list[dict]:
     """Worker: render one spec with its own seed and write its JPEG slices; returns its distractors."""
-    spec, seed_seq, difficulty, folder = task
+    spec, seed_seq, difficulty, folder, without = task
     rng = np.random.default_rng(seed_seq)
     objects: list[dict] = []
     volume = generate_tomogram(
@@ -562,6 +581,7 @@ def _render_task(task: tuple) -> list[dict]:
         inverted=spec.inverted,
         wrapped=spec.wrapped,
         objects=objects,
+        without=without,
     )
     write_tomogram(volume, folder, quality=95)
     return objects
@@ -579,6 +599,7 @@ def generate_dataset(
     seed: int = 0,
     difficulty: float = 1.0,
     workers: int = 1,
+    without: Collection[str] = (),
 ) -> None:
     """Write a synthetic dataset in the competition layout.
 
@@ -597,7 +618,13 @@ def generate_dataset(
         seed: root seed.
         difficulty: noise multiplier (1.0 = default).
         workers: worker processes for rendering.
+        without: look-alike kinds to leave out of every volume (see :func:`generate_tomogram`); the same
+            ``seed`` with and without them gives the same motors, cells and other objects.
     """
+    without = tuple(sorted(set(without)))
+    unknown = sorted(set(without) - set(ABLATABLE))
+    if unknown:
+        raise ValueError(f"without: unknown look-alike kind(s) {unknown}; choose from {list(ABLATABLE)}")
     if n_train < 0 or n_test < 0:
         raise ValueError(f"n_train and n_test must be >= 0, got {n_train}, {n_test}")
     out = Path(out_dir)
@@ -616,7 +643,7 @@ def generate_dataset(
             spec = replace(spec, tomo_id=f"tomo_{int(id_rng.integers(16**6)):06x}")
         used.add(spec.tomo_id)
         specs.append(spec)
-        tasks.append((spec, vol_seq, float(difficulty), out / split / spec.tomo_id))
+        tasks.append((spec, vol_seq, float(difficulty), out / split / spec.tomo_id, without))
 
     if workers > 1 and len(tasks) > 1:
         with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
@@ -647,6 +674,8 @@ def generate_dataset(
             "scale": float(scale),
             "distractors": distractors[i],
         }
+        if without:
+            meta[spec.tomo_id]["without"] = list(without)
     pd.DataFrame(train_rows, columns=list(LABEL_COLUMNS)).to_csv(out / "train_labels.csv", index=False)
     pd.DataFrame(sub_rows, columns=list(SUBMISSION_COLUMNS)).to_csv(
         out / "sample_submission.csv", index=False

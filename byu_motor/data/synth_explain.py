@@ -39,6 +39,7 @@ def explain_point(entry: Mapping[str, Any], zyx: Sequence[float], margin_a: floa
         the kind of the object whose surface is nearest (``"decoy"``, ``"granule"``, ``"vesicle"``,
         ``"gold"``) if one lies within ``margin_a``; else ``"edge band"`` inside a band; else ``"other"``.
         ``"unrecorded"`` when the entry holds no distractor record (data made before it was kept).
+        Objects recorded with ``"drawn": False`` (left out of the volume) are ignored.
     """
     if "distractors" not in entry:
         return "unrecorded"
@@ -46,7 +47,8 @@ def explain_point(entry: Mapping[str, Any], zyx: Sequence[float], margin_a: floa
     point = np.asarray(zyx, dtype=np.float64)
     best_kind, best_gap = "other", float("inf")
     for obj in entry["distractors"]:
-        if obj["kind"] == "edge_band":
+        # edge bands are checked below; undrawn objects were left out by generate_tomogram(without=...)
+        if obj["kind"] == "edge_band" or not obj.get("drawn", True):
             continue
         gap = np.linalg.norm(point - np.asarray(obj["zyx"])) * spacing - 10.0 * float(obj["radius_nm"])
         if gap <= margin_a and gap < best_gap:

@@ -260,3 +260,14 @@ def test_cli_synth(tmp_path: Path) -> None:
     assert rc == 0
     assert (tmp_path / "d" / "train_labels.csv").exists() and (tmp_path / "d" / "test_labels.csv").exists()
     assert len(list((tmp_path / "d" / "test").iterdir())) == 1
+
+
+def test_cli_synth_without(tmp_path: Path, capsys) -> None:
+    from byu_motor.cli import main
+
+    args = ["synth", str(tmp_path / "d"), "--n-train", "0", "--n-test", "1", "--scale", "0.08"]
+    assert main([*args, "--without", "granule,decoy"]) == 0
+    meta = json.loads((tmp_path / "d" / "synth_meta.json").read_text())
+    assert all(e["without"] == ["decoy", "granule"] for e in meta.values())
+    assert main([*args, "--without", "granule,ribosome"]) == 2
+    assert "ribosome" in capsys.readouterr().out

@@ -52,6 +52,54 @@ def test_recording_does_not_change_the_volume_and_lists_objects_inside() -> None
             assert d_nm > 50.0
 
 
+def _darkness(vol: np.ndarray, zyx, radius_vox: float) -> float:
+    """Mean grey of a ring around a point minus the mean grey of a ball at it (dense = dark = positive)."""
+    zz, yy, xx = np.indices(vol.shape, sparse=True)
+    d = np.sqrt((zz - zyx[0]) ** 2 + (yy - zyx[1]) ** 2 + (xx - zyx[2]) ** 2)
+    v = vol.astype(np.float64)
+    return float(v[(d > radius_vox + 2) & (d <= radius_vox + 5)].mean() - v[d <= 0.6 * radius_vox].mean())
+
+
+@pytest.mark.parametrize("kind", ["granule", "decoy"])
+def test_without_leaves_one_kind_out_of_the_same_tomogram(kind: str) -> None:
+    spec, seed = _spec_with_decoy_and_granule()
+    args = (spec.shape, spec.spacing_a, spec.motors)
+    with_it: list[dict] = []
+    full = synth.generate_tomogram(*args, np.random.default_rng(seed), cells=spec.cells, objects=with_it)
+    without_it: list[dict] = []
+    ablated = synth.generate_tomogram(
+        *args, np.random.default_rng(seed), cells=spec.cells, objects=without_it, without=[kind]
+    )
+    # the same objects in the same places (the random numbers are still drawn), the left-out kind marked
+    assert [(o["kind"], o.get("zyx")) for o in with_it] == [(o["kind"], o.get("zyx")) for o in without_it]
+    assert all(o.get("drawn", True) == (o["kind"] != kind) for o in without_it)
+    # everything else matches up to the final contrast stretch; the left-out objects are gone
+    assert np.corrcoef(full.ravel(), ablated.ravel())[0, 1] > 0.98
+    voxel_nm = spec.spacing_a / 10.0
+    for obj in (o for o in with_it if o["kind"] == kind):
+        r = obj["radius_nm"] / voxel_nm if kind == "granule" else 2.0
+        assert _darkness(full, obj["zyx"], r) > _darkness(ablated, obj["zyx"], r) + 10.0, obj
+    # an undrawn object explains nothing
+    entry = {"voxel_spacing": spec.spacing_a, "shape": list(spec.shape), "distractors": without_it}
+    left_out = next(o for o in without_it if o["kind"] == kind)
+    assert explain_point(entry, left_out["zyx"]) != kind
+    with pytest.raises(ValueError, match="unknown look-alike"):
+        synth.generate_tomogram(*args, np.random.default_rng(seed), cells=spec.cells, without=["vesicle"])
+
+
+def test_dataset_without_granules_keeps_motors_and_notes_it(tmp_path: Path) -> None:
+    synth.generate_dataset(tmp_path / "a", n_train=1, n_test=2, scale=0.1, seed=4)
+    synth.generate_dataset(tmp_path / "b", n_train=1, n_test=2, scale=0.1, seed=4, without=["granule"])
+    a = json.loads((tmp_path / "a" / "synth_meta.json").read_text())
+    b = json.loads((tmp_path / "b" / "synth_meta.json").read_text())
+    assert a.keys() == b.keys()
+    for t in a:
+        assert a[t]["motors"] == b[t]["motors"] and a[t]["shape"] == b[t]["shape"]
+        assert "without" not in a[t] and b[t]["without"] == ["granule"]
+    with pytest.raises(ValueError, match="unknown look-alike"):
+        synth.generate_dataset(tmp_path / "c", n_train=1, n_test=0, scale=0.1, without=["ribosome"])
+
+
 def test_dataset_meta_keeps_the_record(tmp_path: Path) -> None:
     synth.generate_dataset(tmp_path / "ds", n_train=2, n_test=2, scale=0.1, seed=3)
     meta = json.loads((tmp_path / "ds" / "synth_meta.json").read_text())
