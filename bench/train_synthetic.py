@@ -9,10 +9,12 @@ With ``--fit`` the training tomograms are predicted too (same Validator path): t
 the highest score away from every motor tell under-fitting (low F2 on the training tomograms) from a
 failure to generalise (training tomograms fine, held-out ones not). Each false positive and misplaced
 prediction is named after the generator's distractor it hit (granule, ring-only decoy, vesicle, gold, edge
-band or other; :mod:`byu_motor.data.synth_explain`).
+band or other; :mod:`byu_motor.data.synth_explain`). With ``--without granule`` the eval set is generated a
+second time with the same seed but without those look-alikes (same tomograms, motors and other objects) and
+scored the same way: the F2 the look-alikes cost.
 
     python bench/train_synthetic.py [--cache /tmp/byu_bench/synth_s025_40_20] [--out RUN] [--threads 2]
-        [--preset tiny] [--set train.steps=300 ...] [--minutes 10] [--fit]
+        [--preset tiny] [--set train.steps=300 ...] [--minutes 10] [--fit] [--without granule,decoy]
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from byu_motor.presets import get_preset
 from byu_motor.train.engine import train
 
 
-def ensure_dataset(cache: Path, n_train: int, n_test: int, seed: int, workers: int) -> float:
+def ensure_dataset(
+    cache: Path, n_train: int, n_test: int, seed: int, workers: int, without: tuple[str, ...] = ()
+) -> float:
     """Generate the synthetic set into ``cache`` unless it is already complete; returns seconds spent.
 
     A set without the generator's distractor record (``synth_meta.json`` from an older generator) is
@@ -44,7 +48,7 @@ def ensure_dataset(cache: Path, n_train: int, n_test: int, seed: int, workers: i
         if all("distractors" in e for e in json.loads(meta.read_text()).values()):
             return 0.0
     t0 = time.perf_counter()
-    generate_dataset(cache, n_train, n_test, scale=0.25, seed=seed, workers=workers)
+    generate_dataset(cache, n_train, n_test, scale=0.25, seed=seed, workers=workers, without=without)
     return time.perf_counter() - t0
 
 
@@ -102,6 +106,11 @@ def main() -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--keep", action="store_true", help="resume an existing --out instead of starting afresh")
     p.add_argument(
+        "--without",
+        default="",
+        help="also score the eval set regenerated without these look-alikes (granule, decoy; comma-separated)",
+    )
+    p.add_argument(
         "--fit", action="store_true", help="also score the training tomograms (fit vs generalisation)"
     )
     args = p.parse_args()
@@ -138,6 +147,15 @@ def main() -> None:
             eval_dir, [args.out / "best.pt"], args.out / "eval_submission.csv", cfg.infer
         )
         ev = score_details(pd.read_csv(eval_dir / "test_labels.csv"), eval_sub)
+    ablated = None
+    without = tuple(sorted(k for k in args.without.split(",") if k))
+    if args.n_eval > 0 and without:
+        ablated_dir = eval_dir.with_name(f"{eval_dir.name}_without_{'_'.join(without)}")
+        ensure_dataset(ablated_dir, 0, args.n_eval, args.seed + 1000, workers=args.threads, without=without)
+        ablated_sub = run_prediction(
+            ablated_dir, [args.out / "best.pt"], args.out / "eval_without_submission.csv", cfg.infer
+        )
+        ablated = score_details(pd.read_csv(ablated_dir / "test_labels.csv"), ablated_sub)
 
     fit = fit_figures(cfg, args.cache, args.out) if args.fit else None
 
@@ -171,6 +189,12 @@ def main() -> None:
             f"({_counts(ev)})"
         )
         print(f"  {_sources(eval_dir, eval_sub)}")
+    if ablated is not None:
+        print(
+            f"eval F2 on the same {args.n_eval} tomograms without {', '.join(without)}: {ablated['f2']:.3f} "
+            f"({_counts(ablated)}); F2 gain without them {ablated['f2'] - ev['f2']:+.3f}"
+        )
+        print(f"  {_sources(ablated_dir, ablated_sub)}")
     if fit is not None:
         print(
             f"fit: F2 {fit['f2']:.3f} on the {fit['n']} training tomograms (thr {fit['threshold']:.3f}); "
