@@ -100,6 +100,38 @@ class ModelSpec:
         )
 
     @classmethod
+    def from_config(
+        cls,
+        module: nn.Module,
+        stride: int | Sequence[int],
+        cfg: Any,
+        name: str = "",
+        rescorer: nn.Module | None = None,
+        **kwargs: Any,
+    ) -> ModelSpec:
+        """:meth:`from_data_config` with ``cfg.data``, plus the second stage with ``cfg.rescore``'s crop and weight.
+
+        Args:
+            module: the detector.
+            stride: its output stride, scalar or ``(sz, sy, sx)``.
+            cfg: :class:`byu_motor.config.Config` the module was (or is being) trained with.
+            name: label for logs.
+            rescorer: the crop classifier of the second stage, or ``None``.
+            **kwargs: other :class:`ModelSpec` fields (``weight``, ``threshold``).
+        """
+        r = cfg.rescore
+        return cls.from_data_config(
+            module,
+            stride,
+            cfg.data,
+            name,
+            rescorer=rescorer,
+            rescore_crop=tuple(r.crop_size),
+            rescore_weight=float(r.weight),
+            **kwargs,
+        )
+
+    @classmethod
     def from_checkpoint(
         cls, path: str | Path, device: str | torch.device = "cpu", weight: float = 1.0
     ) -> ModelSpec:
@@ -112,20 +144,15 @@ class ModelSpec:
         from byu_motor.models.checkpoint import load_checkpoint
 
         loaded = load_checkpoint(path, map_location=device)
-        data = loaded.config.data
         model = loaded.model.to(device).eval()
         stride: Sequence[int] = getattr(model, "stride", None) or loaded.config.model.stride
-        extra = loaded.extra or {}
-        thr = extra.get("threshold")
-        r = loaded.config.rescore
-        return cls.from_data_config(
+        thr = (loaded.extra or {}).get("threshold")
+        return cls.from_config(
             model,
             stride,
-            data,
+            loaded.config,
             Path(path).stem,
+            rescorer=loaded.rescorer,
             weight=weight,
             threshold=None if thr is None else float(thr),
-            rescorer=loaded.rescorer,
-            rescore_crop=tuple(r.crop_size),
-            rescore_weight=float(r.weight),
         )

@@ -65,15 +65,12 @@ class Validator:
         from byu_motor.infer.predictor import Predictor
         from byu_motor.infer.spec import ModelSpec
 
-        r = self.cfg.rescore
-        spec = ModelSpec.from_data_config(
+        spec = ModelSpec.from_config(
             copy.deepcopy(module),
             stride,
-            self.cfg.data,
+            self.cfg,
             "validation",
             rescorer=None if rescorer is None else copy.deepcopy(rescorer),
-            rescore_crop=tuple(r.crop_size),
-            rescore_weight=float(r.weight),
         )
         predictor = Predictor([spec], self.cfg.infer, self.device)
         out: dict[str, list[tuple]] = {}
