@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from byu_motor.data.synth import generate_dataset
+from byu_motor.data.synth import ablation_kinds, generate_dataset
 from byu_motor.data.synth_explain import error_sources, format_sources
 from byu_motor.metric import score_details
 from byu_motor.presets import get_preset
@@ -116,6 +116,7 @@ def main() -> None:
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
+    without = ablation_kinds(k for k in args.without.split(",") if k)  # a typo fails now, not after training
     gen_s = ensure_dataset(args.cache, args.n_train, args.n_test, args.seed, workers=args.threads)
     if not args.keep and args.out.exists():
         shutil.rmtree(args.out)
@@ -148,7 +149,6 @@ def main() -> None:
         )
         ev = score_details(pd.read_csv(eval_dir / "test_labels.csv"), eval_sub)
     ablated = None
-    without = tuple(sorted(k for k in args.without.split(",") if k))
     if args.n_eval > 0 and without:
         ablated_dir = eval_dir.with_name(f"{eval_dir.name}_without_{'_'.join(without)}")
         ensure_dataset(ablated_dir, 0, args.n_eval, args.seed + 1000, workers=args.threads, without=without)

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate the dataset; returns the exit code."""
     import time
 
-    from byu_motor.data.synth import ABLATABLE, generate_dataset
+    from byu_motor.data.synth import ablation_kinds, generate_dataset
 
     if args.n_train < 0 or args.n_test < 0:
         print(f"synth: --n-train and --n-test must be >= 0, got {args.n_train}, {args.n_test}")
@@ -40,10 +40,10 @@ def run(args: argparse.Namespace) -> int:
     if not args.scale > 0:
         print(f"synth: --scale must be > 0, got {args.scale}")
         return 2
-    without = [k for k in args.without.split(",") if k]
-    unknown = sorted(set(without) - set(ABLATABLE))
-    if unknown:
-        print(f"synth: --without: unknown look-alike kind(s) {unknown}; choose from {list(ABLATABLE)}")
+    try:
+        without = ablation_kinds(k for k in args.without.split(",") if k)
+    except ValueError as err:
+        print(f"synth: --{err}")
         return 2
     start = time.perf_counter()
     generate_dataset(

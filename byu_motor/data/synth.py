@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -403,9 +403,7 @@ def generate_tomogram(
     Returns:
         uint8 volume ``(Z, Y, X)``; dense matter is dark unless ``inverted``.
     """
-    unknown = sorted(set(without) - set(ABLATABLE))
-    if unknown:
-        raise ValueError(f"without: unknown look-alike kind(s) {unknown}; choose from {list(ABLATABLE)}")
+    without = ablation_kinds(without)
     shape = tuple(int(s) for s in shape)
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"shape must be 3 positive ints (Z, Y, X), got {shape}")
@@ -442,6 +440,7 @@ def generate_tomogram(
     del texture
 
     if distractors:
+        draw_granules, draw_decoys = "granule" not in without, "decoy" not in without
         for cell in cells:
             for p in _random_points_in_cell(rng, cell, int(rng.integers(30, 120)), shape, spacing_a, 50.0):
                 R.blob(vol, p, rng.uniform(4.0, 7.0), spacing_a, rng.uniform(0.2, 0.4))
@@ -449,16 +448,16 @@ def generate_tomogram(
                 for p in _random_points_in_cell(rng, cell, int(rng.integers(1, 4)), shape, spacing_a, 120.0):
                     radius = rng.uniform(20.0, 60.0)
                     amplitude = rng.uniform(0.4, 0.8)
-                    if "granule" not in without:
+                    if draw_granules:
                         R.sphere(vol, p, radius, spacing_a, amplitude)
-                    _record(objects, "granule", p, radius, drawn="granule" not in without)
+                    _record(objects, "granule", p, radius, drawn=draw_granules)
             if rng.random() < 0.12:
                 for p in _random_points_in_cell(rng, cell, 1, shape, spacing_a, 90.0):
                     normal = rng.normal(size=3)
                     ring = rng.uniform(*RING_RADIUS_NM)
-                    if "decoy" not in without:
+                    if draw_decoys:
                         R.render_motor(vol, p, normal, spacing_a, 0.8, ring, 30.0, False)
-                    _record(objects, "decoy", p, ring, drawn="decoy" not in without)
+                    _record(objects, "decoy", p, ring, drawn=draw_decoys)
 
     motor_amp = rng.uniform(0.75, 1.05)
     for m in motors:
@@ -531,6 +530,19 @@ def _record(objects: list[dict] | None, kind: str, zyx, radius_nm: float, drawn:
         objects.append({"kind": kind, "zyx": centre, "radius_nm": round(float(radius_nm), 1)})
         if not drawn:
             objects[-1]["drawn"] = False
+
+
+def ablation_kinds(without: Iterable[str]) -> tuple[str, ...]:
+    """Validate look-alike kinds to leave out (see :func:`generate_tomogram`); returns them sorted, unique.
+
+    Raises:
+        ValueError: naming any kind not in :data:`ABLATABLE`.
+    """
+    kinds = set(without)
+    unknown = sorted(kinds - set(ABLATABLE))
+    if unknown:
+        raise ValueError(f"without: unknown look-alike kind(s) {unknown}; choose from {list(ABLATABLE)}")
+    return tuple(sorted(kinds))
 
 
 def _background_2d(
@@ -621,10 +633,7 @@ def generate_dataset(
         without: look-alike kinds to leave out of every volume (see :func:`generate_tomogram`); the same
             ``seed`` with and without them gives the same motors, cells and other objects.
     """
-    without = tuple(sorted(set(without)))
-    unknown = sorted(set(without) - set(ABLATABLE))
-    if unknown:
-        raise ValueError(f"without: unknown look-alike kind(s) {unknown}; choose from {list(ABLATABLE)}")
+    without = ablation_kinds(without)
     if n_train < 0 or n_test < 0:
         raise ValueError(f"n_train and n_test must be >= 0, got {n_train}, {n_test}")
     out = Path(out_dir)
