@@ -9,6 +9,8 @@ Example:
     >>> meta = json.loads((data / "synth_meta.json").read_text())
     >>> error_sources(solution, submission, meta)["false_positive"]
     {'granule': 2, 'decoy': 1, 'other': 1}
+    >>> lookalikes_above(candidates, meta, threshold)   # before any threshold is applied per tomogram
+    {'granule': (11, 22), 'decoy': (3, 6), 'vesicle': (0, 4)}
 """
 
 from __future__ import annotations
@@ -97,3 +99,45 @@ def error_sources(
 def format_sources(counts: Mapping[str, int]) -> str:
     """``"granule 2, decoy 1"`` (``"none"`` when empty)."""
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "none"
+
+
+def lookalikes_above(
+    candidates: Mapping[str, Sequence[Sequence[float]]],
+    meta: Mapping[str, Mapping[str, Any]],
+    threshold: float,
+    margin_a: float = 300.0,
+    kinds: Sequence[str] = ("granule", "decoy", "vesicle"),
+) -> dict[str, tuple[int, int]]:
+    """How many recorded look-alikes a detector scores at or above ``threshold``, per kind.
+
+    Unlike :func:`error_sources`, which sees only the one prediction per tomogram, this looks at every
+    candidate: a granule next to a stronger motor still counts when its own score passes the threshold.
+    It says whether a change teaches the model to score a kind of look-alike lower, which F2 hides when
+    another false positive takes its place.
+
+    Args:
+        candidates: ``tomo_id -> [(z, y, x, score), ...]`` in the tomogram's voxels (e.g.
+            :meth:`byu_motor.train.validate.Validator.candidates`); tomograms missing here count as
+            scoring nothing.
+        meta: ``synth_meta.json`` loaded (tomo_id -> entry with ``voxel_spacing`` and ``distractors``).
+        threshold: score a look-alike must reach to count.
+        margin_a: a candidate scores an object when it lies within the object's radius plus this
+            (Angstrom), as in :func:`explain_point`.
+        kinds: the object kinds to count (edge bands have no position and are never counted).
+
+    Returns:
+        ``{kind: (n_at_or_above, n_drawn)}`` for each of ``kinds``; objects recorded with
+        ``"drawn": False`` are left out of both counts.
+    """
+    out = {k: [0, 0] for k in kinds}
+    for tid, entry in meta.items():
+        spacing = float(entry["voxel_spacing"])
+        rows = np.asarray(candidates.get(tid, []), dtype=np.float64).reshape(-1, 4)
+        for obj in entry.get("distractors", []):
+            if obj["kind"] not in out or not obj.get("drawn", True):
+                continue
+            gap = np.linalg.norm(rows[:, :3] - np.asarray(obj["zyx"]), axis=1) * spacing
+            near = gap <= 10.0 * float(obj["radius_nm"]) + margin_a
+            out[obj["kind"]][1] += 1
+            out[obj["kind"]][0] += bool(near.any() and rows[near, 3].max() >= threshold)
+    return {k: (v[0], v[1]) for k, v in out.items()}

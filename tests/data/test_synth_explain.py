@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from byu_motor.data import synth
-from byu_motor.data.synth_explain import KINDS, error_sources, explain_point, format_sources
+from byu_motor.data.synth_explain import KINDS, error_sources, explain_point, format_sources, lookalikes_above
 
 AXES = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
 
@@ -169,3 +169,32 @@ def test_error_sources_counts_fp_and_misplaced_only() -> None:
     with pytest.raises(ValueError, match="ghost"):
         error_sources(solution, pd.concat([submission, pd.DataFrame([["ghost", 1, 1, 1]], columns=submission.columns)]),
                       meta)  # fmt: skip
+
+
+def test_lookalikes_above_counts_every_candidate_near_each_object() -> None:
+    entry = {"shape": [40, 100, 120], "voxel_spacing": 100.0,
+             "distractors": [{"kind": "granule", "zyx": [10.0, 30.0, 30.0], "radius_nm": 40.0},  # 400 A
+                             {"kind": "granule", "zyx": [10.0, 70.0, 70.0], "radius_nm": 20.0},
+                             {"kind": "decoy", "zyx": [30.0, 50.0, 90.0], "radius_nm": 20.0},
+                             {"kind": "granule", "zyx": [5.0, 5.0, 5.0], "radius_nm": 20.0, "drawn": False},
+                             {"kind": "edge_band", "side": "x1", "width": 6}]}  # fmt: skip
+    meta = {"a": entry, "b": entry}
+    cands = {
+        # the motor outscores the first granule, whose own candidate (7 voxels = 700 A from its centre:
+        # 300 A outside its 400 A radius) still counts; the second granule's candidate is 800 A away
+        "a": [
+            (20.0, 20.0, 90.0, 0.9),
+            (10.0, 30.0, 37.0, 0.6),
+            (10.0, 70.0, 78.0, 0.7),
+            (5.0, 5.0, 5.0, 0.9),
+        ],
+        # a candidate 301 A outside the first granule does not count; the decoy scores below the threshold
+        "b": [(10.0, 30.0, 37.01, 0.8), (30.0, 50.0, 90.0, 0.49)],
+    }
+    assert lookalikes_above(cands, meta, 0.5) == {"granule": (1, 4), "decoy": (0, 2), "vesicle": (0, 0)}
+    assert lookalikes_above(cands, meta, 0.4, kinds=("decoy",)) == {"decoy": (1, 2)}
+    # a wider margin reaches the second granule (800 A = 200 A radius + 600 A) and "b"'s first one
+    assert lookalikes_above(cands, meta, 0.5, margin_a=600.0)["granule"] == (3, 4)
+    assert lookalikes_above(cands, meta, 0.5, margin_a=599.0)["granule"] == (2, 4)
+    # a tomogram without candidates scores nothing, its objects still count as drawn
+    assert lookalikes_above({}, meta, 0.0) == {"granule": (0, 4), "decoy": (0, 2), "vesicle": (0, 0)}
