@@ -1,0 +1,139 @@
+"""Benchmark: judge a training variant over several seeds and two fresh synthetic test sets.
+
+One 60-tomogram set and one seed move F2 by about +-.05 (bench/RESULTS.md, eighth session), more than most
+changes are worth. This script is the yardstick the eighth to tenth sessions used by hand: train fold 0 of
+the 40 training tomograms once per seed (``--seeds``), then score ``best.pt`` on two sets of extra test
+tomograms generated with other seeds (A: seed + 1000, the set ``train_synthetic.py`` calls eval; B:
+seed + 2000). Each set is predicted at its true spacing through the Validator (the inference engine's own
+path). For each cell it prints F2 at the best threshold and at the 0.4 quantile, and how many of the set's
+storage granules and ring-only decoys score at or above that quantile threshold
+(:func:`byu_motor.data.synth_explain.lookalikes_above`). Last comes a markdown row with the mean of the
+cells, ready for RESULTS.md. Run it once with no ``--set`` for the baseline, then once per variant:
+
+    python bench/compare_variants.py [--preset tiny] [--set train.lr=1e-3 ...] [--seeds 42,1,2]
+        [--out /tmp/byu_bench/variants/NAME] [--keep] [--cache /tmp/byu_bench/synth_s025_40_20]
+
+``--keep`` scores the checkpoints already in ``--out`` and trains only the seeds that lack one.
+About 4-5 min per seed on 2 CPU cores with ``tiny``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from train_synthetic import ensure_dataset  # noqa: E402
+
+from byu_motor.data.layout import TomoRecord  # noqa: E402
+from byu_motor.data.synth_explain import lookalikes_above  # noqa: E402
+from byu_motor.models.checkpoint import load_checkpoint  # noqa: E402
+from byu_motor.postprocess.threshold import best_threshold, quantile_sweep  # noqa: E402
+from byu_motor.presets import get_preset  # noqa: E402
+from byu_motor.train.engine import train  # noqa: E402
+from byu_motor.train.validate import Validator  # noqa: E402
+
+QUANTILE = 0.4
+
+
+def test_records(data: Path) -> tuple[dict[str, TomoRecord], dict]:
+    """Records of a synthetic set's test tomograms at their true spacing, and its ``synth_meta.json``."""
+    meta = json.loads((data / "synth_meta.json").read_text())
+    records = {
+        tid: TomoRecord(
+            tid,
+            tuple(e["shape"]),
+            float(e["voxel_spacing"]),
+            np.asarray(e["motors"], dtype=np.float64).reshape(-1, 3),
+            len(e["motors"]),
+        )
+        for tid, e in meta.items()
+        if e["split"] == "test"
+    }
+    return records, meta
+
+
+def score_cell(checkpoint: Path, data: Path) -> dict[str, float]:
+    """F2 at the best threshold and at the 0.4 quantile of ``checkpoint`` on ``data``'s test tomograms.
+
+    Returns:
+        ``best``, ``q`` (F2 values) and ``granule``, ``decoy`` (``"above/drawn"`` at the quantile threshold).
+    """
+    loaded = load_checkpoint(checkpoint)
+    records, meta = test_records(data)
+    validator = Validator(loaded.config, data / "test", records, torch.device("cpu"))
+    cands = validator.candidates(loaded.model, loaded.config.model.stride)
+    _, f2 = best_threshold(cands, records)
+    sweep = quantile_sweep(cands, records, (QUANTILE,))
+    above = lookalikes_above(cands, meta, float(sweep["threshold"][0]), kinds=("granule", "decoy"))
+    return {
+        "best": float(f2),
+        "q": float(sweep["f2"][0]),
+        **{k: f"{n}/{total}" for k, (n, total) in above.items()},
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--preset", default="tiny")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--seeds", default="42,1,2", help="training seeds (comma-separated)")
+    p.add_argument("--out", type=Path, default=Path("/tmp/byu_bench/variants/baseline"))
+    p.add_argument("--keep", action="store_true", help="reuse the checkpoints already in --out")
+    p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
+    p.add_argument("--seed", type=int, default=0, help="seed of the training set (evals: +1000, +2000)")
+    p.add_argument("--n-eval", type=int, default=60)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    if not seeds:
+        raise SystemExit("--seeds: give at least one seed")
+    get_preset(args.preset).override(list(args.overrides))  # a bad --set fails before any work
+    ensure_dataset(args.cache, 40, 20, args.seed, workers=args.threads)
+    evals = {
+        "A": args.cache.with_name(f"{args.cache.name}_eval{args.n_eval}"),
+        "B": args.cache.with_name(f"{args.cache.name}_eval{args.n_eval}_seed{args.seed + 2000}"),
+    }
+    for offset, path in zip((1000, 2000), evals.values()):
+        ensure_dataset(path, 0, args.n_eval, args.seed + offset, workers=args.threads)
+
+    cells: dict[tuple[int, str], dict] = {}
+    for seed in seeds:
+        run = args.out / f"seed{seed}"
+        if not (args.keep and (run / "best.pt").exists()):
+            cfg = get_preset(args.preset).override([*args.overrides, f"train.seed={seed}"])
+            cfg.train.num_workers = min(cfg.train.num_workers, args.threads)
+            t0 = time.perf_counter()
+            train(cfg, args.cache, run, resume=False, progress=False)
+            print(f"seed {seed}: trained in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
+        for name, path in evals.items():
+            cell = score_cell(run / "best.pt", path)
+            cells[(seed, name)] = cell
+            print(
+                f"seed {seed}, set {name}: F2 best {cell['best']:.3f}, q{QUANTILE} {cell['q']:.3f}; "
+                f"above q{QUANTILE}: granules {cell['granule']}, decoys {cell['decoy']}",
+                flush=True,
+            )
+
+    label = " ".join(args.overrides) or f"`{args.preset}`"
+    head = [f"{n}, s{s}" for s in seeds for n in evals]
+    row = [f"{cells[(s, n)]['best']:.3f} / {cells[(s, n)]['q']:.3f}" for s in seeds for n in evals]
+    mean_best = np.mean([c["best"] for c in cells.values()])
+    mean_q = np.mean([c["q"] for c in cells.values()])
+    n_seeds = f"{len(seeds)} seed" + ("s" if len(seeds) > 1 else "")
+    print(f"\nF2 at the best threshold / at q{QUANTILE}, fold 0, {n_seeds} x {len(evals)} sets:")
+    print("| variant | " + " | ".join(head) + " | mean |")
+    print("|---" * (len(head) + 2) + "|")
+    print(f"| {label} | " + " | ".join(row) + f" | {mean_best:.3f} / {mean_q:.3f} |")
+
+
+if __name__ == "__main__":
+    main()
