@@ -123,7 +123,7 @@ def main() -> None:
                 flush=True,
             )
 
-    label = " ".join(args.overrides) or f"`{args.preset}`"
+    label = " ".join([f"`{args.preset}`", *args.overrides])
     head = [f"{n}, s{s}" for s in seeds for n in evals]
     row = [f"{cells[(s, n)]['best']:.3f} / {cells[(s, n)]['q']:.3f}" for s in seeds for n in evals]
     mean_best = np.mean([c["best"] for c in cells.values()])
