@@ -28,6 +28,14 @@ from byu_motor.metric import AXES, wrong_predictions
 KINDS = ("decoy", "granule", "vesicle", "gold", "edge band", "other", "unrecorded")
 
 
+def _surface_gap_a(points_zyx: np.ndarray, obj: Mapping[str, Any], spacing_a: float) -> np.ndarray:
+    """Distance in Angstrom from voxel points ``(n, 3)`` (or one ``(3,)``) to a recorded object's surface
+    (negative inside it): ``(n,)``."""
+    pts = np.asarray(points_zyx, dtype=np.float64).reshape(-1, 3)
+    centre = np.asarray(obj["zyx"], dtype=np.float64)
+    return np.linalg.norm(pts - centre, axis=1) * spacing_a - 10.0 * float(obj["radius_nm"])
+
+
 def explain_point(entry: Mapping[str, Any], zyx: Sequence[float], margin_a: float = 300.0) -> str:
     """The recorded distractor at a voxel point of one synthetic tomogram.
 
@@ -52,7 +60,7 @@ def explain_point(entry: Mapping[str, Any], zyx: Sequence[float], margin_a: floa
         # edge bands are checked below; undrawn objects were left out by generate_tomogram(without=...)
         if obj["kind"] == "edge_band" or not obj.get("drawn", True):
             continue
-        gap = np.linalg.norm(point - np.asarray(obj["zyx"])) * spacing - 10.0 * float(obj["radius_nm"])
+        gap = float(_surface_gap_a(point, obj, spacing)[0])
         if gap <= margin_a and gap < best_gap:
             best_kind, best_gap = obj["kind"], gap
     if best_kind != "other":
@@ -136,8 +144,7 @@ def lookalikes_above(
         for obj in entry.get("distractors", []):
             if obj["kind"] not in out or not obj.get("drawn", True):
                 continue
-            gap = np.linalg.norm(rows[:, :3] - np.asarray(obj["zyx"]), axis=1) * spacing
-            near = gap <= 10.0 * float(obj["radius_nm"]) + margin_a
+            near = _surface_gap_a(rows[:, :3], obj, spacing) <= margin_a
             out[obj["kind"]][1] += 1
             out[obj["kind"]][0] += bool(near.any() and rows[near, 3].max() >= threshold)
     return {k: (v[0], v[1]) for k, v in out.items()}
