@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_synthetic import ensure_dataset  # noqa: E402
+from train_synthetic import ensure_dataset, eval_set_dir  # noqa: E402
 
 from byu_motor.data.layout import TomoRecord  # noqa: E402
 from byu_motor.data.synth_explain import lookalikes_above  # noqa: E402
@@ -98,10 +98,8 @@ def main() -> None:
         raise SystemExit("--seeds: give at least one seed")
     get_preset(args.preset).override(list(args.overrides))  # a bad --set fails before any work
     ensure_dataset(args.cache, 40, 20, args.seed, workers=args.threads)
-    evals = {
-        "A": args.cache.with_name(f"{args.cache.name}_eval{args.n_eval}"),
-        "B": args.cache.with_name(f"{args.cache.name}_eval{args.n_eval}_seed{args.seed + 2000}"),
-    }
+    set_a = eval_set_dir(args.cache, args.n_eval)  # the eval set of train_synthetic.py
+    evals = {"A": set_a, "B": set_a.with_name(f"{set_a.name}_seed{args.seed + 2000}")}
     for offset, path in zip((1000, 2000), evals.values()):
         ensure_dataset(path, 0, args.n_eval, args.seed + offset, workers=args.threads)
 

@@ -52,6 +52,11 @@ def ensure_dataset(
     return time.perf_counter() - t0
 
 
+def eval_set_dir(cache: Path, n_eval: int) -> Path:
+    """Where the ``n_eval`` extra test tomograms (seed + 1000) of the training set in ``cache`` live."""
+    return cache.with_name(f"{cache.name}_eval{n_eval}")
+
+
 def fit_figures(cfg, cache: Path, run: Path) -> dict[str, float]:
     """Best-threshold F2 of ``run/best.pt`` on its own training tomograms and its top off-motor score there.
 
@@ -142,7 +147,7 @@ def main() -> None:
     test_min = (time.perf_counter() - t1) / 60
     ev = None
     if args.n_eval > 0:
-        eval_dir = args.cache.with_name(f"{args.cache.name}_eval{args.n_eval}")
+        eval_dir = eval_set_dir(args.cache, args.n_eval)
         ensure_dataset(eval_dir, 0, args.n_eval, args.seed + 1000, workers=args.threads)
         eval_sub = run_prediction(
             eval_dir, [args.out / "best.pt"], args.out / "eval_submission.csv", cfg.infer
