@@ -4,14 +4,16 @@ One 60-tomogram set and one seed move F2 by about +-.05 (bench/RESULTS.md, eight
 changes are worth. This script is the yardstick the eighth to tenth sessions used by hand: train fold 0 of
 the 40 training tomograms once per seed (``--seeds``), then score ``best.pt`` on two sets of extra test
 tomograms generated with other seeds (A: seed + 1000, the set ``train_synthetic.py`` calls eval; B:
-seed + 2000). Each set is predicted at its true spacing through the Validator (the inference engine's own
+seed + 2000). ``--checkpoint last`` scores the final step instead: ``best.pt`` is chosen on 8 validation
+tomograms, which can pick the half-trained step-500 model and so adds its own noise to a comparison. Each set is predicted at its true spacing through the Validator (the inference engine's own
 path). For each cell it prints F2 at the best threshold and at the 0.4 quantile, and how many of the set's
 storage granules and ring-only decoys score at or above that quantile threshold
 (:func:`byu_motor.data.synth_explain.lookalikes_above`). Last comes a markdown row with the mean of the
 cells, ready for RESULTS.md. Run it once with no ``--set`` for the baseline, then once per variant:
 
     python bench/compare_variants.py [--preset tiny] [--set train.lr=1e-3 ...] [--seeds 42,1,2]
-        [--out /tmp/byu_bench/variants/NAME] [--keep] [--cache /tmp/byu_bench/synth_s025_40_20]
+        [--out /tmp/byu_bench/variants/NAME] [--keep] [--checkpoint best|last]
+        [--cache /tmp/byu_bench/synth_s025_40_20]
 
 ``--keep`` scores the checkpoints already in ``--out`` and trains only the seeds that lack one.
 About 4-5 min per seed on 2 CPU cores with ``tiny``.
@@ -86,6 +88,7 @@ def main() -> None:
     p.add_argument("--seeds", default="42,1,2", help="training seeds (comma-separated)")
     p.add_argument("--out", type=Path, default=Path("/tmp/byu_bench/variants/baseline"))
     p.add_argument("--keep", action="store_true", help="reuse the checkpoints already in --out")
+    p.add_argument("--checkpoint", choices=("best", "last"), default="best", help="which checkpoint to score")
     p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
     p.add_argument("--seed", type=int, default=0, help="seed of the training set (evals: +1000, +2000)")
     p.add_argument("--n-eval", type=int, default=60)
@@ -113,7 +116,7 @@ def main() -> None:
             train(cfg, args.cache, run, resume=False, progress=False)
             print(f"seed {seed}: trained in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
         for name, path in evals.items():
-            cell = score_cell(run / "best.pt", path)
+            cell = score_cell(run / f"{args.checkpoint}.pt", path)
             cells[(seed, name)] = cell
             print(
                 f"seed {seed}, set {name}: F2 best {cell['best']:.3f}, q{QUANTILE} {cell['q']:.3f}; "
@@ -121,7 +124,9 @@ def main() -> None:
                 flush=True,
             )
 
-    label = " ".join([f"`{args.preset}`", *args.overrides])
+    label = " ".join(
+        [f"`{args.preset}`", *args.overrides, *(["(last.pt)"] if args.checkpoint == "last" else [])]
+    )
     head = [f"{n}, s{s}" for s in seeds for n in evals]
     row = [f"{cells[(s, n)]['best']:.3f} / {cells[(s, n)]['q']:.3f}" for s in seeds for n in evals]
     mean_best = np.mean([c["best"] for c in cells.values()])

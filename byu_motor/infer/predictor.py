@@ -58,7 +58,7 @@ class Predictor:
         self._modules = []
         for spec in self.models:
             module = spec.module.to(self.device).eval()
-            if config.channels_last and self.device.type == "cuda":
+            if config.channels_last:
                 module = module.to(memory_format=torch.channels_last_3d)
             if config.compile:
                 module = torch.compile(module, dynamic=False)

@@ -296,6 +296,8 @@ def train(
 
     # model, EMA, optimiser, scheduler, scaler --------------------------------------------------------
     model = create_model(cfg.model).to(device)
+    layout = torch.channels_last_3d if t.channels_last else torch.contiguous_format
+    model = model.to(memory_format=layout)
     stride = tuple(int(s) for s in model.stride)
     core = model
     if info.enabled:
@@ -471,7 +473,7 @@ def train(
             batch = next(batches)
             # batch mixing draws from a generator keyed by (seed, rank, step): identical after a resume
             batch = mix_batch(batch, t, np.random.default_rng([t.seed, info.rank, step, micro]))
-            x = batch["image"].to(device, non_blocking=True)
+            x = batch["image"].to(device, non_blocking=True).contiguous(memory_format=layout)
             y = batch["target"].to(device, non_blocking=True)
             skip_sync = (
                 info.enabled and micro < t.grad_accum - 1

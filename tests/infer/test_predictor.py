@@ -197,3 +197,22 @@ def test_border_margin_drops_a_brighter_ball_on_a_face(ensemble):
     cands = Predictor(models, cfg).predict_volume(vol, SPACING_A)
     assert top_error(cands) < 1.0
     assert all(c[2] >= 0.05 * SHAPE[2] for c in cands)
+
+
+def test_channels_last_on_cpu_converts_the_weights_and_keeps_the_candidates(ball):
+    from byu_motor.models import create_model
+    from byu_motor.presets import get_preset
+
+    results, layouts = [], []
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        module = create_model(get_preset("tiny").model)
+        s = ModelSpec(module, 4, 20.0, patch_size=(32, 32, 32))
+        pred = Predictor([s], InferConfig(channels_last=channels_last, topk=5, amp=False), device="cpu")
+        results.append(pred.predict_volume(ball, SPACING_A))
+        w = next(p for p in module.parameters() if p.dim() == 5 and p.shape[1] > 1)
+        layouts.append(w.is_contiguous(memory_format=torch.channels_last_3d) and not w.is_contiguous())
+    assert layouts == [False, True]  # the predictor converted the module only when asked
+    plain, last = results
+    assert len(plain) == len(last) > 0
+    np.testing.assert_allclose(np.asarray(plain), np.asarray(last), rtol=1e-4, atol=1e-4)

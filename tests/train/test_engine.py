@@ -275,3 +275,24 @@ def test_validation_ties_keep_the_later_checkpoint(data_dir: Path, tmp_path: Pat
     result = train(cfg, data_dir, tmp_path / "run", val_ids=VAL_IDS)
     assert result["best_step"] == 6
     assert load_checkpoint(tmp_path / "run" / "best.pt").extra["step"] == 6
+
+
+def test_channels_last_layout_trains_the_same_weights(data_dir: Path, tmp_path: Path) -> None:
+    # the memory layout is a speed setting: the same seed gives the same losses and weights either way
+    runs = {}
+    for channels_last in (False, True):
+        cfg = tiny_config(steps=6, val_every=100, ema=0.0, channels_last=channels_last)
+        losses: list[float] = []
+        train(
+            cfg,
+            data_dir,
+            tmp_path / str(channels_last),
+            callback=lambda s, i, seen=losses: seen.append(i["loss"]),
+        )
+        runs[channels_last] = (losses, _final_state(tmp_path / str(channels_last))["model"])
+    (loss_a, sd_a), (loss_b, sd_b) = runs[False], runs[True]
+    np.testing.assert_allclose(loss_a, loss_b, rtol=1e-4)
+    assert any(v.dim() == 5 and not v.is_contiguous() for v in sd_b.values())  # saved as trained
+    assert all(v.is_contiguous() for v in sd_a.values())
+    for k in sd_a:
+        torch.testing.assert_close(sd_a[k], sd_b[k], rtol=1e-3, atol=1e-5)
