@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# GPU check, offline, about 7 minutes: `byu-motor demo` on the GPU (its `tiny_gpu` preset, then
-# `tiny_fine_gpu`), `byu-motor predict` end to end on a full-size synthetic tomogram, then a short training
-# run of the same preset (steps/s, patches/s, peak GPU memory).
+# GPU check, offline, about 8 minutes: `byu-motor demo` on the GPU (its `tiny_gpu` preset, then
+# `tiny_fine_gpu`), `byu-motor predict` end to end on a full-size synthetic tomogram, the NDHWC / NCDHW
+# memory-layout ratios of every preset (bench/layout.py), then a short training run of the same preset
+# (steps/s, patches/s, peak GPU memory).
 #
 #   bash bench/gpu_check.sh [PRESET]        # default PRESET: resnext50_fpn_s16
-#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 \
-#     GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" bash bench/gpu_check.sh tiny   # dry run
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 GPU_CHECK_LAYOUT_PATCH="16 32 32" \
+#     GPU_CHECK_LAYOUT_STEPS=1 GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" \
+#     bash bench/gpu_check.sh tiny   # dry run
 #   GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demos
 #   GPU_CHECK_FINE_DEMO=0 bash bench/gpu_check.sh       # without the second (tiny_fine_gpu) demo
 #
@@ -131,6 +133,14 @@ steady = records[-1]["seconds"]
 print(f"end-to-end wall (incl. start-up, model load, warm-up): {wall:.1f} s for {len(records)} tomograms")
 print(f"steady state: {steady:.2f} s per tomogram -> {steady * 900 / 3600:.2f} h for 900 tomograms on this GPU")
 EOF
+
+step "memory layout: NDHWC vs NCDHW per preset (training step, forward; bf16 on a GPU)"
+LAYOUT_AMP=bf16
+[ "$DEVICE" = cpu ] && LAYOUT_AMP=none
+# shellcheck disable=SC2086
+timeout 240 python3 bench/layout.py --device "$DEVICE" --amp "$LAYOUT_AMP" --threads "$(nproc)" \
+  --patch ${GPU_CHECK_LAYOUT_PATCH:-64 128 128} --steps "${GPU_CHECK_LAYOUT_STEPS:-8}" \
+  || echo "layout check failed or timed out"
 
 step "training: preset $PRESET, $TRAIN_STEPS steps on 4 synthetic tomograms at scale 0.5 (3 train, 1 val)"
 timeout 300 python3 bench/gpu_train_check.py "$PRESET" "$WORK/train_data" "$WORK/run" "$DEVICE" "$TRAIN_STEPS"

@@ -6,7 +6,7 @@ ratio channels_last / contiguous. A ratio above 1 means ``train.channels_last`` 
 (both on by default) pay off for that model on this device.
 
     python bench/layout.py [--presets tiny,tiny_fine,...] [--patch 32 64 64] [--batch 2] [--steps 8]
-        [--threads 2] [--device cpu]
+        [--threads 2] [--device cpu] [--amp bf16]
 
 ``tiny`` and ``tiny_fine`` run at their own patch and batch; the production presets at ``--patch`` and
 ``--batch`` (their own 224x448x448 is out of reach on a CPU).
@@ -31,9 +31,18 @@ def _sync(device: torch.device) -> None:
 
 
 def rates(
-    preset: str, patch: tuple[int, int, int] | None, batch: int | None, steps: int, layout, device
+    preset: str,
+    patch: tuple[int, int, int] | None,
+    batch: int | None,
+    steps: int,
+    layout: torch.memory_format,
+    device: torch.device,
+    amp: bool = False,
 ) -> tuple[float, float]:
-    """(training steps/s, inference batches/s) of ``preset``'s model in memory ``layout`` (one warm-up each)."""
+    """(training steps/s, inference batches/s) of ``preset``'s model in memory ``layout`` (one warm-up each).
+
+    ``amp``: bf16 autocast around the forward passes (as the GPU presets train).
+    """
     cfg = get_preset(preset)
     cfg.train.losses = {"focal": 1.0}
     patch = tuple(cfg.data.patch_size) if patch is None else patch
@@ -46,9 +55,13 @@ def rates(
     opt = build_optimizer(model, cfg)
     crit = HeatmapLoss(cfg.train)
 
+    def forward() -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            return model(x)
+
     def train_step() -> None:
         opt.zero_grad(set_to_none=True)
-        loss, _ = crit(model(x), y)
+        loss, _ = crit(forward(), y)
         loss.backward()
         opt.step()
 
@@ -64,7 +77,7 @@ def rates(
     train_rate = timed(train_step)
     model.eval()
     with torch.inference_mode():
-        infer_rate = timed(lambda: model(x))
+        infer_rate = timed(forward)
     return train_rate, infer_rate
 
 
@@ -76,11 +89,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--amp", choices=("none", "bf16"), default="none")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
 
-    print(f"device {device}, threads {args.threads}, torch {torch.__version__}")
+    amp = args.amp == "bf16"
+    print(f"device {device}, threads {args.threads}, amp {args.amp}, torch {torch.__version__}")
     print(
         f"{'preset':<24} {'patch':<12} {'batch':>5} {'train it/s NCDHW':>17} {'NDHWC':>7} {'ratio':>6}"
         f" {'infer it/s NCDHW':>17} {'NDHWC':>7} {'ratio':>6}"
@@ -89,8 +104,8 @@ def main() -> None:
         own = name.startswith("tiny")
         patch = None if own else tuple(args.patch)
         batch = None if own else args.batch
-        t0, i0 = rates(name, patch, batch, args.steps, torch.contiguous_format, device)
-        t1, i1 = rates(name, patch, batch, args.steps, torch.channels_last_3d, device)
+        t0, i0 = rates(name, patch, batch, args.steps, torch.contiguous_format, device, amp)
+        t1, i1 = rates(name, patch, batch, args.steps, torch.channels_last_3d, device, amp)
         cfg = get_preset(name)
         shown = "x".join(map(str, cfg.data.patch_size if own else args.patch))
         bs = cfg.train.batch_size if own else args.batch
