@@ -68,7 +68,7 @@ if [ "$DEMO_ARGS" != skip ]; then
   if [ "${GPU_CHECK_FINE_DEMO:-1}" != 0 ]; then
     FINE=tiny_fine_gpu
     [ "$DEVICE" = cpu ] && FINE=tiny_fine
-    step "byu-motor demo --preset $FINE $DEMO_ARGS (every encoder stage twice as fine; 4.7x the CPU time per step)"
+    step "byu-motor demo --preset $FINE $DEMO_ARGS (every encoder stage twice as fine; 3x the CPU time per step of tiny)"
     # shellcheck disable=SC2086
     timeout 300 python3 -m byu_motor demo --out "$WORK/demo_fine" --preset "$FINE" $DEMO_ARGS
     sed -n '3,20p' "$WORK/demo_fine/report.md"

@@ -105,7 +105,7 @@ def main() -> None:
     p.add_argument(
         "--n-eval", type=int, default=60, help="extra held-out test tomograms (seed + 1000); 0: none"
     )
-    p.add_argument("--preset", default="tiny", help="e.g. tiny_fine (4.7x the time per step)")
+    p.add_argument("--preset", default="tiny", help="e.g. tiny_fine (3x the time per step of tiny)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--minutes", type=float, default=10.0, help="goal: validation F2 >= 0.9 within this time")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")

@@ -143,10 +143,10 @@ def tiny_fine() -> Config:
 
     ``layer1`` sees the data's full 64 A voxels instead of 128 A; the heatmap stays at stride 4.
 
-    Over three seeds and two sets of 60 synthetic test tomograms it gained 0.022 F2 at the best threshold and
-    0.017 at the 0.4 quantile on average (0.893 / 0.858 against 0.870 / 0.841): +0.04 on one set in every
-    seed, nothing on the other. It costs 4.7x the training time (15 min for 1000 steps on 2 CPU cores;
-    bench/RESULTS.md).
+    Over five seeds and two sets of 60 synthetic test tomograms it gained 0.019 F2 at the best threshold and
+    0.010 at the 0.4 quantile on average (0.898 / 0.863 against 0.879 / 0.853): +0.045 on one set in every
+    seed, -0.007 on the other. In the channels-last layout 1000 steps take 9.3-9.7 min on 2 CPU cores, 3x
+    ``tiny`` (bench/RESULTS.md).
     """
     cfg = tiny()
     cfg.model.encoder_kwargs["stem_stride"] = 1
