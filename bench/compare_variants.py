@@ -5,9 +5,10 @@ changes are worth. This script is the yardstick the eighth to tenth sessions use
 the 40 training tomograms once per seed (``--seeds``), then score ``best.pt`` on two sets of extra test
 tomograms generated with other seeds (A: seed + 1000, the set ``train_synthetic.py`` calls eval; B:
 seed + 2000). ``--checkpoint last`` scores the final step instead: ``best.pt`` is chosen on 8 validation
-tomograms, which can pick the half-trained step-500 model and so adds its own noise to a comparison. Each set is predicted at its true spacing through the Validator (the inference engine's own
-path). For each cell it prints F2 at the best threshold and at the 0.4 quantile, and how many of the set's
-storage granules and ring-only decoys score at or above that quantile threshold
+tomograms, which can pick the half-trained step-500 model and so adds its own noise to a comparison. Each
+set is predicted at its true spacing through the Validator (the inference engine's own path). For each
+cell it prints F2 at the best threshold and at the 0.4 quantile, and how many of the set's storage granules
+and ring-only decoys score at or above that quantile threshold
 (:func:`byu_motor.data.synth_explain.lookalikes_above`). Last comes a markdown row with the mean of the
 cells, ready for RESULTS.md. Run it once with no ``--set`` for the baseline, then once per variant:
 

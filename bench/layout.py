@@ -2,8 +2,8 @@
 
 For each preset's model it times, in one run and on the same random batch, a training step (forward, focal
 loss, backward, AdamW) and an inference forward pass (no grad) in both layouts, and prints steps/s and the
-ratio channels_last / contiguous. A ratio above 1 means ``train.channels_last`` and ``infer.channels_last``
-(both on by default) pay off for that model on this device.
+ratio channels_last / contiguous. A ratio above 1 means ``train.channels_last`` (off by default, on in
+``tiny_fine``) or ``infer.channels_last`` (on by default) pays off for that model on this device.
 
     python bench/layout.py [--presets tiny,tiny_fine,...] [--patch 32 64 64] [--batch 2] [--steps 8]
         [--threads 2] [--device cpu] [--amp bf16]
@@ -15,10 +15,13 @@ ratio channels_last / contiguous. A ratio above 1 means ``train.channels_last`` 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import time
+from collections.abc import Sequence
 
 import torch
 
+from byu_motor.config import Config
 from byu_motor.models import create_model
 from byu_motor.presets import get_preset, list_presets
 from byu_motor.train.engine import build_optimizer
@@ -31,22 +34,20 @@ def _sync(device: torch.device) -> None:
 
 
 def rates(
-    preset: str,
-    patch: tuple[int, int, int] | None,
-    batch: int | None,
+    cfg: Config,
+    patch: Sequence[int],
+    bs: int,
     steps: int,
     layout: torch.memory_format,
     device: torch.device,
     amp: bool = False,
 ) -> tuple[float, float]:
-    """(training steps/s, inference batches/s) of ``preset``'s model in memory ``layout`` (one warm-up each).
+    """(training steps/s, inference batches/s) of ``cfg``'s model in memory ``layout`` (one warm-up each).
 
-    ``amp``: bf16 autocast around the forward passes (as the GPU presets train).
+    ``patch``: ``(D, H, W)`` input voxels; ``bs``: patches per batch; ``amp``: bf16 autocast around the
+    forward passes (as the GPU presets train). The loss is focal whatever ``cfg`` says.
     """
-    cfg = get_preset(preset)
-    cfg.train.losses = {"focal": 1.0}
-    patch = tuple(cfg.data.patch_size) if patch is None else patch
-    bs = cfg.train.batch_size if batch is None else batch
+    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, losses={"focal": 1.0}))
     torch.manual_seed(0)
     model = create_model(cfg.model).to(device).to(memory_format=layout).train()
     x = torch.randn(bs, cfg.model.in_channels, *patch, device=device).contiguous(memory_format=layout)
@@ -101,14 +102,13 @@ def main() -> None:
         f" {'infer it/s NCDHW':>17} {'NDHWC':>7} {'ratio':>6}"
     )
     for name in args.presets.split(","):
-        own = name.startswith("tiny")
-        patch = None if own else tuple(args.patch)
-        batch = None if own else args.batch
-        t0, i0 = rates(name, patch, batch, args.steps, torch.contiguous_format, device, amp)
-        t1, i1 = rates(name, patch, batch, args.steps, torch.channels_last_3d, device, amp)
         cfg = get_preset(name)
-        shown = "x".join(map(str, cfg.data.patch_size if own else args.patch))
+        own = name.startswith("tiny")  # the tiny presets at their own patch and batch
+        patch = tuple(cfg.data.patch_size) if own else tuple(args.patch)
         bs = cfg.train.batch_size if own else args.batch
+        t0, i0 = rates(cfg, patch, bs, args.steps, torch.contiguous_format, device, amp)
+        t1, i1 = rates(cfg, patch, bs, args.steps, torch.channels_last_3d, device, amp)
+        shown = "x".join(map(str, patch))
         print(
             f"{name:<24} {shown:<12} {bs:>5} {t0:>17.2f} {t1:>7.2f} {t1 / t0:>6.2f}"
             f" {i0:>17.2f} {i1:>7.2f} {i1 / i0:>6.2f}"

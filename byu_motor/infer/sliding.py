@@ -147,7 +147,8 @@ class SlidingWindow:
         views: TTA view names (identity is always included); logits are averaged over views per window.
         device: where the model runs.
         amp: fp16 autocast on CUDA (no-op elsewhere).
-        channels_last: ``channels_last_3d`` inputs (1.4x faster 3D convolutions on 2 CPU cores, bench/RESULTS.md).
+        channels_last: ``channels_last_3d`` inputs; faster for some models and slower for others, on any
+            device (``python bench/layout.py`` measures each preset).
     """
 
     def __init__(

@@ -295,9 +295,8 @@ def train(
         (out_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
 
     # model, EMA, optimiser, scheduler, scaler --------------------------------------------------------
-    model = create_model(cfg.model).to(device)
     layout = torch.channels_last_3d if t.channels_last else torch.contiguous_format
-    model = model.to(memory_format=layout)
+    model = create_model(cfg.model).to(device, memory_format=layout)
     stride = tuple(int(s) for s in model.stride)
     core = model
     if info.enabled:
