@@ -112,6 +112,8 @@ def tiny() -> Config:
             # tomograms; the 0.4 quantile was within 0.001 of the best threshold on both (bench/RESULTS.md)
             threshold="quantile",
             threshold_quantile=0.4,
+            # NDHWC forward: 1.15x on 2 CPU cores, 1.32x on an H200 (bench/layout.py)
+            channels_last=True,
         ),
     )
 
@@ -157,8 +159,14 @@ def tiny_fine() -> Config:
 
 @register_preset
 def tiny_fine_gpu() -> Config:
-    """``tiny_fine`` sized for one GPU like ``tiny_gpu`` (batch 16, bf16); try it with ``demo --preset``."""
-    return _sized_for_gpu(tiny_fine())
+    """``tiny_fine`` sized for one GPU like ``tiny_gpu`` (batch 16, bf16): ``byu-motor demo``'s preset on CUDA.
+
+    On an H200 its two demo folds train as fast as ``tiny_gpu``'s (27 + 24 s against 26 + 24 s; the loader and
+    the validation bound both) and the seed-0 demo read F2 .882 against .784 (bench/RESULTS.md).
+    """
+    cfg = _sized_for_gpu(tiny_fine())
+    cfg.train.channels_last = False  # NDHWC training steps: 0.88x on an H200 with bf16 (bench/layout.py)
+    return cfg
 
 
 @register_preset
@@ -170,7 +178,9 @@ def resnext50_fpn_s16() -> Config:
 @register_preset
 def densenet121_unet_s16() -> Config:
     """3D DenseNet121 + U-Net decoder at stride 16."""
-    return _production("densenet121", "unet", 16)
+    cfg = _production("densenet121", "unet", 16)
+    cfg.infer.channels_last = True  # the one production model with a faster NDHWC forward on an H200: 1.09x
+    return cfg
 
 
 @register_preset

@@ -59,7 +59,7 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
             assert im.size == (2 * shape[2] + GAP, TITLE_H + shape[1])
 
 
-@pytest.mark.parametrize(("cuda", "expected"), [(False, "tiny"), (True, "tiny_gpu")])
+@pytest.mark.parametrize(("cuda", "expected"), [(False, "tiny"), (True, "tiny_fine_gpu")])
 def test_demo_picks_a_preset_made_for_synthetic_data(monkeypatch, cuda, expected):
     import torch
 

@@ -15,7 +15,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", type=float, default=0.25)
     parser.add_argument("--difficulty", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--preset", default=None, help="default: tiny on CPU, tiny_gpu on GPU")
+    parser.add_argument("--preset", default=None, help="default: tiny on CPU, tiny_fine_gpu on GPU")
     parser.add_argument("--folds", type=int, default=2, help="checkpoints in the ensemble")
     parser.add_argument(
         "--steps", type=int, default=None, help="optimiser steps per fold (default: preset's)"

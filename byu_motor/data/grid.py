@@ -195,7 +195,8 @@ def resample_volume(
         if denoise is not None:
             src = _denoise_chunk(src, denoise, denoise_size, denoise_sigma)
         src = src[a - ha : a - ha + (b - a)]
-        t = torch.from_numpy(np.ascontiguousarray(src)).float()[:, None]  # (n, 1, Y, X)
+        # a new float32 array (writable even when ``volume`` is a read-only memmap)
+        t = torch.from_numpy(np.array(src, dtype=np.float32))[:, None]  # (n, 1, Y, X)
         if (yo, xo) != tuple(volume.shape[1:]):
             t = F.interpolate(
                 t, size=(yo, xo), mode=mode2d, **({} if mode2d != "bilinear" else {"align_corners": False})

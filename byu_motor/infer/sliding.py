@@ -161,7 +161,7 @@ class SlidingWindow:
         views: Sequence[str] = (),
         device: str | torch.device | None = None,
         amp: bool = True,
-        channels_last: bool = True,
+        channels_last: bool = False,
     ):
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge {merge!r}; choose from {MERGE_MODES}")
