@@ -10,6 +10,8 @@
 #     bash bench/gpu_check.sh tiny   # dry run
 #   GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demos
 #   GPU_CHECK_SECOND_DEMO=0 bash bench/gpu_check.sh       # without the second (tiny_gpu) demo
+#   GPU_CHECK_DEMO_SEEDS="1 2 3 4" GPU_CHECK_ONLY_DEMOS=1 bash bench/gpu_check.sh   # both demos per seed, then
+#                                                     stop (about 1 min per demo on an H200)
 #
 # Installs byu_motor (and monai) from wheels/ without the internet, writes one synthetic test tomogram
 # (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of the preset with
@@ -61,18 +63,34 @@ if sys.argv[1] == "cuda":
 EOF
 
 if [ "$DEMO_ARGS" != skip ]; then
-  step "byu-motor demo $DEMO_ARGS (defaults: 40 + 20 tomograms, 2 folds, the preset the demo picks)"
-  # shellcheck disable=SC2086
-  timeout 420 python3 -m byu_motor demo --out "$WORK/demo" $DEMO_ARGS
-  sed -n '3,20p' "$WORK/demo/report.md"
-  if [ "${GPU_CHECK_SECOND_DEMO:-1}" != 0 ]; then
-    COARSE=tiny_gpu
-    [ "$DEVICE" = cpu ] && COARSE=tiny_fine  # on a CPU the default is tiny: compare with the finer one
-    step "byu-motor demo --preset $COARSE $DEMO_ARGS (the comparison)"
+  COARSE=tiny_gpu
+  [ "$DEVICE" = cpu ] && COARSE=tiny_fine  # on a CPU the default is tiny: compare with the finer one
+  for seed in ${GPU_CHECK_DEMO_SEEDS:-0}; do  # one after another: concurrent demos starve each other's loaders
+    step "byu-motor demo --seed $seed $DEMO_ARGS (defaults: 40 + 20 tomograms, 2 folds, the preset the demo picks)"
     # shellcheck disable=SC2086
-    timeout 300 python3 -m byu_motor demo --out "$WORK/demo_other" --preset "$COARSE" $DEMO_ARGS
-    sed -n '3,20p' "$WORK/demo_other/report.md"
-  fi
+    timeout 420 python3 -m byu_motor demo --out "$WORK/demo_s$seed" --seed "$seed" $DEMO_ARGS
+    sed -n '3,20p' "$WORK/demo_s$seed/report.md"
+    if [ "${GPU_CHECK_SECOND_DEMO:-1}" != 0 ]; then
+      step "byu-motor demo --seed $seed --preset $COARSE $DEMO_ARGS (the comparison)"
+      # shellcheck disable=SC2086
+      timeout 300 python3 -m byu_motor demo --out "$WORK/demo_other_s$seed" --seed "$seed" --preset "$COARSE" \
+        $DEMO_ARGS
+    fi
+  done
+  step "demo summary"
+  python3 - "$WORK" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+for p in sorted(Path(sys.argv[1]).glob("demo*_s*/result.json")):
+    r = json.loads(p.read_text())
+    t = r["timings_s"]
+    train = sum(v for k, v in t.items() if k.startswith("train"))
+    print(f"{p.parent.name:18s} {r['preset']:14s} F2 {r['f2']:.3f}  TP {r['tp']} FP {r['fp']} FN {r['fn']} "
+          f"(misplaced {r['misplaced']})  train {train:.0f} s  total {sum(t.values()):.0f} s")
+EOF
+  [ "${GPU_CHECK_ONLY_DEMOS:-0}" = 1 ] && { step "done: demos only (work folder $WORK)"; exit 0; }
 fi
 
 step "one synthetic test tomogram at scale $SCALE"
