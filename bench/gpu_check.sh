@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU check, offline, about 7 minutes: `byu-motor demo` on the GPU (its `tiny_fine_gpu` preset, then
-# `tiny_gpu` for comparison), `byu-motor predict` end to end on a full-size synthetic tomogram, the NDHWC / NCDHW
-# memory-layout ratios of every preset (bench/layout.py), then a short training run of the same preset
+# `tiny_gpu` for comparison), `byu-motor predict` end to end on a full-size synthetic tomogram, the NDHWC /
+# NCDHW memory-layout ratios of every preset (bench/layout.py), then a short training run of the same preset
 # (steps/s, patches/s, peak GPU memory).
 #
 #   bash bench/gpu_check.sh [PRESET]        # default PRESET: resnext50_fpn_s16
@@ -63,17 +63,17 @@ if sys.argv[1] == "cuda":
 EOF
 
 if [ "$DEMO_ARGS" != skip ]; then
-  COARSE=tiny_gpu
-  [ "$DEVICE" = cpu ] && COARSE=tiny_fine  # on a CPU the default is tiny: compare with the finer one
+  OTHER=tiny_gpu  # the comparison: the coarser GPU preset
+  [ "$DEVICE" = cpu ] && OTHER=tiny_fine  # on a CPU the default is tiny: compare with the finer one
   for seed in ${GPU_CHECK_DEMO_SEEDS:-0}; do  # one after another: concurrent demos starve each other's loaders
     step "byu-motor demo --seed $seed $DEMO_ARGS (defaults: 40 + 20 tomograms, 2 folds, the preset the demo picks)"
     # shellcheck disable=SC2086
     timeout 420 python3 -m byu_motor demo --out "$WORK/demo_s$seed" --seed "$seed" $DEMO_ARGS
     sed -n '3,20p' "$WORK/demo_s$seed/report.md"
     if [ "${GPU_CHECK_SECOND_DEMO:-1}" != 0 ]; then
-      step "byu-motor demo --seed $seed --preset $COARSE $DEMO_ARGS (the comparison)"
+      step "byu-motor demo --seed $seed --preset $OTHER $DEMO_ARGS (the comparison)"
       # shellcheck disable=SC2086
-      timeout 300 python3 -m byu_motor demo --out "$WORK/demo_other_s$seed" --seed "$seed" --preset "$COARSE" \
+      timeout 300 python3 -m byu_motor demo --out "$WORK/demo_other_s$seed" --seed "$seed" --preset "$OTHER" \
         $DEMO_ARGS
     fi
   done

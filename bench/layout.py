@@ -3,7 +3,8 @@
 For each preset's model it times, in one run and on the same random batch, a training step (forward, focal
 loss, backward, AdamW) and an inference forward pass (no grad) in both layouts, and prints steps/s and the
 ratio channels_last / contiguous. A ratio above 1 means ``train.channels_last`` (off by default, on in
-``tiny_fine``) or ``infer.channels_last`` (on by default) pays off for that model on this device.
+``tiny_fine``) or ``infer.channels_last`` (off by default, on in the tiny presets and densenet121) pays off
+for that model on this device.
 
     python bench/layout.py [--presets tiny,tiny_fine,...] [--patch 32 64 64] [--batch 2] [--steps 8]
         [--threads 2] [--device cpu] [--amp bf16]
