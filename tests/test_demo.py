@@ -27,6 +27,10 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
         assert (out / "data" / name).exists()
     for k in (0, 1):
         assert (out / "runs" / f"fold{k}" / "best.pt").exists()
+    # folds 0 and 1 of 5 (the default split): each trains on 4-5 of the 6 tomograms, not on 3 disjoint ones
+    folds = pd.read_csv(out / "runs" / "fold0" / "folds.csv")
+    assert sorted(folds["fold"].unique()) == [0, 1, 2, 3, 4]
+    assert "ensemble of folds 0-1 of 5" in (out / "report.md").read_text()
     sub = pd.read_csv(out / "submission.csv")
     sample = pd.read_csv(out / "data" / "sample_submission.csv")
     assert sub["tomo_id"].tolist() == sample["tomo_id"].tolist() and len(sub) == 4
@@ -68,3 +72,16 @@ def test_demo_picks_a_preset_made_for_synthetic_data(monkeypatch, cuda, expected
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
     assert _pick_preset(DemoSettings()) == expected
     assert _pick_preset(DemoSettings(preset="resnet18_unet_s16")) == "resnet18_unet_s16"
+
+
+@pytest.mark.parametrize(("folds", "n_folds"), [(3, 2), (0, 5), (1, 1)])
+def test_demo_rejects_more_checkpoints_than_folds_before_any_work(tmp_path, capsys, folds, n_folds):
+    from byu_motor.demo import DemoSettings, run_demo
+
+    out = tmp_path / "demo"
+    rc = main(["demo", "--out", str(out), "--folds", str(folds), "--n-folds", str(n_folds)])
+    assert rc == 2
+    assert f"--folds {folds}, --n-folds {n_folds}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=f"folds={folds}, n_folds={n_folds}"):
+        run_demo(out, DemoSettings(folds=folds, n_folds=n_folds))
+    assert not out.exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 HELP = "run the whole job on synthetic data: generate, train two folds, predict with TTA, score, report"
 
@@ -16,7 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--difficulty", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--preset", default=None, help="default: tiny on CPU, tiny_fine_gpu on GPU")
-    parser.add_argument("--folds", type=int, default=2, help="checkpoints in the ensemble")
+    parser.add_argument(
+        "--folds", type=int, default=2, help="checkpoints in the ensemble (folds 0 .. FOLDS-1)"
+    )
+    parser.add_argument(
+        "--n-folds", type=int, default=5, help="folds the training tomograms are split into (>= --folds)"
+    )
     parser.add_argument(
         "--steps", type=int, default=None, help="optimiser steps per fold (default: preset's)"
     )
@@ -30,6 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from byu_motor.data.synth_explain import format_sources
     from byu_motor.demo import DemoSettings, run_demo
 
+    if not 1 <= args.folds <= args.n_folds or args.n_folds < 2:
+        print(
+            f"byu-motor demo: need 1 <= --folds <= --n-folds and --n-folds >= 2, got --folds {args.folds}, "
+            f"--n-folds {args.n_folds}",
+            file=sys.stderr,
+        )
+        return 2
     settings = DemoSettings(
         n_train=args.n_train,
         n_test=args.n_test,
@@ -38,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         preset=args.preset,
         folds=args.folds,
+        n_folds=args.n_folds,
         steps=args.steps,
         tta=tuple(v for v in args.tta.split(",") if v.strip()),
         overrides=args.overrides,

@@ -150,3 +150,62 @@ def quantile_sweep(
         t = quantile_threshold(labelled, q)
         rows.append((float(q), t, f2_at(scores, hit, pos, t, beta)))
     return pd.DataFrame(rows, columns=["q", "threshold", "f2"])
+
+
+def resampled_quantile_sweep(
+    candidates: Candidates,
+    records: Mapping[str, TomoRecord],
+    qs: Sequence[float] = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55, 0.6),
+    n: int = 60,
+    prevalence: float = 0.5,
+    draws: int = 1000,
+    seed: int = 0,
+    distance_a: float = 1000.0,
+    beta: float = 2.0,
+) -> pd.DataFrame:
+    """Expected F-beta of each quantile rule on test sets of ``n`` tomograms whose motor share is ``prevalence``.
+
+    A quantile rule predicts a motor in a fixed share of the test tomograms, so its F-beta on a labelled set
+    depends on that set's share of motor tomograms: a set with 40 % motors favours a higher quantile than the
+    test set would, if the test set holds about half. Each draw takes ``k ~ Binomial(n, prevalence)`` motor
+    tomograms and ``n - k`` motor-free ones from ``records``, with replacement, applies
+    :func:`quantile_threshold` to that draw's best scores, and scores it (a hit is the top candidate within
+    ``distance_a`` of a motor). The mean over ``draws`` estimates what the rule scores on such test sets,
+    including the small-set effect of ``n``.
+
+    Args:
+        candidates: ``{tomo_id: [(z, y, x, score), ...]}`` best first, for every tomogram of ``records``.
+        records: labelled tomograms, at least one with a motor and one without.
+        qs: quantiles to compare.
+        n: tomograms per simulated test set.
+        prevalence: probability that a simulated tomogram holds a motor, in ``[0, 1]``.
+        draws: simulated test sets.
+        seed: seed of the resampling.
+        distance_a: hit radius in Angstrom.
+        beta: the F-beta's beta.
+
+    Returns:
+        DataFrame with columns ``q, f2`` (mean over draws) and ``f2_sd`` (standard deviation over draws).
+
+    Raises:
+        ValueError: ``records`` lacks motor or motor-free tomograms, or an argument is out of range.
+    """
+    if n < 1 or draws < 1:
+        raise ValueError(f"n and draws must be >= 1, got n={n}, draws={draws}")
+    if not 0.0 <= prevalence <= 1.0:
+        raise ValueError(f"prevalence must be in [0, 1], got {prevalence}")
+    scores, hit, pos = _top_hits(candidates, records, distance_a)
+    motor, empty = np.flatnonzero(pos), np.flatnonzero(~pos)
+    if not len(motor) or not len(empty):
+        raise ValueError(
+            f"need labelled tomograms with and without a motor; got {len(motor)} with, {len(empty)} without"
+        )
+    rng = np.random.default_rng(seed)
+    f = np.zeros((draws, len(qs)))
+    for d in range(draws):
+        k = int(rng.binomial(n, prevalence))
+        idx = np.concatenate([rng.choice(motor, k), rng.choice(empty, n - k)])
+        s, h, p = scores[idx], hit[idx], pos[idx]
+        for j, q in enumerate(qs):
+            f[d, j] = f2_at(s, h, p, float(np.quantile(s, q)), beta)
+    return pd.DataFrame({"q": [float(q) for q in qs], "f2": f.mean(axis=0), "f2_sd": f.std(axis=0)})

@@ -11,6 +11,7 @@ from byu_motor.postprocess.threshold import (
     max_off_motor_score,
     quantile_sweep,
     quantile_threshold,
+    resampled_quantile_sweep,
     submission_from_candidates,
 )
 
@@ -81,3 +82,56 @@ def test_max_off_motor_score_skips_candidates_on_motors(case):
     assert max_off_motor_score({"p2": [(30, 20, 20, 0.6)]}, only) == 0.0
     assert max_off_motor_score({"p2": [(30.5, 20, 20, 0.6)]}, only) == pytest.approx(0.6)
     assert max_off_motor_score({"p2": []}, only) == 0.0
+
+
+def _ranked_case(n_pos: int = 20, n_neg: int = 20, misplaced: int = 0):
+    """Motor tomograms all outscore the motor-free ones; the first ``misplaced`` predict 30 voxels off."""
+    from byu_motor.data.layout import TomoRecord
+
+    recs, cands = {}, {}
+    for i in range(n_pos):
+        recs[f"p{i}"] = TomoRecord(f"p{i}", (50, 50, 50), 100.0, np.array([[10.0, 10, 10]]), 1)
+        cands[f"p{i}"] = [(40.0 if i < misplaced else 10.0, 10, 10, 0.6 + 0.01 * i)]
+    for i in range(n_neg):
+        recs[f"n{i}"] = TomoRecord(f"n{i}", (50, 50, 50), 100.0, np.zeros((0, 3)), 0)
+        cands[f"n{i}"] = [(5.0, 5, 5, 0.1 + 0.01 * i)]
+    return recs, cands
+
+
+def test_resampled_quantile_sweep_follows_the_prevalence():
+    recs, cands = _ranked_case()
+    qs = (0.3, 0.5, 0.7)
+    half = resampled_quantile_sweep(cands, recs, qs, n=200, prevalence=0.5, draws=200)
+    assert list(half.columns) == ["q", "f2", "f2_sd"]
+    f = dict(zip(half.q, half.f2))
+    # a perfect ranking at 50 % motors: q=.5 is nearly perfect, q=.3 adds ~40 FP (~.93), q=.7 drops ~40 TP (~.65)
+    assert f[0.5] > 0.95
+    assert 0.88 < f[0.3] < f[0.5]
+    assert f[0.7] < 0.75
+    # with 30 % motors the rule that predicts 30 % of the tomograms wins
+    low = resampled_quantile_sweep(cands, recs, qs, n=200, prevalence=0.3, draws=200)
+    assert low.f2.idxmax() == 2
+    # the same seed gives the same estimate
+    again = resampled_quantile_sweep(cands, recs, qs, n=200, prevalence=0.5, draws=200)
+    assert np.array_equal(again.f2.to_numpy(), half.f2.to_numpy())
+
+
+def test_resampled_quantile_sweep_counts_misplaced_motors_as_misses():
+    recs, cands = _ranked_case(misplaced=20)  # every motor tomogram predicts 30 voxels (3000 A) away
+    out = resampled_quantile_sweep(cands, recs, (0.0,), n=50, prevalence=1.0, draws=20)
+    assert out.f2.item() == 0.0
+    recs, cands = _ranked_case()
+    out = resampled_quantile_sweep(cands, recs, (0.0,), n=50, prevalence=1.0, draws=20)
+    assert out.f2.item() == pytest.approx(1.0)
+    assert out.f2_sd.item() == pytest.approx(0.0)
+
+
+def test_resampled_quantile_sweep_rejects_one_sided_labels_and_bad_arguments():
+    recs, cands = _ranked_case(n_neg=0)
+    with pytest.raises(ValueError, match="0 without"):
+        resampled_quantile_sweep(cands, recs)
+    recs, cands = _ranked_case()
+    with pytest.raises(ValueError, match="prevalence"):
+        resampled_quantile_sweep(cands, recs, prevalence=1.5)
+    with pytest.raises(ValueError, match="n and draws"):
+        resampled_quantile_sweep(cands, recs, n=0)

@@ -1,0 +1,136 @@
+"""Benchmark: what a demo's ensemble scores on 120 more test tomograms, and which quantile rule suits it.
+
+``byu-motor demo`` scores its ensemble on its own 20 test tomograms, where one tomogram moves F2 by .02-.05
+and the seed moves it by up to .3 (bench/RESULTS.md). This script predicts the two larger synthetic sets of
+``compare_variants.py`` (A: seed 1000, B: seed 2000; 60 tomograms each) with the checkpoints of one or more
+demo runs, the way the demo predicts (the run's preset's inference settings, the demo's assumed test
+spacing and TTA, logit-mean ensemble), and prints per run and set:
+
+- F2 at the best threshold and at each quantile, on the set as it is;
+- the expected F2 of each quantile rule on test sets of ``--n`` tomograms holding a motor with probability
+  ``--prevalence`` (:func:`byu_motor.postprocess.threshold.resampled_quantile_sweep`). Sets A and B hold
+  40 % and 45 % motor tomograms, the generator's test sets 50 % on average; a set with fewer motors favours
+  a higher quantile than the test set would.
+
+Then the mean over all cells. Candidates are cached in ``DEMO_DIR/eval/<set>.json``; a second call only
+rescores them.
+
+    python bench/score_demo.py DEMO_DIR [DEMO_DIR ...] [--n 20] [--prevalence 0.5] [--tta flip_x]
+        [--cache /tmp/byu_bench/synth_s025_40_20]
+
+About 1 min per set and run on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from compare_variants import test_records  # noqa: E402
+from train_synthetic import ensure_dataset, eval_set_dir  # noqa: E402
+
+from byu_motor.config import Config  # noqa: E402
+from byu_motor.data.synth import TEST_SPACING_A  # noqa: E402
+from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
+from byu_motor.postprocess.threshold import (  # noqa: E402
+    best_threshold,
+    quantile_sweep,
+    resampled_quantile_sweep,
+)
+from byu_motor.presets import get_preset  # noqa: E402
+
+QS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
+
+
+def demo_checkpoints(run: Path) -> list[Path]:
+    """The fold checkpoints a demo run ensembled (``runs/fold<k>/best.pt``), in fold order."""
+    found = sorted(run.glob("runs/fold*/best.pt"), key=lambda p: int(p.parent.name[4:]))
+    if not found:
+        raise SystemExit(f"{run}: no runs/fold*/best.pt (not a byu-motor demo output folder?)")
+    return found
+
+
+def predict_set(run: Path, data: Path, name: str, tta: tuple[str, ...], scale: float) -> dict[str, list]:
+    """Candidates of every test tomogram of ``data``, from the demo run's ensemble; cached in ``run/eval``."""
+    cache = run / "eval" / f"{name}.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    preset = json.loads((run / "result.json").read_text())["preset"]
+    sets = [f"infer.test_spacing_a={TEST_SPACING_A / scale}"] + (
+        [f"infer.tta={','.join(tta)}"] if tta else []
+    )
+    cfg = Config(infer=get_preset(preset).infer).override(sets).infer
+    predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run)], cfg, "cpu")
+    out = {}
+    for folder in sorted((data / "test").iterdir()):
+        volume = read_repaired(folder)
+        out[folder.name] = [
+            list(map(float, c)) for c in predictor.predict_volume(volume, cfg.test_spacing_a, folder.name)
+        ]
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out))
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", type=Path, nargs="+", help="byu-motor demo --out folders")
+    p.add_argument("--n", type=int, default=20, help="tomograms per simulated test set (the demo's 20)")
+    p.add_argument("--prevalence", type=float, default=0.5, help="share of motor tomograms in a test set")
+    p.add_argument("--draws", type=int, default=1000)
+    p.add_argument(
+        "--tta", default="flip_x", help="comma-separated TTA views (the demo's default; empty: the preset's)"
+    )
+    p.add_argument("--scale", type=float, default=0.25, help="the demo's --scale")
+    p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of compare_variants' training set (evals: +1000, +2000)"
+    )
+    p.add_argument("--n-eval", type=int, default=60)
+    p.add_argument("--threads", type=int, default=2)
+    args = p.parse_args()
+
+    torch.set_num_threads(args.threads)
+    tta = tuple(t for t in args.tta.split(",") if t)
+    set_a = eval_set_dir(args.cache, args.n_eval)
+    evals = {"A": set_a, "B": set_a.with_name(f"{set_a.name}_seed{args.seed + 2000}")}
+    for offset, path in zip((1000, 2000), evals.values()):
+        ensure_dataset(path, 0, args.n_eval, args.seed + offset, workers=args.threads)
+
+    rows = []
+    for run in args.runs:
+        for name, data in evals.items():
+            t0 = time.perf_counter()
+            cands = predict_set(run, data, name, tta, args.scale)
+            records, _ = test_records(data)
+            _, best = best_threshold(cands, records)
+            raw = quantile_sweep(cands, records, QS)
+            sim = resampled_quantile_sweep(
+                cands, records, QS, n=args.n, prevalence=args.prevalence, draws=args.draws
+            )
+            share = np.mean([len(r.motors) > 0 for r in records.values()])
+            row = {"run": run.name, "set": name, "motor share": share, "best": best}
+            row.update({f"q{q:g}": f for q, f in zip(raw.q, raw.f2)})
+            row.update({f"sim q{q:g}": f for q, f in zip(sim.q, sim.f2)})
+            rows.append(row)
+            print(f"{run.name} {name}: {time.perf_counter() - t0:.0f} s", flush=True)
+    df = pd.DataFrame(rows)
+    pd.set_option("display.width", 250)
+    pd.set_option("display.max_columns", 40)
+    print("\nF2 per run and set: best threshold, each quantile on the set as it is, and expected on sets of "
+          f"{args.n} with {args.prevalence:.0%} motors (sim):")  # fmt: skip
+    print(df.round(3).to_string(index=False))
+    print("\nmean over the cells:")
+    print(df.drop(columns=["run", "set"]).mean().round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()
