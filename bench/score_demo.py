@@ -37,15 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_variants import test_records  # noqa: E402
 from train_synthetic import ensure_dataset, eval_set_dir  # noqa: E402
 
-from byu_motor.config import Config  # noqa: E402
-from byu_motor.data.synth import TEST_SPACING_A  # noqa: E402
+from byu_motor.demo import demo_infer_config  # noqa: E402
 from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
 from byu_motor.postprocess.threshold import (  # noqa: E402
     best_threshold,
     quantile_sweep,
     resampled_quantile_sweep,
 )
-from byu_motor.presets import get_preset  # noqa: E402
 
 QS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
 
@@ -64,10 +62,7 @@ def predict_set(run: Path, data: Path, name: str, tta: tuple[str, ...], scale: f
     if cache.exists():
         return json.loads(cache.read_text())
     preset = json.loads((run / "result.json").read_text())["preset"]
-    sets = [f"infer.test_spacing_a={TEST_SPACING_A / scale}"] + (
-        [f"infer.tta={','.join(tta)}"] if tta else []
-    )
-    cfg = Config(infer=get_preset(preset).infer).override(sets).infer
+    cfg = demo_infer_config(preset, scale, tta)
     predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run)], cfg, "cpu")
     out = {}
     for folder in sorted((data / "test").iterdir()):

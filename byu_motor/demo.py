@@ -11,9 +11,12 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from byu_motor.config import InferConfig
 
 
 @dataclass
@@ -54,6 +57,31 @@ class DemoSettings:
     time_budget_s: float | None = 300.0
     previews: int = 8
 
+    def __post_init__(self) -> None:
+        if not 1 <= self.folds <= self.n_folds or self.n_folds < 2:
+            raise ValueError(
+                f"demo: need 1 <= folds <= n_folds and n_folds >= 2, got folds={self.folds}, n_folds={self.n_folds}"
+            )
+
+
+def demo_infer_config(preset: str, scale: float, tta: tuple[str, ...]) -> InferConfig:
+    """The inference settings the demo predicts with: ``preset``'s, at the synthetic test spacing, with ``tta``.
+
+    Args:
+        preset: preset name (its ``infer`` section is the base).
+        scale: the synthetic data's size factor; the assumed test spacing is 13.1 A / ``scale`` (the presets
+            assume 0.25).
+        tta: test-time augmentation views (empty: the preset's).
+    """
+    from byu_motor.config import Config
+    from byu_motor.data.synth import TEST_SPACING_A
+    from byu_motor.presets import get_preset
+
+    sets = [f"infer.test_spacing_a={TEST_SPACING_A / scale}"] + (
+        [f"infer.tta={','.join(tta)}"] if tta else []
+    )
+    return Config(infer=get_preset(preset).infer).override(sets).infer
+
 
 def _pick_preset(settings: DemoSettings) -> str:
     import torch
@@ -76,8 +104,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
         false positives and misplaced predictions hit, :func:`~byu_motor.data.synth_explain.error_sources`),
         ``threshold``, ``timings_s`` (per stage), ``paths``.
     """
-    from byu_motor.config import Config
-    from byu_motor.data.synth import TEST_SPACING_A, generate_dataset
+    from byu_motor.data.synth import generate_dataset
     from byu_motor.data.synth_explain import error_sources
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score_details
@@ -85,10 +112,6 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     from byu_motor.train.engine import train
 
     s = settings or DemoSettings()
-    if not 1 <= s.folds <= s.n_folds or s.n_folds < 2:
-        raise ValueError(
-            f"demo: need 1 <= folds <= n_folds and n_folds >= 2, got folds={s.folds}, n_folds={s.n_folds}"
-        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -120,11 +143,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
         timings[f"train fold {k}"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    infer_cfg = get_preset(preset).infer
-    # the presets assume scale 0.25; the synthetic test spacing is most often 13.1 A / scale
-    infer_sets = [f"infer.test_spacing_a={TEST_SPACING_A / s.scale}"]
-    infer_sets += [f"infer.tta={','.join(s.tta)}"] if s.tta else []
-    infer_cfg = Config(infer=infer_cfg).override(infer_sets).infer
+    infer_cfg = demo_infer_config(preset, s.scale, s.tta)
     submission = run_prediction(
         data,
         checkpoints,

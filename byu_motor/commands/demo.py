@@ -36,27 +36,24 @@ def run(args: argparse.Namespace) -> int:
     from byu_motor.data.synth_explain import format_sources
     from byu_motor.demo import DemoSettings, run_demo
 
-    if not 1 <= args.folds <= args.n_folds or args.n_folds < 2:
-        print(
-            f"byu-motor demo: need 1 <= --folds <= --n-folds and --n-folds >= 2, got --folds {args.folds}, "
-            f"--n-folds {args.n_folds}",
-            file=sys.stderr,
+    try:
+        settings = DemoSettings(
+            n_train=args.n_train,
+            n_test=args.n_test,
+            scale=args.scale,
+            difficulty=args.difficulty,
+            seed=args.seed,
+            preset=args.preset,
+            folds=args.folds,
+            n_folds=args.n_folds,
+            steps=args.steps,
+            tta=tuple(v for v in args.tta.split(",") if v.strip()),
+            overrides=args.overrides,
+            time_budget_s=args.time_budget,
         )
+    except ValueError as err:
+        print(f"byu-motor demo: --folds {args.folds}, --n-folds {args.n_folds}: {err}", file=sys.stderr)
         return 2
-    settings = DemoSettings(
-        n_train=args.n_train,
-        n_test=args.n_test,
-        scale=args.scale,
-        difficulty=args.difficulty,
-        seed=args.seed,
-        preset=args.preset,
-        folds=args.folds,
-        n_folds=args.n_folds,
-        steps=args.steps,
-        tta=tuple(v for v in args.tta.split(",") if v.strip()),
-        overrides=args.overrides,
-        time_budget_s=args.time_budget,
-    )
     r = run_demo(args.out, settings)
     for stage, seconds in r["timings_s"].items():
         print(f"{stage:>14}: {seconds:7.1f} s")

@@ -206,6 +206,5 @@ def resampled_quantile_sweep(
         k = int(rng.binomial(n, prevalence))
         idx = np.concatenate([rng.choice(motor, k), rng.choice(empty, n - k)])
         s, h, p = scores[idx], hit[idx], pos[idx]
-        for j, q in enumerate(qs):
-            f[d, j] = f2_at(s, h, p, float(np.quantile(s, q)), beta)
+        f[d] = [f2_at(s, h, p, float(t), beta) for t in np.quantile(s, qs)]
     return pd.DataFrame({"q": [float(q) for q in qs], "f2": f.mean(axis=0), "f2_sd": f.std(axis=0)})
