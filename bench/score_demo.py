@@ -39,13 +39,17 @@ from train_synthetic import ensure_dataset, eval_set_dir  # noqa: E402
 
 from byu_motor.demo import demo_infer_config  # noqa: E402
 from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
+from byu_motor.postprocess.context import envelope_contrast, gate_scores  # noqa: E402
 from byu_motor.postprocess.threshold import (  # noqa: E402
     best_threshold,
     quantile_sweep,
+    resampled_fixed_sweep,
     resampled_quantile_sweep,
 )
 
 QS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
+FIXED = (0.25, 0.3, 0.35)
+SET_SEEDS = {"A": 1000, "B": 2000, "C": 3000}  # offsets from the training set's seed
 
 
 def demo_checkpoints(run: Path) -> list[Path]:
@@ -57,12 +61,17 @@ def demo_checkpoints(run: Path) -> list[Path]:
 
 
 def predict_set(run: Path, data: Path, name: str, tta: tuple[str, ...], scale: float) -> dict[str, list]:
-    """Candidates of every test tomogram of ``data``, from the demo run's ensemble; cached in ``run/eval``."""
+    """Candidates of every test tomogram of ``data``, from the demo run's ensemble, before the context gate.
+
+    Cached in ``run/eval/<name>.json``; :func:`apply_gate` gates them as the predictor would (it gates the
+    final top-k candidates, so gating cached ones gives the same list).
+    """
     cache = run / "eval" / f"{name}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     preset = json.loads((run / "result.json").read_text())["preset"]
     cfg = demo_infer_config(preset, scale, tta)
+    cfg.context_gate = 0.0
     predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run)], cfg, "cpu")
     out = {}
     for folder in sorted((data / "test").iterdir()):
@@ -72,6 +81,20 @@ def predict_set(run: Path, data: Path, name: str, tta: tuple[str, ...], scale: f
         ]
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out))
+    return out
+
+
+def apply_gate(cands: dict[str, list], data: Path, cfg, gate: float) -> dict[str, list]:
+    """``cands`` with the envelope-context gate of ``cfg`` at threshold ``gate`` (unchanged when 0)."""
+    if gate == 0:
+        return cands
+    out = {}
+    for tid, cs in cands.items():
+        volume = read_repaired(data / "test" / tid)
+        contrast = envelope_contrast(
+            volume, [c[:3] for c in cs], cfg.test_spacing_a, cfg.context_sigma_a, cfg.context_radius_a
+        )
+        out[tid] = [list(c) for c in gate_scores([tuple(c) for c in cs], contrast, gate, cfg.context_floor)]
     return out
 
 
@@ -90,21 +113,39 @@ def main() -> None:
         "--seed", type=int, default=0, help="seed of compare_variants' training set (evals: +1000, +2000)"
     )
     p.add_argument("--n-eval", type=int, default=60)
+    p.add_argument(
+        "--sets", default="A,B", help="comma-separated sets among A, B, C (seeds +1000/+2000/+3000)"
+    )
+    p.add_argument(
+        "--context-gate",
+        type=float,
+        default=None,
+        help="envelope-context gate threshold (default: the run's preset's; 0: off)",
+    )
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
     tta = tuple(t for t in args.tta.split(",") if t)
     set_a = eval_set_dir(args.cache, args.n_eval)
-    evals = {"A": set_a, "B": set_a.with_name(f"{set_a.name}_seed{args.seed + 2000}")}
-    for offset, path in zip((1000, 2000), evals.values()):
-        ensure_dataset(path, 0, args.n_eval, args.seed + offset, workers=args.threads)
+    names = [n.strip() for n in args.sets.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SET_SEEDS]
+    if unknown or not names:
+        raise SystemExit(f"--sets: unknown {unknown}; choose among {sorted(SET_SEEDS)}")
+    evals = {
+        n: set_a if n == "A" else set_a.with_name(f"{set_a.name}_seed{args.seed + SET_SEEDS[n]}")
+        for n in names
+    }
+    for name, path in evals.items():
+        ensure_dataset(path, 0, args.n_eval, args.seed + SET_SEEDS[name], workers=args.threads)
 
     rows = []
     for run in args.runs:
         for name, data in evals.items():
             t0 = time.perf_counter()
-            cands = predict_set(run, data, name, tta, args.scale)
+            cfg = demo_infer_config(json.loads((run / "result.json").read_text())["preset"], args.scale, tta)
+            gate = cfg.context_gate if args.context_gate is None else args.context_gate
+            cands = apply_gate(predict_set(run, data, name, tta, args.scale), data, cfg, gate)
             records, _ = test_records(data)
             _, best = best_threshold(cands, records)
             raw = quantile_sweep(cands, records, QS)
@@ -115,6 +156,10 @@ def main() -> None:
             row = {"run": run.name, "set": name, "motor share": share, "best": best}
             row.update({f"q{q:g}": f for q, f in zip(raw.q, raw.f2)})
             row.update({f"sim q{q:g}": f for q, f in zip(sim.q, sim.f2)})
+            fixed = resampled_fixed_sweep(
+                cands, records, FIXED, n=args.n, prevalence=args.prevalence, draws=args.draws
+            )
+            row.update({f"sim t{t:g}": f for t, f in zip(fixed.threshold, fixed.f2)})
             rows.append(row)
             print(f"{run.name} {name}: {time.perf_counter() - t0:.0f} s", flush=True)
     df = pd.DataFrame(rows)

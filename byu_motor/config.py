@@ -164,6 +164,13 @@ class InferConfig:
     compile: bool = False
     refine_peaks: bool = True  # sub-cell refinement of peaks (score-weighted 3x3x3 centroid)
     border_margin: float = 0.0  # drop candidates within this fraction of each axis from a face
+    # Envelope-context gate (byu_motor.postprocess.context): a candidate whose smoothed density differs less
+    # than context_gate (dipole on a context_radius_a sphere, units of the tomogram's 1-99 % range) between
+    # its sides keeps context_floor of its score. 0: off.
+    context_gate: float = 0.0
+    context_floor: float = 0.1
+    context_sigma_a: float = 200.0
+    context_radius_a: float = 1000.0
     # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
     prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
     loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader

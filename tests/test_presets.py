@@ -96,7 +96,8 @@ def test_tiny_fine_differs_from_tiny_only_in_the_stem_and_runs_every_stage_twice
     # besides the stem, only the memory layout of training differs (a speed setting, not the recipe)
     assert fine.train.channels_last and not tiny.train.channels_last
     assert dataclasses.replace(fine.train, channels_last=False) == tiny.train
-    assert fine.data == tiny.data and fine.infer == tiny.infer
+    # the fixed 0.3 cut was measured on tiny's scores only; the finer recipe keeps the quantile rule
+    assert fine.data == tiny.data and fine.infer == dataclasses.replace(tiny.infer, threshold="quantile")
     assert fine.model.encoder_kwargs == {"max_pool": False, "stem_stride": 1}
     assert dataclasses.replace(fine.model, encoder_kwargs=tiny.model.encoder_kwargs) == tiny.model
     assert (
@@ -116,3 +117,15 @@ def test_presets_pick_the_memory_layout_that_measured_faster():
     for name in list_presets():
         assert get_preset(name).infer.channels_last == (name in faster_ndhwc), name
     assert not get_preset("tiny_fine_gpu").train.channels_last and get_preset("tiny_fine").train.channels_last
+
+
+def test_the_context_gate_is_on_for_the_synthetic_presets_only():
+    # measured on synthetic data (bench/RESULTS.md, fourteenth session); never on real tomograms
+    synthetic = {"tiny", "tiny_gpu", "tiny_fine", "tiny_fine_gpu"}
+    for name in list_presets():
+        infer = get_preset(name).infer
+        assert (infer.context_gate > 0) == (name in synthetic), name
+        want = ("fixed", 0.3) if name == "tiny" else ("quantile", 0.4) if name in synthetic else None
+        if want:
+            got = (infer.threshold, infer.threshold_value if want[0] == "fixed" else infer.threshold_quantile)
+            assert got == want, name

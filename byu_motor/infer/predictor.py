@@ -48,6 +48,11 @@ class Predictor:
             raise ValueError(f"unknown ensemble mode {config.ensemble!r}; choose from {ENSEMBLE_MODES}")
         if not config.scales or min(config.scales) <= 0:
             raise ValueError(f"scales must be positive, got {config.scales!r}")
+        if config.context_gate < 0 or not 0.0 <= config.context_floor <= 1.0:
+            raise ValueError(
+                f"context_gate must be >= 0 and context_floor in [0, 1], got {config.context_gate} and "
+                f"{config.context_floor}"
+            )
         self.models = list(models)
         self.config = config
         self.device = (
@@ -159,7 +164,9 @@ class Predictor:
 
         No threshold is applied (the runner does that). At most ``config.topk`` candidates; none (and a
         warning naming the tomogram) when the logits are not finite. When models carry a rescorer, the
-        scores are re-blended with its crop classifier (:mod:`byu_motor.infer.rescore`) and re-sorted.
+        scores are re-blended with its crop classifier (:mod:`byu_motor.infer.rescore`) and re-sorted. With
+        ``config.context_gate``, candidates without envelope context are damped
+        (:mod:`byu_motor.postprocess.context`) and re-sorted.
 
         Args:
             volume: uint8 ``(Z, Y, X)``.
@@ -179,7 +186,7 @@ class Predictor:
                 torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
             cands = drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
-            return self._rescore(cands, volume, spacing_a)
+            return self._gate(self._rescore(cands, volume, spacing_a), volume, spacing_a)
         lists = []
         for lg, grid in per_model:
             if not self._finite(lg, tomo_id):
@@ -195,7 +202,24 @@ class Predictor:
             weights=[spec.weight for spec in self.models],
             topk=cfg.topk,
         )
-        return self._rescore(fused, volume, spacing_a)
+        return self._gate(self._rescore(fused, volume, spacing_a), volume, spacing_a)
+
+    def _gate(
+        self, cands: list[Candidate], volume: np.ndarray, spacing_a: float | Sequence[float]
+    ) -> list[Candidate]:
+        """Damp candidates without envelope context (:mod:`byu_motor.postprocess.context`); best first.
+
+        Unchanged when ``config.context_gate`` is 0.
+        """
+        cfg = self.config
+        if cfg.context_gate == 0 or not cands:
+            return cands
+        from byu_motor.postprocess.context import envelope_contrast, gate_scores
+
+        contrast = envelope_contrast(
+            volume, [c[:3] for c in cands], spacing_a, cfg.context_sigma_a, cfg.context_radius_a
+        )
+        return gate_scores(cands, contrast, cfg.context_gate, cfg.context_floor)
 
     def _rescore(
         self, cands: list[Candidate], volume: np.ndarray, spacing_a: float | Sequence[float]

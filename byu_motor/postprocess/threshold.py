@@ -190,6 +190,38 @@ def resampled_quantile_sweep(
     Raises:
         ValueError: ``records`` lacks motor or motor-free tomograms, or an argument is out of range.
     """
+    f = _resampled_f2(
+        candidates, records, lambda s: np.quantile(s, qs), n, prevalence, draws, seed, distance_a, beta
+    )
+    return pd.DataFrame({"q": [float(q) for q in qs], "f2": f.mean(axis=0), "f2_sd": f.std(axis=0)})
+
+
+def resampled_fixed_sweep(
+    candidates: Candidates,
+    records: Mapping[str, TomoRecord],
+    thresholds: Sequence[float] = (0.2, 0.25, 0.3, 0.35, 0.4),
+    n: int = 60,
+    prevalence: float = 0.5,
+    draws: int = 1000,
+    seed: int = 0,
+    distance_a: float = 1000.0,
+    beta: float = 2.0,
+) -> pd.DataFrame:
+    """Expected F-beta of fixed score thresholds on the test sets :func:`resampled_quantile_sweep` draws.
+
+    The same draws (same ``seed``) as :func:`resampled_quantile_sweep`, so the two tables compare rule for
+    rule. Arguments as there; ``thresholds`` are score cut-offs.
+
+    Returns:
+        DataFrame with columns ``threshold, f2`` (mean over draws) and ``f2_sd``.
+    """
+    ts = np.asarray(thresholds, dtype=np.float64)
+    f = _resampled_f2(candidates, records, lambda s: ts, n, prevalence, draws, seed, distance_a, beta)
+    return pd.DataFrame({"threshold": ts, "f2": f.mean(axis=0), "f2_sd": f.std(axis=0)})
+
+
+def _resampled_f2(candidates, records, rule, n, prevalence, draws, seed, distance_a, beta) -> np.ndarray:
+    """``(draws, n_rules)`` F-beta of the thresholds ``rule(best scores of a draw)`` over resampled test sets."""
     if n < 1 or draws < 1:
         raise ValueError(f"n and draws must be >= 1, got n={n}, draws={draws}")
     if not 0.0 <= prevalence <= 1.0:
@@ -201,10 +233,10 @@ def resampled_quantile_sweep(
             f"need labelled tomograms with and without a motor; got {len(motor)} with, {len(empty)} without"
         )
     rng = np.random.default_rng(seed)
-    f = np.zeros((draws, len(qs)))
-    for d in range(draws):
+    rows = []
+    for _ in range(draws):
         k = int(rng.binomial(n, prevalence))
         idx = np.concatenate([rng.choice(motor, k), rng.choice(empty, n - k)])
         s, h, p = scores[idx], hit[idx], pos[idx]
-        f[d] = [f2_at(s, h, p, float(t), beta) for t in np.quantile(s, qs)]
-    return pd.DataFrame({"q": [float(q) for q in qs], "f2": f.mean(axis=0), "f2_sd": f.std(axis=0)})
+        rows.append([f2_at(s, h, p, float(t), beta) for t in rule(s)])
+    return np.array(rows, dtype=np.float64)

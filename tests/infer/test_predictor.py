@@ -216,3 +216,30 @@ def test_channels_last_on_cpu_converts_the_weights_and_keeps_the_candidates(ball
     plain, last = results
     assert len(plain) == len(last) > 0
     np.testing.assert_allclose(np.asarray(plain), np.asarray(last), rtol=1e-4, atol=1e-4)
+
+
+def test_context_gate_demotes_a_ball_without_a_density_step():
+    # the brighter ball sits deep in a flat region; the dimmer one on a density step (an "envelope")
+    deep, on_step = (22.0, 30.0, 10.0), (22.0, 33.0, 35.0)
+    vol = np.full(SHAPE, 90, dtype=np.uint8)
+    vol[..., 35:] = 110
+    vol = np.maximum(vol, ball_volume(SHAPE, deep, RADIUS_A / SPACING_A, bg=0, fg=230))
+    vol = np.maximum(vol, ball_volume(SHAPE, on_step, RADIUS_A / SPACING_A, bg=0, fg=190))
+    gate = dict(context_sigma_a=40.0, context_radius_a=150.0, context_floor=0.1)
+    plain = Predictor([spec(2)], InferConfig(topk=3, **gate)).predict_volume(vol, SPACING_A)
+    gated = Predictor([spec(2)], InferConfig(topk=3, context_gate=0.05, **gate)).predict_volume(
+        vol, SPACING_A
+    )
+    assert np.linalg.norm(np.subtract(plain[0][:3], deep)) < 1.0
+    assert np.linalg.norm(np.subtract(gated[0][:3], on_step)) < 1.0
+    by_place = {tuple(np.round(c[:3], 3)): c[3] for c in plain}
+    demoted = [c for c in gated if np.linalg.norm(np.subtract(c[:3], deep)) < 1.0]
+    assert demoted and demoted[0][3] == pytest.approx(0.1 * by_place[tuple(np.round(plain[0][:3], 3))])
+    assert gated[0][3] == pytest.approx(by_place[tuple(np.round(gated[0][:3], 3))])  # kept as it was
+
+
+def test_context_gate_settings_are_checked():
+    with pytest.raises(ValueError, match="context_gate"):
+        Predictor([spec(2)], InferConfig(context_gate=-0.1))
+    with pytest.raises(ValueError, match="context_floor"):
+        Predictor([spec(2)], InferConfig(context_gate=0.1, context_floor=2.0))

@@ -1,0 +1,126 @@
+"""Envelope context: the dipole of the smoothed density around a point, and the gate built on it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage as ndi
+
+from byu_motor.postprocess.context import (
+    envelope_contrast,
+    gate_scores,
+    robust_range,
+    sphere_directions,
+)
+
+SHAPE = (60, 80, 90)
+
+
+def step_volume(step_x: int, low: float = 80.0, high: float = 140.0) -> np.ndarray:
+    """uint8 volume, ``low`` for x < step_x and ``high`` from there, with mild noise (a lit half-space)."""
+    rng = np.random.default_rng(0)
+    vol = np.full(SHAPE, low, dtype=np.float32)
+    vol[..., step_x:] = high
+    vol += rng.normal(0.0, 3.0, SHAPE).astype(np.float32)
+    return np.clip(np.round(vol), 0, 255).astype(np.uint8)
+
+
+def reference_contrast(volume, point, spacing_a, sigma_a, radius_a) -> float:
+    """The feature computed the slow way: the whole volume normalised and smoothed, then the sphere sampled."""
+    centre, scale = robust_range(volume)
+    smooth = ndi.gaussian_filter(
+        (volume.astype(np.float32) - centre) / scale, sigma_a / spacing_a, mode="nearest"
+    )
+    d = sphere_directions(64)
+    v = ndi.map_coordinates(
+        smooth, (np.asarray(point)[None] + d * radius_a / spacing_a).T, order=1, mode="nearest"
+    )
+    return float(np.linalg.norm((v - v.mean()) @ d) * 3 / len(d))
+
+
+def test_sphere_directions_are_unit_and_balanced():
+    d = sphere_directions(64)
+    assert d.shape == (64, 3)
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), 1.0, atol=1e-12)
+    np.testing.assert_allclose(d.mean(axis=0), 0.0, atol=0.02)
+    # second moment of a uniform sphere: I / 3, which makes the dipole of a ramp equal its slope x radius
+    np.testing.assert_allclose(d.T @ d / 64, np.eye(3) / 3, atol=0.01)
+    with pytest.raises(ValueError):
+        sphere_directions(3)
+
+
+def test_a_point_on_the_step_scores_high_and_deep_points_score_near_zero():
+    vol = step_volume(45)
+    on, deep_low, deep_high = (30, 40, 45), (30, 40, 10), (30, 40, 80)
+    c = envelope_contrast(vol, [on, deep_low, deep_high], spacing_a=10.0, sigma_a=30.0, radius_a=100.0)
+    _, scale = robust_range(vol)
+    # a centred step of height h: half the sphere at +h/2, half at -h/2, dipole 3/4 h (smoothing shaves a bit)
+    assert c[0] == pytest.approx(0.75 * 60.0 / scale, rel=0.15)
+    assert c[1] < 0.02 * c[0] and c[2] < 0.02 * c[0]
+
+
+def test_the_sign_of_the_contrast_does_not_matter():
+    vol = step_volume(45)
+    points = [(30, 40, 45), (30, 40, 50), (20, 10, 38)]
+    a = envelope_contrast(vol, points, 10.0, 30.0, 100.0)
+    b = envelope_contrast(255 - vol, points, 10.0, 30.0, 100.0)
+    np.testing.assert_allclose(a, b, rtol=0.02)
+
+
+def test_a_ramp_gives_its_slope_times_the_radius():
+    x = np.arange(SHAPE[2], dtype=np.float32)
+    vol = np.broadcast_to(50.0 + 2.0 * x, SHAPE).astype(np.uint8)  # 2 grey levels per voxel along x
+    _, scale = robust_range(vol)
+    c = envelope_contrast(vol, [(30, 40, 45)], spacing_a=10.0, sigma_a=20.0, radius_a=150.0)
+    assert c[0] == pytest.approx(2.0 * 15.0 / scale, rel=0.05)  # 15 voxels of radius
+
+
+@pytest.mark.parametrize(
+    "point", [(30.0, 40.0, 45.0), (29.4, 37.2, 49.6), (5.0, 40.0, 41.0), (30.0, 2.0, 47.0)]
+)
+def test_block_averaged_path_matches_the_whole_volume_computation(point):
+    # at 10 A per voxel and sigma 60 A the neighbourhood is averaged in 3x3x3 blocks before smoothing;
+    # points near a face exercise the clamped crops
+    vol = step_volume(45)
+    got = envelope_contrast(vol, [point], spacing_a=10.0, sigma_a=60.0, radius_a=150.0)[0]
+    want = reference_contrast(vol, point, 10.0, 60.0, 150.0)
+    assert got == pytest.approx(want, rel=0.05, abs=0.005)
+
+
+def test_anisotropic_spacing_scales_each_axis():
+    # the step lies along x; with x voxels twice as long, the same sphere in Angstrom spans half the x voxels
+    vol = step_volume(45)
+    iso = envelope_contrast(vol, [(30, 40, 47)], spacing_a=(10.0, 10.0, 10.0), sigma_a=30.0, radius_a=100.0)[
+        0
+    ]
+    aniso = envelope_contrast(
+        vol, [(30, 40, 47)], spacing_a=(10.0, 10.0, 20.0), sigma_a=30.0, radius_a=100.0
+    )[0]
+    want = reference_contrast(np.repeat(vol, 2, axis=2), (30, 40, 94.5), 10.0, 30.0, 100.0)
+    assert aniso == pytest.approx(want, rel=0.1)
+    assert aniso != pytest.approx(iso, rel=0.05)
+
+
+def test_edge_cases_and_bad_arguments():
+    vol = step_volume(45)
+    assert envelope_contrast(vol, np.zeros((0, 3)), 10.0).shape == (0,)
+    flat = np.full(SHAPE, 7, dtype=np.uint8)
+    np.testing.assert_array_equal(envelope_contrast(flat, [(1, 2, 3)], 10.0), [0.0])
+    with pytest.raises(ValueError):
+        envelope_contrast(vol, [(1, 2, 3)], 10.0, sigma_a=0.0)
+    with pytest.raises(ValueError):
+        envelope_contrast(vol[0], [(1, 2, 3)], 10.0)
+    with pytest.raises(ValueError):
+        robust_range(flat)
+
+
+def test_gate_damps_low_contrast_candidates_and_resorts():
+    cands = [(1.0, 1.0, 1.0, 0.9), (2.0, 2.0, 2.0, 0.6), (3.0, 3.0, 3.0, 0.3)]
+    out = gate_scores(cands, [0.05, 0.2, 0.15], threshold=0.1, floor=0.25)
+    assert [c[:3] for c in out] == [(2.0, 2.0, 2.0), (3.0, 3.0, 3.0), (1.0, 1.0, 1.0)]
+    assert out[0][3] == 0.6 and out[1][3] == 0.3 and out[2][3] == pytest.approx(0.225)
+    assert gate_scores(cands, [0.2, 0.2, 0.2], 0.1, 0.0) == cands
+    with pytest.raises(ValueError):
+        gate_scores(cands, [0.1, 0.2], 0.1, 0.5)
+    with pytest.raises(ValueError):
+        gate_scores(cands, [0.1, 0.2, 0.3], 0.1, 1.5)
