@@ -9,10 +9,13 @@ tomograms, which can pick the half-trained step-500 model and so adds its own no
 set is predicted at its true spacing through the Validator (the inference engine's own path). For each
 cell it prints F2 at the best threshold and at the 0.4 quantile, the expected F2 of the 0.4-quantile rule on
 sets of 60 with half of them holding a motor (sets A and B hold 40 % and 45 %, which flatters higher
-quantiles; :func:`byu_motor.postprocess.threshold.resampled_quantile_sweep`), and how many of the set's storage granules
+quantiles; :func:`byu_motor.postprocess.threshold.resampled_quantile_sweep`) and of the preset's fixed threshold
+(0.3 where the preset has none), and how many of the set's storage granules
 and ring-only decoys score at or above that quantile threshold
 (:func:`byu_motor.data.synth_explain.lookalikes_above`). Last comes a markdown row with the mean of the
-cells, ready for RESULTS.md. Run it once with no ``--set`` for the baseline, then once per variant:
+cells, ready for RESULTS.md. Candidates are gated with the preset's envelope-context threshold
+(``--context-gate`` overrides it), also for checkpoints trained before the gate existed. Run it once with no
+``--set`` for the baseline, then once per variant:
 
     python bench/compare_variants.py [--preset tiny] [--set train.lr=1e-3 ...] [--seeds 42,1,2]
         [--out /tmp/byu_bench/variants/NAME] [--keep] [--checkpoint best|last]
@@ -42,6 +45,7 @@ from byu_motor.models.checkpoint import load_checkpoint  # noqa: E402
 from byu_motor.postprocess.threshold import (  # noqa: E402
     best_threshold,
     quantile_sweep,
+    resampled_fixed_sweep,
     resampled_quantile_sweep,
 )
 from byu_motor.presets import get_preset  # noqa: E402
@@ -68,16 +72,20 @@ def test_records(data: Path) -> tuple[dict[str, TomoRecord], dict]:
     return records, meta
 
 
-def score_cell(checkpoint: Path, data: Path) -> dict[str, float]:
+def score_cell(checkpoint: Path, data: Path, gate: float, fixed: float) -> dict[str, float]:
     """F2 at the best threshold and at the 0.4 quantile of ``checkpoint`` on ``data``'s test tomograms.
+
+    Candidates are gated with the envelope-context threshold ``gate`` (0: off) whatever the checkpoint's
+    own config says, so checkpoints trained before the gate existed are scored as the preset would now.
 
     Returns:
         ``best``, ``q`` (F2 values), ``q50`` (expected F2 of the 0.4-quantile rule on sets of 60 drawn from
         these tomograms with half of them holding a motor: sets A and B hold 40 % and 45 %,
-        :func:`~byu_motor.postprocess.threshold.resampled_quantile_sweep`) and ``granule``, ``decoy``
-        (``"above/drawn"`` at the quantile threshold).
+        :func:`~byu_motor.postprocess.threshold.resampled_quantile_sweep`), ``t50`` (the same for the fixed
+        threshold ``fixed``) and ``granule``, ``decoy`` (``"above/drawn"`` at the quantile threshold).
     """
     loaded = load_checkpoint(checkpoint)
+    loaded.config.infer.context_gate = gate
     records, meta = test_records(data)
     validator = Validator(loaded.config, data / "test", records, torch.device("cpu"))
     cands = validator.candidates(loaded.model, loaded.config.model.stride)
@@ -88,6 +96,7 @@ def score_cell(checkpoint: Path, data: Path) -> dict[str, float]:
         "best": float(f2),
         "q": float(sweep["f2"][0]),
         "q50": float(resampled_quantile_sweep(cands, records, (QUANTILE,), n=60, prevalence=0.5)["f2"][0]),
+        "t50": float(resampled_fixed_sweep(cands, records, (fixed,), n=60, prevalence=0.5)["f2"][0]),
         **{k: f"{n}/{total}" for k, (n, total) in above.items()},
     }
 
@@ -104,6 +113,12 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the training set (evals: +1000, +2000)")
     p.add_argument("--n-eval", type=int, default=60)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--context-gate",
+        type=float,
+        default=None,
+        help="envelope-context gate for scoring (default: the preset's; 0: off)",
+    )
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -117,6 +132,10 @@ def main() -> None:
     for offset, path in zip((1000, 2000), evals.values()):
         ensure_dataset(path, 0, args.n_eval, args.seed + offset, workers=args.threads)
 
+    infer = get_preset(args.preset).override(args.overrides).infer
+    gate = infer.context_gate if args.context_gate is None else args.context_gate
+    fixed = infer.threshold_value if infer.threshold == "fixed" else 0.3
+    print(f"context gate {gate:g}; fixed threshold for the t50 column {fixed:g}", flush=True)
     cells: dict[tuple[int, str], dict] = {}
     for seed in seeds:
         run = args.out / f"seed{seed}"
@@ -127,11 +146,11 @@ def main() -> None:
             train(cfg, args.cache, run, resume=False, progress=False)
             print(f"seed {seed}: trained in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
         for name, path in evals.items():
-            cell = score_cell(run / f"{args.checkpoint}.pt", path)
+            cell = score_cell(run / f"{args.checkpoint}.pt", path, gate, fixed)
             cells[(seed, name)] = cell
             print(
                 f"seed {seed}, set {name}: F2 best {cell['best']:.3f}, q{QUANTILE} {cell['q']:.3f} "
-                f"(expected at 50 % motors {cell['q50']:.3f}); "
+                f"(expected at 50 % motors {cell['q50']:.3f}, fixed {fixed:g} {cell['t50']:.3f}); "
                 f"above q{QUANTILE}: granules {cell['granule']}, decoys {cell['decoy']}",
                 flush=True,
             )
@@ -149,8 +168,10 @@ def main() -> None:
     print("|---" * (len(head) + 2) + "|")
     print(f"| {label} | " + " | ".join(row) + f" | {mean_best:.3f} / {mean_q:.3f} |")
     mean_q50 = np.mean([c["q50"] for c in cells.values()])
+    mean_t50 = np.mean([c["t50"] for c in cells.values()])
     print(
-        f"expected q{QUANTILE} F2 on sets of 60 with half of them holding a motor, mean of the cells: {mean_q50:.3f}"
+        f"expected F2 on sets of 60 with half of them holding a motor, mean of the cells: q{QUANTILE} "
+        f"{mean_q50:.3f}, fixed {fixed:g} {mean_t50:.3f}"
     )
 
 
