@@ -1,4 +1,4 @@
-"""Benchmark: what a demo's ensemble scores on 120 more test tomograms, and which quantile rule suits it.
+"""Benchmark: what a demo's ensemble scores on 120-180 more test tomograms, and which threshold rule suits it.
 
 ``byu-motor demo`` scores its ensemble on its own 20 test tomograms, where one tomogram moves F2 by .02-.05
 and the seed moves it by up to .3 (bench/RESULTS.md). This script predicts the two larger synthetic sets of
@@ -10,13 +10,17 @@ spacing and TTA, logit-mean ensemble), and prints per run and set:
 - the expected F2 of each quantile rule on test sets of ``--n`` tomograms holding a motor with probability
   ``--prevalence`` (:func:`byu_motor.postprocess.threshold.resampled_quantile_sweep`). Sets A and B hold
   40 % and 45 % motor tomograms, the generator's test sets 50 % on average; a set with fewer motors favours
-  a higher quantile than the test set would.
+  a higher quantile than the test set would;
+- the expected F2 of fixed thresholds (0.25, 0.3, 0.35) on the same simulated sets
+  (:func:`byu_motor.postprocess.threshold.resampled_fixed_sweep`).
 
-Then the mean over all cells. Candidates are cached in ``DEMO_DIR/eval/<set>.json``; a second call only
+Then the mean over all cells. ``--sets A,B,C`` adds a third set (seed 3000). Candidates are cached before
+the envelope-context gate in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or ``--context-gate``;
+0: off) is applied to them afterwards, as the predictor applies it to its final top-k. A second call only
 rescores them.
 
-    python bench/score_demo.py DEMO_DIR [DEMO_DIR ...] [--n 20] [--prevalence 0.5] [--tta flip_x]
-        [--cache /tmp/byu_bench/synth_s025_40_20]
+    python bench/score_demo.py DEMO_DIR [DEMO_DIR ...] [--sets A,B] [--context-gate G] [--n 20]
+        [--prevalence 0.5] [--tta flip_x] [--cache /tmp/byu_bench/synth_s025_40_20]
 
 About 1 min per set and run on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
 """
