@@ -11,6 +11,7 @@ from byu_motor.postprocess.threshold import (
     max_off_motor_score,
     quantile_sweep,
     quantile_threshold,
+    resampled_fixed_sweep,
     resampled_quantile_sweep,
     submission_from_candidates,
 )
@@ -135,3 +136,24 @@ def test_resampled_quantile_sweep_rejects_one_sided_labels_and_bad_arguments():
         resampled_quantile_sweep(cands, recs, prevalence=1.5)
     with pytest.raises(ValueError, match="n and draws"):
         resampled_quantile_sweep(cands, recs, n=0)
+
+
+def test_resampled_fixed_sweep_is_right_at_every_prevalence_when_the_scores_separate():
+    # motor tomograms score .60-.79, motor-free ones .10-.29: any cut between the two is perfect whatever the
+    # share of motors, while a quantile rule is only right at its own share
+    recs, cands = _ranked_case()
+    for prevalence in (0.3, 0.5, 0.7):
+        out = resampled_fixed_sweep(cands, recs, (0.05, 0.45, 0.7), n=40, prevalence=prevalence, draws=100)
+        assert list(out.columns) == ["threshold", "f2", "f2_sd"]
+        f = dict(zip(out.threshold, out.f2))
+        assert f[0.45] == pytest.approx(1.0)
+        assert f[0.05] < 0.99  # predicts every motor-free tomogram too
+        assert f[0.7] < 0.8  # drops the motors scoring .60-.69
+    q = resampled_quantile_sweep(cands, recs, (0.5,), n=40, prevalence=0.3, draws=100)
+    assert q.f2.item() < 0.95
+    # the same draws as the quantile sweep: a fixed cut at 0 and the 0-quantile both predict everything
+    fixed_all = resampled_fixed_sweep(cands, recs, (0.0,), n=40, prevalence=0.5, draws=50, seed=3)
+    quant_all = resampled_quantile_sweep(cands, recs, (0.0,), n=40, prevalence=0.5, draws=50, seed=3)
+    assert fixed_all.f2.item() == pytest.approx(quant_all.f2.item())
+    with pytest.raises(ValueError, match="prevalence"):
+        resampled_fixed_sweep(cands, recs, prevalence=-0.1)
