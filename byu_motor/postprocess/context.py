@@ -3,9 +3,9 @@
 A flagellar motor sits in the cell envelope: on one side lies the cytoplasm, on the other the periplasm and
 the medium, so the tomogram's density, smoothed to a few hundred Angstrom, differs between the two sides.
 A storage granule or a lone ring deep in the cytoplasm is surrounded by cytoplasm on every side. On the
-synthetic data, at a 3x3x3-cell heatmap the detector ranks many granules above real motors (bench/RESULTS.md),
-while this feature, measured 1000 A around each candidate, separates them: every motor scored at least 0.12,
-nine granules or decoys in ten below 0.09.
+synthetic data the detector scores many granules above real motors, while this feature, measured 1000 A
+around each candidate, separates them: 99 % of the candidates on motors read at least 0.125, 90 % of those
+on granules or decoys below 0.091 (bench/RESULTS.md, fourteenth session).
 
 :func:`envelope_contrast` measures it: the volume is normalised by its 1-99 percentile range, smoothed with a
 Gaussian of ``sigma_a``, and sampled on a sphere of ``radius_a`` around the point; the feature is the length
