@@ -43,7 +43,7 @@ from train_synthetic import ensure_dataset, eval_set_dir  # noqa: E402
 
 from byu_motor.demo import demo_infer_config  # noqa: E402
 from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
-from byu_motor.postprocess.context import envelope_contrast, gate_scores  # noqa: E402
+from byu_motor.postprocess.context import apply_context_gate  # noqa: E402
 from byu_motor.postprocess.threshold import (  # noqa: E402
     best_threshold,
     quantile_sweep,
@@ -95,10 +95,8 @@ def apply_gate(cands: dict[str, list], data: Path, cfg, gate: float) -> dict[str
     out = {}
     for tid, cs in cands.items():
         volume = read_repaired(data / "test" / tid)
-        contrast = envelope_contrast(
-            volume, [c[:3] for c in cs], cfg.test_spacing_a, cfg.context_sigma_a, cfg.context_radius_a
-        )
-        out[tid] = [list(c) for c in gate_scores([tuple(c) for c in cs], contrast, gate, cfg.context_floor)]
+        gated = apply_context_gate([tuple(c) for c in cs], volume, cfg.test_spacing_a, cfg, gate)
+        out[tid] = [list(c) for c in gated]
     return out
 
 

@@ -211,15 +211,11 @@ class Predictor:
 
         Unchanged when ``config.context_gate`` is 0.
         """
-        cfg = self.config
-        if cfg.context_gate == 0 or not cands:
+        if self.config.context_gate == 0 or not cands:
             return cands
-        from byu_motor.postprocess.context import envelope_contrast, gate_scores
+        from byu_motor.postprocess.context import apply_context_gate
 
-        contrast = envelope_contrast(
-            volume, [c[:3] for c in cands], spacing_a, cfg.context_sigma_a, cfg.context_radius_a
-        )
-        return gate_scores(cands, contrast, cfg.context_gate, cfg.context_floor)
+        return apply_context_gate(cands, volume, spacing_a, self.config)
 
     def _rescore(
         self, cands: list[Candidate], volume: np.ndarray, spacing_a: float | Sequence[float]

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage as ndi
 
+from byu_motor.config import InferConfig
 from byu_motor.data.grid import as_triple
 from byu_motor.postprocess.peaks import Candidate
 
@@ -142,3 +143,28 @@ def gate_scores(
         for c, v in zip(candidates, contrast)
     ]
     return sorted(gated, key=lambda c: -c[3])
+
+
+def apply_context_gate(
+    candidates: Sequence[Candidate],
+    volume: np.ndarray,
+    spacing_a: float | Sequence[float],
+    config: InferConfig,
+    threshold: float | None = None,
+) -> list[Candidate]:
+    """Gate ``candidates`` of ``volume`` as inference does: ``config``'s sphere, smoothing and floor; best first.
+
+    Args:
+        candidates: ``[(z, y, x, score)]`` in voxels of ``volume``.
+        volume: the tomogram, ``(Z, Y, X)``.
+        spacing_a: its (assumed) voxel spacing in Angstrom.
+        config: ``context_gate``, ``context_floor``, ``context_sigma_a`` and ``context_radius_a``.
+        threshold: overrides ``config.context_gate``; 0 (or a 0 gate) returns the candidates unchanged.
+    """
+    gate = config.context_gate if threshold is None else threshold
+    if gate == 0 or not len(candidates):
+        return list(candidates)
+    contrast = envelope_contrast(
+        volume, [c[:3] for c in candidates], spacing_a, config.context_sigma_a, config.context_radius_a
+    )
+    return gate_scores(candidates, contrast, gate, config.context_floor)

@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
+from byu_motor.config import InferConfig
 from byu_motor.postprocess.context import (
+    apply_context_gate,
     envelope_contrast,
     gate_scores,
     robust_range,
@@ -124,3 +126,17 @@ def test_gate_damps_low_contrast_candidates_and_resorts():
         gate_scores(cands, [0.1, 0.2], 0.1, 0.5)
     with pytest.raises(ValueError):
         gate_scores(cands, [0.1, 0.2, 0.3], 0.1, 1.5)
+
+
+def test_apply_context_gate_uses_the_inference_settings():
+    vol = step_volume(45)
+    cands = [(30.0, 40.0, 10.0, 0.9), (30.0, 40.0, 45.0, 0.5)]  # deep in the flat half, then on the step
+    cfg = InferConfig(context_gate=0.05, context_floor=0.2, context_sigma_a=30.0, context_radius_a=100.0)
+    out = apply_context_gate(cands, vol, 10.0, cfg)
+    assert out == [(30.0, 40.0, 45.0, 0.5), (30.0, 40.0, 10.0, pytest.approx(0.18))]
+    contrast = envelope_contrast(vol, [c[:3] for c in cands], 10.0, 30.0, 100.0)
+    assert out == gate_scores(cands, contrast, 0.05, 0.2)
+    # the threshold argument overrides the config; 0 leaves the candidates alone
+    assert apply_context_gate(cands, vol, 10.0, cfg, threshold=0.0) == cands
+    assert apply_context_gate(cands, vol, 10.0, InferConfig()) == cands
+    assert apply_context_gate([], vol, 10.0, cfg) == []
