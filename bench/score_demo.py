@@ -28,6 +28,7 @@ About 1 min per set and run on 2 CPU cores with two ``tiny`` checkpoints and fli
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -41,6 +42,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_variants import test_records  # noqa: E402
 from train_synthetic import ensure_dataset, eval_set_dir  # noqa: E402
 
+from byu_motor.config import InferConfig  # noqa: E402
 from byu_motor.demo import demo_infer_config  # noqa: E402
 from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
 from byu_motor.postprocess.context import apply_context_gate  # noqa: E402
@@ -64,18 +66,17 @@ def demo_checkpoints(run: Path) -> list[Path]:
     return found
 
 
-def predict_set(run: Path, data: Path, name: str, tta: tuple[str, ...], scale: float) -> dict[str, list]:
+def predict_set(run: Path, data: Path, name: str, cfg: InferConfig) -> dict[str, list]:
     """Candidates of every test tomogram of ``data``, from the demo run's ensemble, before the context gate.
 
-    Cached in ``run/eval/<name>.json``; :func:`apply_gate` gates them as the predictor would (it gates the
-    final top-k candidates, so gating cached ones gives the same list).
+    ``cfg`` is the run's inference settings (:func:`byu_motor.demo.demo_infer_config`); its gate is turned
+    off here. Cached in ``run/eval/<name>.json``; :func:`apply_gate` gates them as the predictor would (it
+    gates the final top-k candidates, so gating cached ones gives the same list).
     """
     cache = run / "eval" / f"{name}.json"
     if cache.exists():
         return json.loads(cache.read_text())
-    preset = json.loads((run / "result.json").read_text())["preset"]
-    cfg = demo_infer_config(preset, scale, tta)
-    cfg.context_gate = 0.0
+    cfg = dataclasses.replace(cfg, context_gate=0.0)
     predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run)], cfg, "cpu")
     out = {}
     for folder in sorted((data / "test").iterdir()):
@@ -88,7 +89,7 @@ def predict_set(run: Path, data: Path, name: str, tta: tuple[str, ...], scale: f
     return out
 
 
-def apply_gate(cands: dict[str, list], data: Path, cfg, gate: float) -> dict[str, list]:
+def apply_gate(cands: dict[str, list], data: Path, cfg: InferConfig, gate: float) -> dict[str, list]:
     """``cands`` with the envelope-context gate of ``cfg`` at threshold ``gate`` (unchanged when 0)."""
     if gate == 0:
         return cands
@@ -143,11 +144,11 @@ def main() -> None:
 
     rows = []
     for run in args.runs:
+        cfg = demo_infer_config(json.loads((run / "result.json").read_text())["preset"], args.scale, tta)
+        gate = cfg.context_gate if args.context_gate is None else args.context_gate
         for name, data in evals.items():
             t0 = time.perf_counter()
-            cfg = demo_infer_config(json.loads((run / "result.json").read_text())["preset"], args.scale, tta)
-            gate = cfg.context_gate if args.context_gate is None else args.context_gate
-            cands = apply_gate(predict_set(run, data, name, tta, args.scale), data, cfg, gate)
+            cands = apply_gate(predict_set(run, data, name, cfg), data, cfg, gate)
             records, _ = test_records(data)
             _, best = best_threshold(cands, records)
             raw = quantile_sweep(cands, records, QS)

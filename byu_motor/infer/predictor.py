@@ -53,6 +53,12 @@ class Predictor:
                 f"context_gate must be >= 0 and context_floor in [0, 1], got {config.context_gate} and "
                 f"{config.context_floor}"
             )
+        if config.context_gate > 0 and min(config.context_sigma_a, config.context_radius_a) <= 0:
+            # checked here, not per tomogram: the runner turns a tomogram's error into a -1 row and goes on
+            raise ValueError(
+                f"context_sigma_a and context_radius_a must be positive, got {config.context_sigma_a} and "
+                f"{config.context_radius_a}"
+            )
         self.models = list(models)
         self.config = config
         self.device = (

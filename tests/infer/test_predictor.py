@@ -243,3 +243,5 @@ def test_context_gate_settings_are_checked():
         Predictor([spec(2)], InferConfig(context_gate=-0.1))
     with pytest.raises(ValueError, match="context_floor"):
         Predictor([spec(2)], InferConfig(context_gate=0.1, context_floor=2.0))
+    with pytest.raises(ValueError, match="context_radius_a"):
+        Predictor([spec(2)], InferConfig(context_gate=0.1, context_radius_a=0.0))
