@@ -99,7 +99,8 @@ def envelope_contrast(
         base = np.round(p).astype(int)
         lo = np.clip(base - half, 0, shape - 1)
         hi = np.clip(base + half + 1, lo + 1, shape)
-        crop = np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32)
+        # a copy: a float32 volume must not be normalised in place (it is the caller's array)
+        crop = np.array(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32)
         crop = _block_mean(crop, factor)
         crop -= centre
         crop /= scale
