@@ -17,7 +17,7 @@ from byu_motor.data.grid import Grid, as_triple, resample_volume
 from byu_motor.data.normalize import Normalizer
 
 # Bump when the content of a cache entry changes meaning (resampling, wraparound rule, sidecar fields).
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: wrapped tomograms also get their JPEG seam mended (data.io.fix_wraparound)
 
 
 def source_signature(folder: str | Path) -> dict[str, Any]:

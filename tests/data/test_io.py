@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from io import BytesIO
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from byu_motor.data.io import (
     TomogramReadError,
     detect_wraparound,
     fix_wraparound,
+    mend_isolated_extremes,
     read_tomogram,
     write_tomogram,
 )
@@ -181,12 +183,76 @@ def test_wraparound_detected_and_repaired_exactly() -> None:
     wrapped = (normal.astype(np.int16) - 127) % 256  # what the broken quantisation produced
     wrapped = wrapped.astype(np.uint8)
     assert detect_wraparound(wrapped)
-    fixed = fix_wraparound(wrapped)
+    fixed = fix_wraparound(wrapped, seam_tolerance=None)  # the arithmetic alone (white noise has no seam)
     np.testing.assert_array_equal(fixed, normal)
     assert fixed is not wrapped and not np.array_equal(wrapped, normal)
-    same = fix_wraparound(wrapped, inplace=True)
+    same = fix_wraparound(wrapped, inplace=True, seam_tolerance=None)
     assert same is wrapped
     np.testing.assert_array_equal(wrapped, normal)
+
+
+def jpeg_round_trip(volume: np.ndarray, quality: int = 95) -> np.ndarray:
+    """Each slice written as a JPEG and read back, as the tomograms were stored."""
+    out = np.empty_like(volume)
+    for z, plane in enumerate(volume):
+        buf = BytesIO()
+        Image.fromarray(plane).save(buf, format="JPEG", quality=quality)
+        buf.seek(0)
+        out[z] = np.asarray(Image.open(buf).convert("L"))
+    return out
+
+
+def smooth_tomogram(seed: int = 0) -> np.ndarray:
+    """Smooth texture stretched to uint8 (unimodal, ~1 % saturated at each end) with a saturated dark ball
+    (a dense core, such as a gold bead, blurred like the rest)."""
+    from scipy import ndimage as ndi
+
+    v = ndi.gaussian_filter(np.random.default_rng(seed).normal(0.0, 1.0, (6, 96, 96)), (0, 2, 2))
+    lo, hi = np.percentile(v, [1, 99])
+    yy, xx = np.ogrid[:96, :96]
+    core = np.zeros(v.shape)
+    core[:, (yy - 48) ** 2 + (xx - 40) ** 2 < 64] = 1.0
+    v -= 3.0 * (hi - lo) * ndi.gaussian_filter(core, (0, 2, 2))
+    return np.clip(np.rint((v - lo) / (hi - lo) * 255), 0, 255).astype(np.uint8)
+
+
+def test_wraparound_repair_mends_the_jpeg_seam() -> None:
+    truth = smooth_tomogram()
+    reference = jpeg_round_trip(truth).astype(int)  # the best any repair can do
+    stored = jpeg_round_trip(((truth.astype(np.int16) - 127) % 256).astype(np.uint8))
+    assert detect_wraparound(stored)
+    plain = fix_wraparound(stored, seam_tolerance=None).astype(int)
+    mended = fix_wraparound(stored).astype(int)
+    wrong_plain = np.abs(plain - reference) > 96
+    wrong_mended = np.abs(mended - reference) > 96
+    # compression blurs the stored jumps: the arithmetic alone leaves black and white specks (~1 %)
+    assert wrong_plain.mean() > 0.01
+    assert wrong_mended.sum() < 0.4 * wrong_plain.sum()
+    assert np.abs(mended - reference).mean() < 0.6 * np.abs(plain - reference).mean()
+    # the saturated dense core (true black) is black again, not speckled with white
+    yy, xx = np.ogrid[:96, :96]
+    core = np.broadcast_to((yy - 48) ** 2 + (xx - 40) ** 2 < 49, truth.shape)
+    assert wrong_mended[core].sum() < 0.2 * wrong_plain[core].sum()
+    # voxels away from both seams are left as the arithmetic made them
+    calm = (plain >= 32) & (plain <= 223)
+    np.testing.assert_array_equal(mended[calm], plain[calm])
+
+
+def test_mending_reads_each_speck_on_its_side_of_the_seams() -> None:
+    vol = np.full((2, 9, 9), 40, np.uint8)  # a dark field
+    vol[1] = 140  # a mid-grey field
+    vol[0, 4, 4] = 253  # white in the dark: true black across the black/white seam
+    vol[1, 4, 4] = 255  # white in mid-grey: the blurred mid-grey seam
+    mended = vol.copy()
+    assert mend_isolated_extremes(mended) == 2
+    assert mended[0, 4, 4] == 0 and mended[1, 4, 4] == 140
+    loose = vol.copy()
+    assert mend_isolated_extremes(loose, tolerance=250) == 1  # the fold does not depend on the tolerance
+    assert loose[0, 4, 4] == 0 and loose[1, 4, 4] == 255
+    with pytest.raises(ValueError, match="uint8"):
+        mend_isolated_extremes(vol.astype(np.int16))
+    with pytest.raises(ValueError, match="windows"):
+        mend_isolated_extremes(vol, half_window=0)
 
 
 @pytest.mark.parametrize("kind", ["normal", "inverted", "dark", "bright"])
