@@ -18,8 +18,11 @@ cells, ready for RESULTS.md. Candidates are gated with the preset's envelope-con
 ``--set`` for the baseline, then once per variant:
 
     python bench/compare_variants.py [--preset tiny] [--set train.lr=1e-3 ...] [--seeds 42,1,2]
-        [--out /tmp/byu_bench/variants/NAME] [--keep] [--checkpoint best|last]
+        [--out /tmp/byu_bench/variants/NAME] [--keep] [--checkpoint best|last] [--sets A,B]
         [--cache /tmp/byu_bench/synth_s025_40_20]
+
+``--sets A,B,C,D,E`` scores three more sets (seeds +3000 ... +5000). A and B served to choose settings for many
+sessions; D and E never did, so they give the honest figure (bench/RESULTS.md, fifteenth session).
 
 ``--keep`` scores the checkpoints already in ``--out`` and trains only the seeds that lack one.
 About 4-5 min per seed on 2 CPU cores with ``tiny``.
@@ -53,6 +56,27 @@ from byu_motor.train.engine import train  # noqa: E402
 from byu_motor.train.validate import Validator  # noqa: E402
 
 QUANTILE = 0.4
+#: test sets by name: seed offset from the training set's seed. A and B served to choose settings for many
+#: sessions and C to check the context gate; D and E were never used to choose anything (the honest figure).
+SET_SEEDS = {"A": 1000, "B": 2000, "C": 3000, "D": 4000, "E": 5000}
+
+
+def eval_sets(cache: Path, n_eval: int, seed: int, names: str, workers: int) -> dict[str, Path]:
+    """The named test sets (``names``: comma-separated among :data:`SET_SEEDS`), generated when missing.
+
+    Set A is ``train_synthetic.py``'s eval set; the others sit next to it with their seed in the name.
+    """
+    chosen = [n.strip() for n in names.split(",") if n.strip()]
+    unknown = [n for n in chosen if n not in SET_SEEDS]
+    if unknown or not chosen:
+        raise SystemExit(f"--sets: unknown {unknown}; choose among {sorted(SET_SEEDS)}")
+    set_a = eval_set_dir(cache, n_eval)
+    out = {
+        n: set_a if n == "A" else set_a.with_name(f"{set_a.name}_seed{seed + SET_SEEDS[n]}") for n in chosen
+    }
+    for name, path in out.items():
+        ensure_dataset(path, 0, n_eval, seed + SET_SEEDS[name], workers=workers)
+    return out
 
 
 def test_records(data: Path) -> tuple[dict[str, TomoRecord], dict]:
@@ -119,6 +143,9 @@ def main() -> None:
         default=None,
         help="envelope-context gate for scoring (default: the preset's; 0: off)",
     )
+    p.add_argument(
+        "--sets", default="A,B", help="comma-separated test sets among A-E (seeds +1000 ... +5000)"
+    )
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -127,10 +154,7 @@ def main() -> None:
         raise SystemExit("--seeds: give at least one seed")
     get_preset(args.preset).override(list(args.overrides))  # a bad --set fails before any work
     ensure_dataset(args.cache, 40, 20, args.seed, workers=args.threads)
-    set_a = eval_set_dir(args.cache, args.n_eval)  # the eval set of train_synthetic.py
-    evals = {"A": set_a, "B": set_a.with_name(f"{set_a.name}_seed{args.seed + 2000}")}
-    for offset, path in zip((1000, 2000), evals.values()):
-        ensure_dataset(path, 0, args.n_eval, args.seed + offset, workers=args.threads)
+    evals = eval_sets(args.cache, args.n_eval, args.seed, args.sets, args.threads)
 
     infer = get_preset(args.preset).override(args.overrides).infer
     gate = infer.context_gate if args.context_gate is None else args.context_gate

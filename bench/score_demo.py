@@ -41,8 +41,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_variants import test_records  # noqa: E402
-from train_synthetic import ensure_dataset, eval_set_dir  # noqa: E402
+from compare_variants import eval_sets, test_records  # noqa: E402
 
 from byu_motor.config import InferConfig  # noqa: E402
 from byu_motor.demo import demo_infer_config  # noqa: E402
@@ -57,7 +56,6 @@ from byu_motor.postprocess.threshold import (  # noqa: E402
 
 QS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
 FIXED = (0.25, 0.3, 0.35)
-SET_SEEDS = {"A": 1000, "B": 2000, "C": 3000, "D": 4000, "E": 5000}  # offsets from the training set's seed
 
 
 def demo_checkpoints(run: Path) -> list[Path]:
@@ -130,17 +128,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     tta = tuple(t for t in args.tta.split(",") if t)
-    set_a = eval_set_dir(args.cache, args.n_eval)
-    names = [n.strip() for n in args.sets.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SET_SEEDS]
-    if unknown or not names:
-        raise SystemExit(f"--sets: unknown {unknown}; choose among {sorted(SET_SEEDS)}")
-    evals = {
-        n: set_a if n == "A" else set_a.with_name(f"{set_a.name}_seed{args.seed + SET_SEEDS[n]}")
-        for n in names
-    }
-    for name, path in evals.items():
-        ensure_dataset(path, 0, args.n_eval, args.seed + SET_SEEDS[name], workers=args.threads)
+    evals = eval_sets(args.cache, args.n_eval, args.seed, args.sets, args.threads)
 
     rows = []
     for run in args.runs:
