@@ -22,7 +22,7 @@ the envelope-context gate in ``DEMO_DIR/eval/<set>.json``; the run's preset's ga
 rescores them.
 
     python bench/score_demo.py DEMO_DIR [DEMO_DIR ...] [--sets A,B] [--context-gate G] [--n 20]
-        [--prevalence 0.5] [--tta flip_x] [--cache /tmp/byu_bench/synth_s025_40_20]
+        [--prevalence 0.5] [--tta flip_x] [--cache /tmp/byu_bench/synth_s025_40_20] [--set infer.KEY=VALUE]
 
 About 1 min per set and run on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
 """
@@ -43,7 +43,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_variants import eval_sets, test_records  # noqa: E402
 
-from byu_motor.config import InferConfig  # noqa: E402
+from byu_motor.config import Config, InferConfig  # noqa: E402
 from byu_motor.demo import demo_infer_config  # noqa: E402
 from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
 from byu_motor.postprocess.context import apply_context_gate  # noqa: E402
@@ -66,14 +66,18 @@ def demo_checkpoints(run: Path) -> list[Path]:
     return found
 
 
-def predict_set(run: Path, data: Path, name: str, cfg: InferConfig) -> dict[str, list]:
+def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "") -> dict[str, list]:
     """Candidates of every test tomogram of ``data``, from the demo run's ensemble, before the context gate.
 
     ``cfg`` is the run's inference settings (:func:`byu_motor.demo.demo_infer_config`); its gate is turned
-    off here. Cached in ``run/eval/<name>.json``; :func:`apply_gate` gates them as the predictor would (it
-    gates the final top-k candidates, so gating cached ones gives the same list).
+    off here. Cached in ``run/eval/<name><tag>.json``: ``tag`` names the ``--set`` settings, and the assumed
+    spacings when there are several (``-scales_1_1.25``; runs scored before ``tiny`` used two keep theirs);
+    :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
+    cached ones gives the same list).
     """
-    cache = run / "eval" / f"{name}.json"
+    if tuple(cfg.scales) != (1.0,):
+        tag = "-scales_" + "_".join(f"{f:g}" for f in cfg.scales) + tag
+    cache = run / "eval" / f"{name}{tag}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     cfg = dataclasses.replace(cfg, context_gate=0.0)
@@ -124,7 +128,23 @@ def main() -> None:
         help="envelope-context gate threshold (default: the run's preset's; 0: off)",
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="infer.KEY=VALUE",
+        help="inference setting on top of the demo's (e.g. infer.scales=1.0,1.25); cached apart",
+    )
     args = p.parse_args()
+    bad = [o for o in args.overrides if not o.startswith("infer.")]
+    if bad:
+        raise SystemExit(f"--set: only infer.* settings can change after training, got {bad}")
+    tag = "".join(
+        "-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_")
+        for o in args.overrides
+        if not o.startswith("infer.scales=")
+    )
 
     torch.set_num_threads(args.threads)
     tta = tuple(t for t in args.tta.split(",") if t)
@@ -133,10 +153,12 @@ def main() -> None:
     rows = []
     for run in args.runs:
         cfg = demo_infer_config(json.loads((run / "result.json").read_text())["preset"], args.scale, tta)
+        if args.overrides:
+            cfg = Config(infer=cfg).override(args.overrides).infer
         gate = cfg.context_gate if args.context_gate is None else args.context_gate
         for name, data in evals.items():
             t0 = time.perf_counter()
-            cands = apply_gate(predict_set(run, data, name, cfg), data, cfg, gate)
+            cands = apply_gate(predict_set(run, data, name, cfg, tag), data, cfg, gate)
             records, _ = test_records(data)
             _, best = best_threshold(cands, records)
             raw = quantile_sweep(cands, records, QS)

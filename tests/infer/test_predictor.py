@@ -101,6 +101,16 @@ def test_multiscale_tta_keeps_original_coordinates(ball):
     assert top_error(cands) < 1.0
 
 
+def test_a_second_larger_assumed_spacing_lifts_an_object_that_looks_too_small():
+    # a ball smaller than the detector's blur: resampled as if the spacing were 1.25x larger it comes out
+    # bigger, so averaging that pass in raises its score, and the point stays in original voxels
+    small = ball_volume(SHAPE, CENTRE, 30.0 / SPACING_A)
+    one = Predictor([spec(2)], InferConfig(scales=(1.0,))).predict_volume(small, SPACING_A)
+    two = Predictor([spec(2)], InferConfig(scales=(1.0, 1.25))).predict_volume(small, SPACING_A)
+    assert top_error(one) < 1.0 and top_error(two) < 1.0
+    assert two[0][3] > 1.15 * one[0][3]
+
+
 @pytest.mark.parametrize("ensemble", ["logits", "fusion"])
 def test_two_model_ensemble_different_strides_and_spacings(ball, ensemble):
     models = [spec(2, 20.0, weight=1.0), spec(4, 16.0, patch=(32, 32, 32), weight=2.0)]
