@@ -70,13 +70,10 @@ def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "
     """Candidates of every test tomogram of ``data``, from the demo run's ensemble, before the context gate.
 
     ``cfg`` is the run's inference settings (:func:`byu_motor.demo.demo_infer_config`); its gate is turned
-    off here. Cached in ``run/eval/<name><tag>.json``: ``tag`` names the ``--set`` settings, and the assumed
-    spacings when there are several (``-scales_1_1.25``; runs scored before ``tiny`` used two keep theirs);
-    :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
+    off here. Cached in ``run/eval/<name><tag>.json``, ``tag`` naming the ``--set`` settings (e.g.
+    ``-scales_1.0_1.25``); :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
     cached ones gives the same list).
     """
-    if tuple(cfg.scales) != (1.0,):
-        tag = "-scales_" + "_".join(f"{f:g}" for f in cfg.scales) + tag
     cache = run / "eval" / f"{name}{tag}.json"
     if cache.exists():
         return json.loads(cache.read_text())
@@ -140,11 +137,7 @@ def main() -> None:
     bad = [o for o in args.overrides if not o.startswith("infer.")]
     if bad:
         raise SystemExit(f"--set: only infer.* settings can change after training, got {bad}")
-    tag = "".join(
-        "-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_")
-        for o in args.overrides
-        if not o.startswith("infer.scales=")
-    )
+    tag = "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in args.overrides)
 
     torch.set_num_threads(args.threads)
     tta = tuple(t for t in args.tta.split(",") if t)

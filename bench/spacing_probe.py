@@ -22,7 +22,6 @@ About 10 s per tomogram on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -36,7 +35,6 @@ from score_demo import demo_checkpoints  # noqa: E402
 
 from byu_motor.demo import demo_infer_config  # noqa: E402
 from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
-from byu_motor.postprocess.context import apply_context_gate  # noqa: E402
 
 MATCH_A = 1000.0  # the metric's distance threshold
 
@@ -56,8 +54,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     preset = json.loads((args.run / "result.json").read_text())["preset"]
     cfg = demo_infer_config(preset, args.scale, ("flip_x",))
-    ungated = dataclasses.replace(cfg, context_gate=0.0)
-    predictor = default_predictor_factory([str(c) for c in demo_checkpoints(args.run)], ungated, "cpu")
+    # the predictor gates its own candidates with the preset's context gate
+    predictor = default_predictor_factory([str(c) for c in demo_checkpoints(args.run)], cfg, "cpu")
     counts = {
         "motor tomograms": 0,
         "TP assumed": 0,
@@ -77,7 +75,6 @@ def main() -> None:
             cells = []
             for tag, spacing in (("assumed", cfg.test_spacing_a), ("true", rec.spacing_a)):
                 cands = predictor.predict_volume(volume, spacing, tid)
-                cands = apply_context_gate(cands, volume, spacing, cfg, cfg.context_gate)
                 top = cands[0] if cands else None
                 score = top[3] if top else 0.0
                 dist = (
