@@ -107,6 +107,8 @@ class PrefetchLoader:
     def close(self) -> None:
         """Stop the threads (pending reads finish, nothing new starts) and drop unread volumes."""
         self._stop.set()
+        for _ in self._workers:  # wake threads waiting for a slot now, not at their next poll
+            self._slots.release()
         for worker in self._workers:
             if worker is not threading.current_thread():
                 worker.join(timeout=60)

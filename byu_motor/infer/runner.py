@@ -213,7 +213,10 @@ def run_worker(job: WorkerJob, emit: Callable[[dict[str, Any]], None]) -> None:
             say(logging.WARNING, f"time budget already spent: {n} tomograms get -1 rows")
             emit({"event": "done", "worker": job.worker, "changes": [], "stopped": True})
             return
-        planner = BudgetPlanner(left, n, job.levels, safety=job.config.budget_safety, on_change=say)
+        # The clock is looked up here, not bound at import, so a test can run the whole loop on virtual time.
+        planner = BudgetPlanner(
+            left, n, job.levels, safety=job.config.budget_safety, clock=time.monotonic, on_change=say
+        )
     predictors: dict[int, Any] = {}
     configs: dict[int, InferConfig] = {}
     folders = [folder for _, folder in job.items]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import pytest
 
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram, write_tomogram
+from byu_motor.infer import runner as runner_module
 from byu_motor.infer.runner import CheckpointInfo, inspect_checkpoint, run_prediction
 
 COLS = ["tomo_id", "Motor axis 0", "Motor axis 1", "Motor axis 2"]
@@ -30,7 +32,8 @@ class FakePredictor:
     Module-level so that spawned workers can unpickle it.
     """
 
-    def __init__(self, checkpoints, config, device, unit_s=0.0, fail_ids=(), log_path=None):
+    def __init__(self, checkpoints, config, device, unit_s=0.0, fail_ids=(), log_path=None, sleep=None):
+        self.sleep = sleep or time.sleep
         self.n_models = len(checkpoints)
         self.views = 1 + len(config.tta)
         self.unit_s = unit_s
@@ -42,7 +45,7 @@ class FakePredictor:
         if self.log_path is not None:
             with open(self.log_path, "a") as fh:
                 fh.write(f"{tomo_id}\n")
-        time.sleep(self.unit_s * self.views * self.n_models)
+        self.sleep(self.unit_s * self.views * self.n_models)
         if tomo_id in self.fail_ids:
             raise RuntimeError("synthetic failure")
         bright = np.argwhere(volume > 128)
@@ -288,6 +291,57 @@ def level_sequence(out: Path) -> list[str]:
     return [json.loads(line)["level"] for line in lines]
 
 
+class VirtualTime:
+    """A clock that moves only when someone sleeps: the budget tests then measure the planner, not the disk.
+
+    Stands in for the runner's ``time`` module (``time``, ``monotonic``, ``sleep``); thread-safe, since the
+    loader's threads read tomograms while the main thread predicts.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        with self._lock:
+            self.now += seconds
+
+
+@pytest.fixture()
+def vclock(monkeypatch) -> VirtualTime:
+    clock = VirtualTime()
+    monkeypatch.setattr(runner_module, "time", clock)
+    return clock
+
+
+def virtual_run(
+    clock: VirtualTime, data_dir, ckpts, out, budget_s: float, unit_s: float, read_s: float = 0.004
+):
+    """A budgeted run on virtual time: prediction costs ``unit_s`` per view and model, a read ``read_s``."""
+
+    def reader(folder):
+        clock.sleep(read_s)
+        return read_tomogram(folder)
+
+    t0 = clock.monotonic()
+    df = run(
+        data_dir,
+        ckpts,
+        out,
+        config=BUDGET_CFG,
+        time_budget_s=budget_s,
+        reader=reader,
+        predictor_factory=factory(unit_s=unit_s, sleep=clock.sleep),
+    )
+    return df, clock.monotonic() - t0
+
+
 BUDGET_CFG = InferConfig(threshold="fixed", threshold_value=0.5, tta=("flip_z", "rot90"), overlap=0.0)
 
 
@@ -300,23 +354,15 @@ def test_budget_ample_keeps_everything(data_dir, ckpts, tmp_path) -> None:
     assert df.attrs["summary"]["shed"] == [] and df.attrs["summary"]["predicted"] == 10
 
 
-def test_budget_tight_sheds_in_order_and_finishes_in_time(data_dir, ckpts, tmp_path, caplog) -> None:
+def test_budget_tight_sheds_in_order_and_finishes_in_time(vclock, data_dir, ckpts, tmp_path, caplog) -> None:
     # full level: 3 views x 2 models x 0.03 s = 0.18 s per tomogram (1.8 s for 10); cheapest: 0.03 s.
     out = tmp_path / "s.csv"
     budget_s = 1.2
-    t0 = time.monotonic()
     with caplog.at_level(logging.WARNING):
-        df = run(
-            data_dir,
-            ckpts,
-            out,
-            config=BUDGET_CFG,
-            time_budget_s=budget_s,
-            predictor_factory=factory(unit_s=0.03),
-        )
-    wall = time.monotonic() - t0
+        df, wall = virtual_run(vclock, data_dir, ckpts, out, budget_s, unit_s=0.03)
     assert wall < budget_s
-    assert len(df) == 10
+    assert df.attrs["summary"]["predicted"] == 10 and df.attrs["summary"]["not_reached"] == 0
+    assert df.values.tolist() == [expected_row(t, 0.5) for t in sorted(BLOBS)]
     levels = level_sequence(out)
     assert levels[0] == "tta=flip_z,rot90|models=2|overlap=0"
     assert len(set(levels)) > 1
@@ -329,25 +375,30 @@ def test_budget_tight_sheds_in_order_and_finishes_in_time(data_dir, ckpts, tmp_p
     assert "shedding TTA view 'rot90'" in caplog.text
 
 
-def test_budget_impossible_gives_complete_submission(data_dir, ckpts, tmp_path) -> None:
+def test_budget_impossible_gives_complete_submission(vclock, data_dir, ckpts, tmp_path) -> None:
+    # The first tomogram (level 0: 0.3 s) leaves 0.15 s; cheapest level 0.05 s; reserve 0.045 s.
     out = tmp_path / "s.csv"
     budget_s = 0.45
-    t0 = time.monotonic()
-    df = run(
-        data_dir,
-        ckpts,
-        out,
-        config=BUDGET_CFG,
-        time_budget_s=budget_s,
-        predictor_factory=factory(unit_s=0.05),
-    )
-    wall = time.monotonic() - t0
+    df, wall = virtual_run(vclock, data_dir, ckpts, out, budget_s, unit_s=0.05)
     assert wall < budget_s
     s = df.attrs["summary"]
     assert s["not_reached"] >= 1 and s["predicted"] >= 1 and s["predicted"] + s["not_reached"] == 10
     assert df["tomo_id"].tolist() == sorted(BLOBS)
     assert pd.read_csv(out)["tomo_id"].tolist() == sorted(BLOBS)
     assert any("stopping" in m for m in s["shed"])
+
+
+def test_budget_stops_when_a_tomogram_would_cross_the_reserve(vclock, data_dir, ckpts, tmp_path) -> None:
+    # Cheapest level 0.1 s + 0.004 s read. After level 0 (0.604 s) 0.4 s are left, the reserve is 0.1 s:
+    # tomograms 2-3 fit (ending at 0.812 s), a fourth would end at 0.916 s > 0.9 s and must not start.
+    out = tmp_path / "s.csv"
+    df, wall = virtual_run(vclock, data_dir, ckpts, out, budget_s=1.0, unit_s=0.1)
+    s = df.attrs["summary"]
+    assert s["predicted"] == 3 and s["not_reached"] == 7
+    assert (
+        level_sequence(out) == ["tta=flip_z,rot90|models=2|overlap=0"] + ["tta=none|models=1|overlap=0"] * 2
+    )
+    assert wall <= 1.0 - 0.1 + 1e-9
 
 
 def test_previews(data_dir, ckpts, tmp_path, real_labels_csv) -> None:
