@@ -117,7 +117,7 @@ def main() -> None:
         "--seed", type=int, default=0, help="seed of compare_variants' training set (evals: +1000, +2000)"
     )
     p.add_argument("--n-eval", type=int, default=60)
-    p.add_argument("--sets", default="A,B", help="comma-separated sets among A-E (seeds +1000 ... +5000)")
+    p.add_argument("--sets", default="A,B", help="comma-separated sets among A-F (seeds +1000 ... +6000)")
     p.add_argument(
         "--context-gate",
         type=float,

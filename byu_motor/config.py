@@ -142,7 +142,12 @@ class InferConfig:
     test_spacing_a: float = 13.1
     spacing_policy: str = "fixed"  # "fixed", "estimate" or "longest_edge"
     longest_edge: int = 512
-    scales: tuple[float, ...] = (1.0,)
+    scales: tuple[float, ...] = (
+        1.0,
+    )  # assumed spacings, x test_spacing_a (the first is the anchor for "lift")
+    # "mean": logits averaged over scales; "lift": the first scale's candidates, whose scores the averaged
+    # prediction can raise but never lower (byu_motor.postprocess.fusion.lift_points).
+    scale_merge: str = "mean"
     patch_size: Triple | None = None  # None: the checkpoint's patch size
     overlap: float = 0.25
     batch_windows: int = 4

@@ -13,17 +13,26 @@ from byu_motor.config import InferConfig
 from byu_motor.data.grid import Grid, as_triple, resample_volume
 from byu_motor.infer.sliding import SlidingWindow, resample_heatmap
 from byu_motor.infer.spec import ModelSpec
-from byu_motor.postprocess.fusion import fuse_points
+from byu_motor.postprocess.fusion import fuse_points, lift_points
 from byu_motor.postprocess.peaks import Candidate, decode_peaks, drop_border
 
 log = logging.getLogger(__name__)
 
 ENSEMBLE_MODES = ("logits", "fusion")
+SCALE_MERGES = ("mean", "lift")
 
 
 def _finest(grids: Sequence[Grid]) -> Grid:
     """The grid with the smallest cell volume (ties: the first)."""
     return min(grids, key=lambda g: float(np.prod(g.spacing_a)))
+
+
+def _mean_of(parts: Sequence[tuple[torch.Tensor, Grid]]) -> tuple[torch.Tensor, Grid]:
+    """Mean of several logit maps of one model on the finest of their grids."""
+    if len(parts) == 1:
+        return parts[0]
+    target = _finest([g for _, g in parts])
+    return sum(resample_heatmap(lg, g, target) for lg, g in parts) / len(parts), target
 
 
 class Predictor:
@@ -48,6 +57,8 @@ class Predictor:
             raise ValueError(f"unknown ensemble mode {config.ensemble!r}; choose from {ENSEMBLE_MODES}")
         if not config.scales or min(config.scales) <= 0:
             raise ValueError(f"scales must be positive, got {config.scales!r}")
+        if config.scale_merge not in SCALE_MERGES:
+            raise ValueError(f"unknown scale_merge {config.scale_merge!r}; choose from {SCALE_MERGES}")
         if config.context_gate < 0 or not 0.0 <= config.context_floor <= 1.0:
             raise ValueError(
                 f"context_gate must be >= 0 and context_floor in [0, 1], got {config.context_gate} and "
@@ -99,6 +110,18 @@ class Predictor:
     ) -> list[tuple[torch.Tensor, Grid]]:
         """Per-model logits, each averaged over ``config.scales`` (and TTA views) on that model's grid.
 
+        See :meth:`scale_logits` for the resampling and the frame of the grids.
+
+        Returns:
+            One ``(logits [D, H, W] float32 on the device, heatmap Grid)`` per model.
+        """
+        return [_mean_of(parts) for parts in self.scale_logits(volume, spacing_a, tomo_id)]
+
+    def scale_logits(
+        self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
+    ) -> list[list[tuple[torch.Tensor, Grid]]]:
+        """Per model, the logits at each assumed spacing of ``config.scales`` (TTA views averaged).
+
         For each scale the uint8 volume is resampled (chunked, never as float32) from the assumed spacing
         ``spacing_a * scale`` to the model's spacing; the heatmap grids are expressed in the TRUE frame of the
         input volume (``Grid(volume.shape, spacing_a)``), so they map straight back to original voxels.
@@ -109,7 +132,7 @@ class Predictor:
             tomo_id: name used in error messages.
 
         Returns:
-            One ``(logits [D, H, W] float32 on the device, heatmap Grid)`` per model.
+            ``out[model][scale] = (logits [D, H, W] float32 on the device, heatmap Grid)``.
         """
         where = f"tomogram {tomo_id}" if tomo_id else "volume"
         if not isinstance(volume, np.ndarray) or volume.ndim != 3 or volume.dtype != np.uint8:
@@ -131,12 +154,7 @@ class Predictor:
                 logits = inferer(module, vol, spec.stride3, spec.normalizer)
                 del vol
                 parts.append((logits, original.with_shape(res_shape).strided(spec.stride3)))
-            if len(parts) == 1:
-                out.append(parts[0])
-                continue
-            target = _finest([g for _, g in parts])
-            acc = sum(resample_heatmap(lg, g, target) for lg, g in parts) / len(parts)
-            out.append((acc, target))
+            out.append(parts)
         return out
 
     def _combine(self, per_model: list[tuple[torch.Tensor, Grid]]) -> tuple[torch.Tensor, Grid]:
@@ -174,41 +192,64 @@ class Predictor:
         ``config.context_gate``, candidates without envelope context are damped
         (:mod:`byu_motor.postprocess.context`) and re-sorted.
 
+        With several ``config.scales`` the candidates come from the logits averaged over the scales
+        (``scale_merge="mean"``), or (``"lift"``) from the first scale's logits, each score raised to the
+        averaged prediction's where that is higher within ``nms_kernel_a`` and the averaged prediction's
+        other points added (:func:`byu_motor.postprocess.fusion.lift_points`): a second assumed spacing
+        can then find what looks too small or too big at the first, without lowering any first-scale score.
+
         Args:
             volume: uint8 ``(Z, Y, X)``.
             spacing_a: assumed voxel spacing of ``volume`` (Angstrom, scalar or per axis).
             tomo_id: name used in warnings and errors.
         """
         cfg = self.config
+        parts = self.scale_logits(volume, spacing_a, tomo_id)
+        cands = self._decode([_mean_of(p) for p in parts], volume, spacing_a, tomo_id)
+        if cands is not None and cfg.scale_merge == "lift" and len(cfg.scales) > 1:
+            first = self._decode([p[0] for p in parts], volume, spacing_a, tomo_id)
+            cands = (
+                None if first is None else lift_points(first, cands, spacing_a, cfg.nms_kernel_a, cfg.topk)
+            )
+        if cands is None:
+            return []
+        return self._gate(self._rescore(cands, volume, spacing_a), volume, spacing_a)
+
+    def _decode(
+        self,
+        per_model: list[tuple[torch.Tensor, Grid]],
+        volume: np.ndarray,
+        spacing_a: float | Sequence[float],
+        tomo_id: str | None,
+    ) -> list[Candidate] | None:
+        """Top-k peaks of the ensemble (logit mean, or per-model peaks fused); ``None`` if not finite."""
+        cfg = self.config
         original = Grid(volume.shape, spacing_a)
-        per_model = self.model_logits(volume, spacing_a, tomo_id)
         # with a border margin, more peaks are decoded so that topk are left after dropping border ones
         k = cfg.topk if cfg.border_margin == 0 else 4 * cfg.topk
         if cfg.ensemble == "logits" or len(per_model) == 1:
             logits, grid = self._combine(per_model)
             if not self._finite(logits, tomo_id):
-                return []
+                return None
             cands = decode_peaks(
                 torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
-            cands = drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
-            return self._gate(self._rescore(cands, volume, spacing_a), volume, spacing_a)
+            return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
         lists = []
         for lg, grid in per_model:
             if not self._finite(lg, tomo_id):
-                return []
+                return None
             peaks = decode_peaks(
                 torch.sigmoid(lg).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
             lists.append(drop_border(peaks, volume.shape, cfg.border_margin)[: cfg.topk])
-        fused = fuse_points(
+        return fuse_points(
             lists,
             as_triple(spacing_a),
             cfg.fusion_radius_a,
             weights=[spec.weight for spec in self.models],
             topk=cfg.topk,
         )
-        return self._gate(self._rescore(fused, volume, spacing_a), volume, spacing_a)
 
     def _gate(
         self, cands: list[Candidate], volume: np.ndarray, spacing_a: float | Sequence[float]

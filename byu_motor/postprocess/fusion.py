@@ -71,3 +71,43 @@ def fuse_points(
     ]
     fused.sort(key=lambda t: -t[3])
     return fused if topk is None else fused[:topk]
+
+
+def lift_points(
+    anchor: Sequence[Candidate],
+    others: Sequence[Candidate],
+    spacing_a: float | Sequence[float],
+    radius_a: float,
+    topk: int | None = None,
+) -> list[Candidate]:
+    """Merge two candidate lists so that ``others`` can raise ``anchor``'s scores but never lower them.
+
+    Each anchor point keeps its position and takes the larger of its score and the best score of the
+    ``others`` points within ``radius_a``; an ``others`` point with no anchor point within ``radius_a`` is
+    added as it is. Used for multi-spacing inference: the anchor is the prediction at the assumed spacing,
+    ``others`` the prediction averaged over several assumed spacings, so an object that only looks right
+    at another spacing gains, while the calibration of the assumed-spacing scores is kept.
+
+    Args:
+        anchor: ``(z, y, x, score)`` in voxels of one tomogram.
+        others: the same for the other prediction, in the same voxels.
+        spacing_a: voxel spacing of those coordinates (Angstrom, scalar or per axis).
+        radius_a: points closer than this are one object (Angstrom).
+        topk: keep at most this many points.
+
+    Returns:
+        ``[(z, y, x, score)]``, best first.
+    """
+    sp = np.asarray(as_triple(spacing_a, "spacing_a"))
+    a_pos = np.asarray([c[:3] for c in anchor], dtype=np.float64).reshape(-1, 3)
+    o_pos = np.asarray([c[:3] for c in others], dtype=np.float64).reshape(-1, 3)
+    # distances in Angstrom, anchor x others
+    near = np.linalg.norm((a_pos[:, None, :] - o_pos[None, :, :]) * sp, axis=-1) <= radius_a
+    o_score = np.asarray([float(c[3]) for c in others])
+    out = [
+        (*map(float, c[:3]), max(float(c[3]), float(o_score[near[i]].max(initial=-np.inf))))
+        for i, c in enumerate(anchor)
+    ]
+    out += [tuple(map(float, c[:4])) for j, c in enumerate(others) if not near[:, j].any()]
+    out.sort(key=lambda t: -t[3])
+    return out if topk is None else out[:topk]

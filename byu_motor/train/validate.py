@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -72,7 +73,9 @@ class Validator:
             "validation",
             rescorer=None if rescorer is None else copy.deepcopy(rescorer),
         )
-        predictor = Predictor([spec], self.cfg.infer, self.device)
+        # Held-out tomograms come with their spacing: the extra assumed spacings of infer.scales exist for
+        # test tomograms whose spacing is unknown, and would only cost time here (mining does the same).
+        predictor = Predictor([spec], dataclasses.replace(self.cfg.infer, scales=(1.0,)), self.device)
         out: dict[str, list[tuple]] = {}
         for tid, rec in self.records.items():
             vol = self._volumes[tid] if self._volumes is not None else self._read(tid)

@@ -112,6 +112,26 @@ def test_a_second_larger_assumed_spacing_lifts_an_object_that_looks_too_small():
 
 
 @pytest.mark.parametrize("ensemble", ["logits", "fusion"])
+def test_lift_merge_raises_with_a_second_spacing_but_never_lowers(ensemble):
+    small = ball_volume(SHAPE, CENTRE, 30.0 / SPACING_A)
+    models = [spec(2), spec(2, 16.0)]
+
+    def top(scales, merge="mean"):
+        cfg = InferConfig(scales=scales, scale_merge=merge, ensemble=ensemble)
+        return Predictor(models, cfg).predict_volume(small, SPACING_A)[0]
+
+    one, mean_up, lift_up = top((1.0,)), top((1.0, 1.25)), top((1.0, 1.25), "lift")
+    # 1.25x makes the small ball look bigger: "lift" takes the averaged score, at the first scale's point
+    assert mean_up[3] > 1.1 * one[3]
+    assert lift_up[3] == pytest.approx(mean_up[3], rel=1e-6)
+    assert lift_up[:3] == pytest.approx(one[:3], abs=1e-9)
+    # 0.8x makes it look smaller: the mean drops it, "lift" keeps the first scale's score exactly
+    mean_down, lift_down = top((1.0, 0.8)), top((1.0, 0.8), "lift")
+    assert mean_down[3] < 0.9 * one[3]
+    assert lift_down == pytest.approx(one, abs=1e-9)
+
+
+@pytest.mark.parametrize("ensemble", ["logits", "fusion"])
 def test_two_model_ensemble_different_strides_and_spacings(ball, ensemble):
     models = [spec(2, 20.0, weight=1.0), spec(4, 16.0, patch=(32, 32, 32), weight=2.0)]
     pred = Predictor(models, InferConfig(ensemble=ensemble, topk=4))
@@ -190,6 +210,8 @@ def test_predictor_rejects_bad_settings():
         Predictor([], InferConfig())
     with pytest.raises(ValueError):
         Predictor([spec(2)], InferConfig(ensemble="vote"))
+    with pytest.raises(ValueError, match="scale_merge"):
+        Predictor([spec(2)], InferConfig(scale_merge="max"))
     with pytest.raises(ValueError):
         ModelSpec(BallModel(2), 0, 20.0)
 

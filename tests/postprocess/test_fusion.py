@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from byu_motor.postprocess.fusion import fuse_points
+from byu_motor.postprocess.fusion import fuse_points, lift_points
 
 
 def test_agreeing_models_fuse_to_weighted_mean():
@@ -42,3 +42,25 @@ def test_model_weights_and_anisotropic_spacing():
     assert len(fuse_points([a, b], spacing_a=(10.0, 10.0, 10.0), radius_a=25.0)) == 2
     with pytest.raises(ValueError):
         fuse_points([a, b], spacing_a=10.0, radius_a=10.0, weights=[1.0])
+
+
+def test_lift_raises_anchor_scores_never_lowers_and_adds_lone_points():
+    anchor = [(10.0, 10.0, 10.0, 0.5), (40.0, 40.0, 40.0, 0.6)]
+    others = [
+        (11.0, 10.0, 10.0, 0.7),  # 1 voxel from the first anchor point: raises it to 0.7
+        (40.0, 41.0, 40.0, 0.2),  # near the second: lower, so it keeps 0.6
+        (70.0, 70.0, 70.0, 0.3),  # near nothing: added as it is
+    ]
+    out = lift_points(anchor, others, 20.0, radius_a=50.0)
+    assert out == [(10.0, 10.0, 10.0, 0.7), (40.0, 40.0, 40.0, 0.6), (70.0, 70.0, 70.0, 0.3)]
+    assert lift_points(anchor, others, 20.0, 50.0, topk=2) == out[:2]
+
+
+def test_lift_radius_is_in_angstrom_per_axis():
+    anchor = [(10.0, 10.0, 10.0, 0.5)]
+    others = [(13.0, 10.0, 10.0, 0.9)]  # 3 voxels away along z
+    # 3 x 10 A = 30 A <= 40 A: one object; 3 x 20 A = 60 A > 40 A: two
+    assert lift_points(anchor, others, (10.0, 20.0, 20.0), 40.0) == [(10.0, 10.0, 10.0, 0.9)]
+    assert lift_points(anchor, others, (20.0, 10.0, 10.0), 40.0) == [others[0], anchor[0]]
+    assert lift_points([], others, 10.0, 40.0) == others
+    assert lift_points(anchor, [], 10.0, 40.0) == anchor
