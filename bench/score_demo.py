@@ -66,12 +66,21 @@ def demo_checkpoints(run: Path) -> list[Path]:
     return found
 
 
+def spacing_tag(cfg: InferConfig) -> str:
+    """Cache-name part for the assumed spacings: ``""`` for one, ``"-scales_1.0_1.25[-scale_merge_lift]"``."""
+    if tuple(cfg.scales) == (1.0,):
+        return ""
+    tag = "-scales_" + "_".join(str(float(v)) for v in cfg.scales)
+    return tag + ("" if cfg.scale_merge == "mean" else f"-scale_merge_{cfg.scale_merge}")
+
+
 def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "") -> dict[str, list]:
     """Candidates of every test tomogram of ``data``, from the demo run's ensemble, before the context gate.
 
     ``cfg`` is the run's inference settings (:func:`byu_motor.demo.demo_infer_config`); its gate is turned
-    off here. Cached in ``run/eval/<name><tag>.json``, ``tag`` naming the ``--set`` settings (e.g.
-    ``-scales_1.0_1.25``); :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
+    off here. Cached in ``run/eval/<name><tag>.json``, ``tag`` naming the settings that differ from one
+    spacing and no ``--set`` (e.g. ``-scales_1.0_1.25-scale_merge_lift``, :func:`spacing_tag`);
+    :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
     cached ones gives the same list).
     """
     cache = run / "eval" / f"{name}{tag}.json"
@@ -131,13 +140,16 @@ def main() -> None:
         action="append",
         default=[],
         metavar="infer.KEY=VALUE",
-        help="inference setting on top of the demo's (e.g. infer.scales=1.0,1.25); cached apart",
+        help="inference setting on top of the demo's (e.g. infer.scales=1.0); cached apart",
     )
     args = p.parse_args()
     bad = [o for o in args.overrides if not o.startswith("infer.")]
     if bad:
         raise SystemExit(f"--set: only infer.* settings can change after training, got {bad}")
-    tag = "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in args.overrides)
+    # the spacing settings are named from the effective config (the preset's may differ from the defaults);
+    # any other --set setting by its own text
+    others = [o for o in args.overrides if o.split("=")[0] not in ("infer.scales", "infer.scale_merge")]
+    other_tag = "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in others)
 
     torch.set_num_threads(args.threads)
     tta = tuple(t for t in args.tta.split(",") if t)
@@ -149,6 +161,7 @@ def main() -> None:
         if args.overrides:
             cfg = Config(infer=cfg).override(args.overrides).infer
         gate = cfg.context_gate if args.context_gate is None else args.context_gate
+        tag = spacing_tag(cfg) + other_tag
         for name, data in evals.items():
             t0 = time.perf_counter()
             cands = apply_gate(predict_set(run, data, name, cfg, tag), data, cfg, gate)
