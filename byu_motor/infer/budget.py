@@ -1,4 +1,4 @@
-"""Time budget: plan levels of inference extras and shed them (TTA, ensemble members, overlap) to finish in time."""
+"""Time budget: plan levels of inference extras and shed them (extra spacings, TTA, members, overlap) in time."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ class PlanLevel:
         models: indices of the ensemble members (checkpoints) used.
         overlap: sliding-window overlap.
         shed: what this level drops compared with the level before it (for the warning).
+        scales: assumed spacings (``InferConfig.scales``) used at this level.
     """
 
     name: str
@@ -32,6 +33,7 @@ class PlanLevel:
     models: tuple[int, ...] = (0,)
     overlap: float = 0.25
     shed: str = ""
+    scales: tuple[float, ...] = (1.0,)
 
 
 def _views(tta: Sequence[str]) -> int:
@@ -44,19 +46,23 @@ def window_factor(overlap: float) -> float:
     return 1.0 / (1.0 - min(max(float(overlap), 0.0), 0.95)) ** 3
 
 
-def level_cost(tta: Sequence[str], n_models: int, overlap: float) -> float:
-    """Relative cost of one tomogram: views x models x windows."""
-    return _views(tta) * n_models * window_factor(overlap)
+def level_cost(tta: Sequence[str], n_models: int, overlap: float, scales: Sequence[float] = (1.0,)) -> float:
+    """Relative cost of one tomogram: views x models x windows x voxels over the assumed spacings.
+
+    An assumed spacing ``s`` times the given one resamples the tomogram to ``s ** 3`` times the voxels.
+    """
+    return _views(tta) * n_models * window_factor(overlap) * sum(float(s) ** 3 for s in scales)
 
 
 def build_levels(config: InferConfig, model_names: Sequence[str]) -> list[PlanLevel]:
-    """The shedding ladder for ``config``: full TTA -> fewer TTA -> no TTA -> fewer models -> lower overlap.
+    """The shedding ladder for ``config``: extra spacings -> TTA views -> ensemble members -> overlap.
 
-    TTA views are dropped last-listed first, ensemble members last-listed first (list the most
-    valuable checkpoint first), then the overlap is halved and finally set to 0.
+    Extra assumed spacings (``scales`` after the first) go first, last-listed first: each costs a whole pass
+    over ``s ** 3`` the voxels. Then TTA views are dropped last-listed first, ensemble members last-listed
+    first (list the most valuable checkpoint first), then the overlap is halved and finally set to 0.
 
     Args:
-        config: inference settings (``tta``, ``overlap``).
+        config: inference settings (``scales``, ``tta``, ``overlap``).
         model_names: one name per ensemble member (e.g. checkpoint file names), in priority order.
 
     Returns:
@@ -67,14 +73,20 @@ def build_levels(config: InferConfig, model_names: Sequence[str]) -> list[PlanLe
     tta = [name for name in dict.fromkeys(config.tta) if name != "identity"]
     models = list(range(len(model_names)))
     overlap = float(config.overlap)
+    scales = [float(v) for v in config.scales]
+    several = len(scales) > 1  # names carry the spacings only when there is a choice
 
     def make(shed: str) -> PlanLevel:
         name = f"tta={','.join(tta) or 'none'}|models={len(models)}|overlap={overlap:g}"
-        return PlanLevel(
-            name, level_cost(tta, len(models), overlap), tuple(tta), tuple(models), overlap, shed
-        )
+        if several:
+            name += f"|scales={','.join(f'{v:g}' for v in scales)}"
+        cost = level_cost(tta, len(models), overlap, scales)
+        return PlanLevel(name, cost, tuple(tta), tuple(models), overlap, shed, tuple(scales))
 
     levels = [make("")]
+    while len(scales) > 1:
+        dropped_scale = scales.pop()
+        levels.append(make(f"assumed spacing x{dropped_scale:g}"))
     while tta:
         dropped = tta.pop()
         levels.append(make(f"TTA view {dropped!r}"))

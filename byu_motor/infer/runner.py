@@ -244,7 +244,9 @@ def run_worker(job: WorkerJob, emit: Callable[[dict[str, Any]], None]) -> None:
                 break  # out of time: the remaining tomograms get -1 rows from the caller
             if level not in predictors:
                 lv = job.levels[level]
-                configs[level] = dataclasses.replace(job.config, tta=tuple(lv.tta), overlap=lv.overlap)
+                configs[level] = dataclasses.replace(
+                    job.config, tta=tuple(lv.tta), overlap=lv.overlap, scales=tuple(lv.scales)
+                )
                 predictors[level] = job.predictor_factory(
                     [job.checkpoints[i] for i in lv.models], configs[level], job.device
                 )

@@ -33,6 +33,23 @@ def test_ladder_order_and_costs() -> None:
     assert costs == sorted(costs, reverse=True) and len(set(costs)) == len(costs)
 
 
+def test_extra_assumed_spacings_are_shed_first() -> None:
+    cfg = InferConfig(tta=("flip_x",), overlap=0.0, scales=(1.0, 1.25, 0.8), scale_merge="lift")
+    levels = build_levels(cfg, ["a.pt", "b.pt"])
+    assert [lv.name for lv in levels] == [
+        "tta=flip_x|models=2|overlap=0|scales=1,1.25,0.8",
+        "tta=flip_x|models=2|overlap=0|scales=1,1.25",
+        "tta=flip_x|models=2|overlap=0|scales=1",
+        "tta=none|models=2|overlap=0|scales=1",
+        "tta=none|models=1|overlap=0|scales=1",
+    ]
+    assert [lv.shed for lv in levels[1:3]] == ["assumed spacing x0.8", "assumed spacing x1.25"]
+    assert [lv.scales for lv in levels] == [(1.0, 1.25, 0.8), (1.0, 1.25), (1.0,), (1.0,), (1.0,)]
+    # a pass at s x the spacing resamples to s^3 the voxels: 2 views x 2 models x (1 + 1.953125 + 0.512)
+    assert levels[0].cost == pytest.approx(2 * 2 * 3.465125)
+    assert levels[1].cost == pytest.approx(2 * 2 * 2.953125) and levels[2].cost == pytest.approx(4.0)
+
+
 def test_ladder_without_extras_is_one_level() -> None:
     levels = build_levels(InferConfig(tta=(), overlap=0.0), ["only.pt"])
     assert len(levels) == 1 and levels[0].cost == 1.0
@@ -123,3 +140,4 @@ def test_logs_a_warning_when_shedding(caplog: pytest.LogCaptureFixture) -> None:
 def test_level_cost_scales() -> None:
     assert level_cost(("a", "b"), 2, 0.0) == 6
     assert level_cost((), 1, 0.5) == pytest.approx(8.0)
+    assert level_cost((), 1, 0.0, (1.0, 2.0)) == pytest.approx(9.0)

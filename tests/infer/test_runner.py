@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,7 +28,7 @@ class Crash(BaseException):
 
 
 class FakePredictor:
-    """Candidate = centroid of the voxels > 128 (score = max / 255); sleeps unit_s x views x models.
+    """Candidate = centroid of the voxels > 128 (score = max / 255); sleeps unit_s x views x scales x models.
 
     Module-level so that spawned workers can unpickle it.
     """
@@ -35,7 +36,8 @@ class FakePredictor:
     def __init__(self, checkpoints, config, device, unit_s=0.0, fail_ids=(), log_path=None, sleep=None):
         self.sleep = sleep or time.sleep
         self.n_models = len(checkpoints)
-        self.views = 1 + len(config.tta)
+        # a pass at s x the assumed spacing costs s^3 (the voxels it resamples to)
+        self.views = (1 + len(config.tta)) * sum(s**3 for s in config.scales)
         self.unit_s = unit_s
         self.fail_ids = set(fail_ids)
         self.log_path = log_path
@@ -386,6 +388,34 @@ def test_budget_impossible_gives_complete_submission(vclock, data_dir, ckpts, tm
     assert df["tomo_id"].tolist() == sorted(BLOBS)
     assert pd.read_csv(out)["tomo_id"].tolist() == sorted(BLOBS)
     assert any("stopping" in m for m in s["shed"])
+
+
+def test_budget_sheds_the_second_assumed_spacing_first(vclock, data_dir, ckpts, tmp_path) -> None:
+    # two spacings cost 1 + 1.25^3 = 2.95 passes: level 0 = 2 views x 2 models x 2.95 x 0.02 s = 0.236 s per
+    # tomogram (2.4 s for 10). After the first, 9 x 0.08 s without the 1.25x pass plus the margin (0.16 s +
+    # the slowest tomogram) fit the 1.36 s left, so the TTA view stays
+    out = tmp_path / "s.csv"
+    cfg = dataclasses.replace(BUDGET_CFG, tta=("flip_z",), scales=(1.0, 1.25), scale_merge="lift")
+    t0 = vclock.monotonic()
+    df = run(
+        data_dir,
+        ckpts,
+        out,
+        config=cfg,
+        time_budget_s=1.6,
+        predictor_factory=factory(unit_s=0.02, sleep=vclock.sleep),
+    )
+    assert vclock.monotonic() - t0 < 1.6
+    assert df.attrs["summary"]["predicted"] == 10
+    levels = level_sequence(out)
+    assert levels[:2] == [
+        "tta=flip_z|models=2|overlap=0|scales=1,1.25",
+        "tta=flip_z|models=2|overlap=0|scales=1",
+    ]
+    assert all(lv.startswith("tta=flip_z|models=2") for lv in levels)
+    assert df.attrs["summary"]["shed"][0].startswith(
+        "time budget: shedding assumed spacing x1.25 (level 0 -> 1"
+    )
 
 
 def test_budget_stops_when_a_tomogram_would_cross_the_reserve(vclock, data_dir, ckpts, tmp_path) -> None:
