@@ -33,7 +33,9 @@ mkdir -p "$OUT"
 
 echo "== byu_motor wheel (pure Python)"
 rm -f "$OUT"/byu_motor-*.whl
-"$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$OUT" . \
+# without build isolation first (offline-friendly); where the interpreter lacks setuptools' bdist_wheel, the
+# isolated build (which fetches its build backend) decides, and only its errors are shown
+"$PYTHON" -m pip wheel --quiet --no-deps --no-build-isolation -w "$OUT" . 2>/dev/null \
   || "$PYTHON" -m pip wheel --quiet --no-deps -w "$OUT" .
 
 for pkg in $MISSING; do
