@@ -142,9 +142,8 @@ class InferConfig:
     test_spacing_a: float = 13.1
     spacing_policy: str = "fixed"  # "fixed", "estimate" or "longest_edge"
     longest_edge: int = 512
-    scales: tuple[float, ...] = (
-        1.0,
-    )  # assumed spacings, x test_spacing_a (the first is the anchor for "lift")
+    # assumed spacings, x test_spacing_a (the first is the anchor for "lift")
+    scales: tuple[float, ...] = (1.0,)
     # "mean": logits averaged over scales; "lift": the first scale's candidates, whose scores the averaged
     # prediction can raise but never lower (byu_motor.postprocess.fusion.lift_points).
     scale_merge: str = "mean"

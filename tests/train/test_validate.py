@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from byu_motor.data.io import write_tomogram
+from byu_motor.data.io import read_tomogram, write_tomogram
 from byu_motor.data.layout import TomoRecord
 from byu_motor.infer.predictor import Predictor
 from byu_motor.infer.spec import ModelSpec
@@ -46,6 +46,7 @@ def test_validation_ignores_extra_assumed_spacings(tmp_path):
     assert one == two and np.linalg.norm(np.subtract(one["tomo_v"][0][:3], MOTOR)) < 2.0
     # the same settings in a Predictor do change the candidates (so the check above can fail)
     spec = ModelSpec.from_config(DarkDetector(), (4, 4, 4), cfg, "check")
-    read_back = Validator(cfg, tmp_path, records, torch.device("cpu"))._read("tomo_v")
-    direct = Predictor([spec], cfg.infer, "cpu").predict_volume(read_back, 64.0, "tomo_v")
+    direct = Predictor([spec], cfg.infer, "cpu").predict_volume(
+        read_tomogram(tmp_path / "tomo_v"), 64.0, "tomo_v"
+    )
     assert [tuple(float(v) for v in c) for c in direct] != two["tomo_v"]
