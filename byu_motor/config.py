@@ -172,9 +172,15 @@ class InferConfig:
     # than context_gate (dipole on a context_radius_a sphere, units of the tomogram's 1-99 % range) between
     # its sides keeps context_floor of its score. 0: off.
     context_gate: float = 0.0
+    # ... and whose dipole's (y, x) part is below context_lateral (0: not tested) is damped too: the missing
+    # wedge blurs the membranes that face the beam, so only a lateral envelope places a motor.
+    context_lateral: float = 0.0
     context_floor: float = 0.1
     context_sigma_a: float = 200.0
     context_radius_a: float = 1000.0
+    # Take the grey step of reconstruction edge bands (a strip along a side face, the same in every slice)
+    # out of the tomogram before prediction and the context gate (byu_motor.data.bands).
+    edge_bands: bool = False
     # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
     prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
     loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader

@@ -59,10 +59,10 @@ class Predictor:
             raise ValueError(f"scales must be positive, got {config.scales!r}")
         if config.scale_merge not in SCALE_MERGES:
             raise ValueError(f"unknown scale_merge {config.scale_merge!r}; choose from {SCALE_MERGES}")
-        if config.context_gate < 0 or not 0.0 <= config.context_floor <= 1.0:
+        if min(config.context_gate, config.context_lateral) < 0 or not 0.0 <= config.context_floor <= 1.0:
             raise ValueError(
-                f"context_gate must be >= 0 and context_floor in [0, 1], got {config.context_gate} and "
-                f"{config.context_floor}"
+                f"context_gate and context_lateral must be >= 0 and context_floor in [0, 1], got "
+                f"{config.context_gate}, {config.context_lateral} and {config.context_floor}"
             )
         if config.context_gate > 0 and min(config.context_sigma_a, config.context_radius_a) <= 0:
             # checked here, not per tomogram: the runner turns a tomogram's error into a -1 row and goes on

@@ -103,6 +103,22 @@ def read_repaired(folder: str | os.PathLike, base_reader: Callable[[Any], Any] =
     return volume
 
 
+def read_without_bands(folder: str | os.PathLike, base_reader: Callable[[Any], Any] = read_tomogram) -> Any:
+    """Read a tomogram with ``base_reader`` and take its reconstruction edge bands' step out (InferConfig.edge_bands)."""
+    from byu_motor.data.bands import detect_edge_bands, remove_edge_bands
+
+    volume = base_reader(folder)
+    bands = detect_edge_bands(volume)
+    if bands:
+        log.info(
+            "%s: edge bands removed before prediction: %s",
+            folder,
+            ", ".join(f"{b.side} {b.width}" for b in bands),
+        )
+        volume = remove_edge_bands(volume, bands, inplace=True)
+    return volume
+
+
 _SPEC_CACHE: dict[tuple[str, str], Any] = {}
 
 
@@ -600,6 +616,8 @@ def run_prediction(
         reader = functools.partial(read_tomogram, num_threads=config.read_threads)
     if any(info.fix_wraparound for info in infos):
         reader = functools.partial(read_repaired, base_reader=reader)
+    if config.edge_bands:
+        reader = functools.partial(read_without_bands, base_reader=reader)
     model_spacing = infos[0].spacing_a
     jobs = [
         WorkerJob(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from scipy import ndimage as ndi
@@ -10,6 +12,7 @@ from byu_motor.config import InferConfig
 from byu_motor.postprocess.context import (
     apply_context_gate,
     envelope_contrast,
+    envelope_dipole,
     gate_scores,
     robust_range,
     sphere_directions,
@@ -151,3 +154,29 @@ def test_apply_context_gate_uses_the_inference_settings():
     assert apply_context_gate(cands, vol, 10.0, cfg, threshold=0.0) == cands
     assert apply_context_gate(cands, vol, 10.0, InferConfig()) == cands
     assert apply_context_gate([], vol, 10.0, cfg) == []
+
+
+def test_dipole_points_to_the_brighter_side_and_its_length_is_the_contrast():
+    vol = step_volume(45)
+    points = [(30, 40, 45), (30, 40, 10)]
+    d = envelope_dipole(vol, points, 10.0, 30.0, 100.0)
+    assert d.shape == (2, 3)
+    assert d[0, 2] > 0.1 and abs(d[0, 0]) < 0.02 and abs(d[0, 1]) < 0.02  # along +x, where it is brighter
+    assert envelope_dipole(255 - vol, points, 10.0, 30.0, 100.0)[0, 2] < -0.1
+    np.testing.assert_allclose(np.linalg.norm(d, axis=1), envelope_contrast(vol, points, 10.0, 30.0, 100.0))
+    assert envelope_dipole(vol, np.zeros((0, 3)), 10.0).shape == (0, 3)
+
+
+def test_lateral_gate_damps_a_step_across_z_only():
+    cfg = InferConfig(context_gate=0.05, context_floor=0.2, context_sigma_a=30.0, context_radius_a=100.0)
+    lateral = dataclasses.replace(cfg, context_lateral=0.1)
+    across_x, across_z = step_volume(45), np.ascontiguousarray(np.swapaxes(step_volume(30), 0, 2))
+    on_x, on_z = (30.0, 40.0, 45.0, 0.5), (30.0, 40.0, 30.0, 0.5)
+    assert across_z.shape == (90, 80, 60) and across_z[20, 40, 30] < across_z[40, 40, 30]
+    dz = envelope_dipole(across_z, [on_z[:3]], 10.0, 30.0, 100.0)[0]
+    assert dz[0] > 0.1 and np.linalg.norm(dz[1:]) < 0.02
+    # the plain gate passes both steps; the lateral one only the step across x
+    assert apply_context_gate([on_x], across_x, 10.0, cfg) == [on_x]
+    assert apply_context_gate([on_z], across_z, 10.0, cfg) == [on_z]
+    assert apply_context_gate([on_x], across_x, 10.0, lateral) == [on_x]
+    assert apply_context_gate([on_z], across_z, 10.0, lateral) == [(30.0, 40.0, 30.0, pytest.approx(0.1))]
