@@ -15,8 +15,9 @@ spacing and TTA, logit-mean ensemble), and prints per run and set:
   (:func:`byu_motor.postprocess.threshold.resampled_fixed_sweep`).
 
 Then the mean over all cells. ``--sets A,B,C,D,E`` adds sets C, D and E (seeds 3000, 4000, 5000). A and B
-served to choose settings for many sessions, C to check the context gate; D and E were never used to choose
-anything, so they give the honest figure. Candidates are cached before
+served to choose settings for many sessions, C to check the context gate; D and E were kept fresh until the
+sixteenth session, F until the seventeenth, G (seed 7000) until the eighteenth: the newest set gives the
+honest figure for a setting chosen on the others. Candidates are cached before
 the envelope-context gate in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or ``--context-gate``;
 0: off) is applied to them afterwards, as the predictor applies it to its final top-k. A second call only
 rescores them.
@@ -44,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_variants import eval_sets, test_records  # noqa: E402
 
 from byu_motor.config import Config, InferConfig  # noqa: E402
+from byu_motor.data.bands import remove_edge_bands  # noqa: E402
 from byu_motor.demo import demo_infer_config  # noqa: E402
 from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
 from byu_motor.postprocess.context import apply_context_gate  # noqa: E402
@@ -66,12 +68,20 @@ def demo_checkpoints(run: Path) -> list[Path]:
     return found
 
 
-def spacing_tag(cfg: InferConfig) -> str:
-    """Cache-name part for the assumed spacings: ``""`` for one, ``"-scales_1.0_1.25[-scale_merge_lift]"``."""
-    if tuple(cfg.scales) == (1.0,):
-        return ""
-    tag = "-scales_" + "_".join(str(float(v)) for v in cfg.scales)
-    return tag + ("" if cfg.scale_merge == "mean" else f"-scale_merge_{cfg.scale_merge}")
+def settings_tag(cfg: InferConfig) -> str:
+    """Cache-name part for the settings a preset may change: the assumed spacings
+    (``"-scales_1.0_1.25[-scale_merge_lift]"``, nothing for one) and ``"-edge_bands"`` when they are taken out."""
+    tag = ""
+    if tuple(cfg.scales) != (1.0,):
+        tag = "-scales_" + "_".join(str(float(v)) for v in cfg.scales)
+        tag += "" if cfg.scale_merge == "mean" else f"-scale_merge_{cfg.scale_merge}"
+    return tag + ("-edge_bands" if cfg.edge_bands else "")
+
+
+def read_test_volume(folder: Path, cfg: InferConfig) -> np.ndarray:
+    """A test tomogram as the runner hands it to the predictor: wraparound repaired, edge bands per ``cfg``."""
+    volume = read_repaired(folder)
+    return remove_edge_bands(volume, inplace=True) if cfg.edge_bands else volume
 
 
 def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "") -> dict[str, list]:
@@ -79,7 +89,7 @@ def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "
 
     ``cfg`` is the run's inference settings (:func:`byu_motor.demo.demo_infer_config`); its gate is turned
     off here. Cached in ``run/eval/<name><tag>.json``, ``tag`` naming the settings that differ from one
-    spacing and no ``--set`` (e.g. ``-scales_1.0_1.25-scale_merge_lift``, :func:`spacing_tag`);
+    spacing and no ``--set`` (e.g. ``-scales_1.0_1.25-scale_merge_lift``, :func:`settings_tag`);
     :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
     cached ones gives the same list).
     """
@@ -90,7 +100,7 @@ def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "
     predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run)], cfg, "cpu")
     out = {}
     for folder in sorted((data / "test").iterdir()):
-        volume = read_repaired(folder)
+        volume = read_test_volume(folder, cfg)
         out[folder.name] = [
             list(map(float, c)) for c in predictor.predict_volume(volume, cfg.test_spacing_a, folder.name)
         ]
@@ -105,7 +115,7 @@ def apply_gate(cands: dict[str, list], data: Path, cfg: InferConfig, gate: float
         return cands
     out = {}
     for tid, cs in cands.items():
-        volume = read_repaired(data / "test" / tid)
+        volume = read_test_volume(data / "test" / tid, cfg)
         gated = apply_context_gate([tuple(c) for c in cs], volume, cfg.test_spacing_a, cfg, gate)
         out[tid] = [list(c) for c in gated]
     return out
@@ -126,7 +136,7 @@ def main() -> None:
         "--seed", type=int, default=0, help="seed of compare_variants' training set (evals: +1000, +2000)"
     )
     p.add_argument("--n-eval", type=int, default=60)
-    p.add_argument("--sets", default="A,B", help="comma-separated sets among A-F (seeds +1000 ... +6000)")
+    p.add_argument("--sets", default="A,B", help="comma-separated sets among A-G (seeds +1000 ... +7000)")
     p.add_argument(
         "--context-gate",
         type=float,
@@ -146,9 +156,10 @@ def main() -> None:
     bad = [o for o in args.overrides if not o.startswith("infer.")]
     if bad:
         raise SystemExit(f"--set: only infer.* settings can change after training, got {bad}")
-    # the spacing settings are named from the effective config (the preset's may differ from the defaults);
+    # the spacing and edge-band settings are named from the effective config (the preset's may differ from the defaults);
     # any other --set setting by its own text
-    others = [o for o in args.overrides if o.split("=")[0] not in ("infer.scales", "infer.scale_merge")]
+    named = ("infer.scales", "infer.scale_merge", "infer.edge_bands")
+    others = [o for o in args.overrides if o.split("=")[0] not in named]
     other_tag = "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in others)
 
     torch.set_num_threads(args.threads)
@@ -161,7 +172,7 @@ def main() -> None:
         if args.overrides:
             cfg = Config(infer=cfg).override(args.overrides).infer
         gate = cfg.context_gate if args.context_gate is None else args.context_gate
-        tag = spacing_tag(cfg) + other_tag
+        tag = settings_tag(cfg) + other_tag
         for name, data in evals.items():
             t0 = time.perf_counter()
             cands = apply_gate(predict_set(run, data, name, cfg, tag), data, cfg, gate)
