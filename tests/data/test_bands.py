@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from byu_motor.data import synth
-from byu_motor.data.bands import SIDES, EdgeBand, detect_edge_bands, remove_edge_bands
+from byu_motor.data.bands import SIDES, detect_edge_bands, remove_edge_bands
 
 
 def _noise_volume(shape=(24, 96, 80), seed=0) -> np.ndarray:
@@ -32,7 +32,7 @@ def _add_band(volume: np.ndarray, side: str, width: int, level: float, stripes: 
 
 
 def test_generator_bands_found_with_their_widths() -> None:
-    found = recorded = 0
+    recorded = 0
     for seed in range(4):
         rng = np.random.default_rng(100 + seed)
         spec = synth.draw_spec(rng, scale=0.2, split="test")
@@ -48,7 +48,6 @@ def test_generator_bands_found_with_their_widths() -> None:
         truth = {o["side"]: o["width"] for o in objects if o["kind"] == "edge_band"}
         got = {b.side: b.width for b in detect_edge_bands(vol)}
         assert got == truth, f"seed {seed}: recorded {truth}, detected {got}"
-        found += len(got)
         recorded += len(truth)
     assert recorded >= 3  # the draws hold bands to find (and, at 4 x 4 faces, sides without)
     assert recorded < 16
@@ -130,4 +129,3 @@ def test_float_volume_and_argument_checks() -> None:
         detect_edge_bands(vol, min_ratio=1.0)
     with pytest.raises(ValueError, match="max_width"):
         detect_edge_bands(vol, max_width=0.6)
-    assert isinstance(EdgeBand("y0", 1, 3.0, 1.0), EdgeBand)
