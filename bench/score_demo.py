@@ -45,9 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_variants import eval_sets, test_records  # noqa: E402
 
 from byu_motor.config import Config, InferConfig  # noqa: E402
-from byu_motor.data.bands import remove_edge_bands  # noqa: E402
 from byu_motor.demo import demo_infer_config  # noqa: E402
-from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
+from byu_motor.infer.runner import compose_reader, default_predictor_factory  # noqa: E402
 from byu_motor.postprocess.context import apply_context_gate  # noqa: E402
 from byu_motor.postprocess.threshold import (  # noqa: E402
     best_threshold,
@@ -80,8 +79,7 @@ def settings_tag(cfg: InferConfig) -> str:
 
 def read_test_volume(folder: Path, cfg: InferConfig) -> np.ndarray:
     """A test tomogram as the runner hands it to the predictor: wraparound repaired, edge bands per ``cfg``."""
-    volume = read_repaired(folder)
-    return remove_edge_bands(volume, inplace=True) if cfg.edge_bands else volume
+    return compose_reader(edge_bands=cfg.edge_bands)(folder)
 
 
 def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "") -> dict[str, list]:

@@ -34,37 +34,26 @@ class EdgeBand:
             or ``"x1"`` (columns).
         width: voxels from the face to the band's inner edge.
         ratio: the edge's median step over the strip's typical one (the detection strength).
-        step: mean grey-level step, band minus inside (positive: the band is brighter).
+        profile: grey-level step at each position along the face, band minus inside (positive: brighter).
     """
 
     side: str
     width: int
     ratio: float
-    step: float
+    profile: tuple[float, ...]
+
+    @property
+    def step(self) -> float:
+        """Mean grey-level step along the face, band minus inside."""
+        return float(np.mean(self.profile))
 
 
-def _strip(mean_image: np.ndarray, side: str) -> np.ndarray:
-    """``mean_image`` ``(Y, X)`` as ``(distance from the face, position along it)``, a view."""
-    if side == "y0":
-        return mean_image
-    if side == "y1":
-        return mean_image[::-1]
-    if side == "x0":
-        return mean_image.T
-    if side == "x1":
-        return mean_image.T[::-1]
-    raise ValueError(f"side must be one of {SIDES}, got {side!r}")
-
-
-def _band_rows(volume: np.ndarray, side: str, width: int) -> np.ndarray:
-    """The band of ``volume`` ``(Z, Y, X)`` as ``(Z, distance, along)``, a view."""
-    if side == "y0":
-        return volume[:, :width, :]
-    if side == "y1":
-        return volume[:, ::-1, :][:, :width, :]
-    if side == "x0":
-        return volume[:, :, :width].transpose(0, 2, 1)
-    return volume[:, :, ::-1][:, :, :width].transpose(0, 2, 1)
+def _face_view(array: np.ndarray, side: str) -> np.ndarray:
+    """``array`` (..., Y, X) as (..., distance from the face, position along it), a view."""
+    if side not in SIDES:
+        raise ValueError(f"side must be one of {SIDES}, got {side!r}")
+    view = array if side[0] == "y" else np.swapaxes(array, -1, -2)
+    return view if side[1] == "0" else view[..., ::-1, :]
 
 
 def detect_edge_bands(
@@ -78,7 +67,7 @@ def detect_edge_bands(
         min_ratio: the edge's median step must be this many times the median over the strip of three times
             ``max_width`` (on six synthetic sets of 60 tomograms, 720 faces: every band read 3.0 or more,
             every face without one 1.6 or less).
-        rows: rows either side of the edge averaged to measure the step.
+        rows: rows either side of the edge averaged to measure the step (:attr:`EdgeBand.profile`).
 
     Returns:
         The bands found, at most one per side, in :data:`SIDES` order.
@@ -92,7 +81,7 @@ def detect_edge_bands(
     mean_image = volume.mean(axis=0, dtype=np.float64)
     found = []
     for side in SIDES:
-        strip = _strip(mean_image, side)
+        strip = _face_view(mean_image, side)
         widest = int(max_width * strip.shape[0])
         depth = min(strip.shape[0], 3 * widest + 2)
         if widest < 1 or depth < widest + rows + 1:
@@ -102,16 +91,11 @@ def detect_edge_bands(
         edge = int(np.argmax(steps[:widest]))
         if typical <= 0 or steps[edge] < min_ratio * typical:
             continue
-        width = edge + 1
-        profile = _step_profile(strip, width, rows)
-        found.append(EdgeBand(side, width, float(steps[edge] / typical), float(profile.mean())))
+        # the step at each position along the face: band rows' mean minus the inside rows' mean
+        k = min(rows, edge + 1)
+        profile = strip[edge + 1 - k : edge + 1].mean(axis=0) - strip[edge + 1 : edge + 1 + k].mean(axis=0)
+        found.append(EdgeBand(side, edge + 1, float(steps[edge] / typical), tuple(profile.tolist())))
     return found
-
-
-def _step_profile(strip: np.ndarray, width: int, rows: int) -> np.ndarray:
-    """Grey step at the edge for each position along it: band rows' mean minus the inside rows' mean."""
-    k = min(rows, width)
-    return strip[width - k : width].mean(axis=0) - strip[width : width + k].mean(axis=0)
 
 
 def remove_edge_bands(
@@ -119,14 +103,13 @@ def remove_edge_bands(
 ) -> np.ndarray:
     """``volume`` with each band's step subtracted inside it.
 
-    The step is measured per position along the face (bands carry stripes across them) from the slice mean,
-    ``rows`` rows either side of the edge, and subtracted from every slice of the band; uint8 input is
-    rounded and clipped back to uint8.
+    Each band's :attr:`EdgeBand.profile` (measured per position along the face, since bands carry stripes
+    across them) is subtracted from every slice of the band; uint8 input is rounded and clipped back to uint8.
 
     Args:
         volume: ``(Z, Y, X)`` tomogram.
-        bands: from :func:`detect_edge_bands` (``None``: detect them with its defaults).
-        rows: as in :func:`detect_edge_bands`.
+        bands: from :func:`detect_edge_bands` on this volume (``None``: detect them with its defaults).
+        rows: passed to :func:`detect_edge_bands` when ``bands`` is ``None``.
         inplace: change ``volume`` itself (no copy of the whole tomogram) instead of returning a new array.
 
     Returns:
@@ -136,12 +119,10 @@ def remove_edge_bands(
         bands = detect_edge_bands(volume, rows=rows)
     if not bands:
         return volume
-    mean_image = volume.mean(axis=0, dtype=np.float64)
     out = volume if inplace else volume.copy()
     for band in bands:
-        profile = _step_profile(_strip(mean_image, band.side), band.width, rows)
-        target = _band_rows(out, band.side, band.width)
-        shifted = target.astype(np.float32) - profile.astype(np.float32)[None, None, :]
+        target = _face_view(out, band.side)[:, : band.width, :]
+        shifted = target.astype(np.float32) - np.asarray(band.profile, dtype=np.float32)[None, None, :]
         if np.issubdtype(out.dtype, np.integer):
             info = np.iinfo(out.dtype)
             shifted = np.clip(np.rint(shifted), info.min, info.max)

@@ -119,6 +119,22 @@ def read_without_bands(folder: str | os.PathLike, base_reader: Callable[[Any], A
     return volume
 
 
+def compose_reader(
+    base_reader: Callable[[Any], Any] = read_tomogram, fix_wraparound: bool = True, edge_bands: bool = False
+) -> Callable[[Any], Any]:
+    """``reader(folder) -> volume`` as prediction sees a tomogram: ``base_reader``, then the wraparound repair
+    when asked (:func:`read_repaired`), then the edge bands' step taken out (:func:`read_without_bands`).
+
+    The runner, validation and the bench read through it, so all predict the same volume.
+    """
+    reader = base_reader
+    if fix_wraparound:
+        reader = functools.partial(read_repaired, base_reader=reader)
+    if edge_bands:
+        reader = functools.partial(read_without_bands, base_reader=reader)
+    return reader
+
+
 _SPEC_CACHE: dict[tuple[str, str], Any] = {}
 
 
@@ -614,10 +630,7 @@ def run_prediction(
     factory = predictor_factory or default_predictor_factory
     if reader is read_tomogram and config.read_threads is not None:
         reader = functools.partial(read_tomogram, num_threads=config.read_threads)
-    if any(info.fix_wraparound for info in infos):
-        reader = functools.partial(read_repaired, base_reader=reader)
-    if config.edge_bands:
-        reader = functools.partial(read_without_bands, base_reader=reader)
+    reader = compose_reader(reader, any(info.fix_wraparound for info in infos), config.edge_bands)
     model_spacing = infos[0].spacing_a
     jobs = [
         WorkerJob(

@@ -18,9 +18,10 @@ block-averaged first, so the cost does not grow with the tomogram.
 
 :func:`envelope_dipole` keeps the dipole as a vector. Its ``(y, x)`` part is the lateral contrast
 (``InferConfig.context_lateral``): in a tomogram the missing wedge blurs the membranes that face the beam, so a
-cell's top and bottom surfaces say little about where a motor sits, while in a cell flattened in the ice much of
-the cytoplasm lies within the sphere's reach of them. On the synthetic data the granules and decoys that passed the gate had a
-median 97 % of their dipole along z, the motors 41 % (bench/RESULTS.md, eighteenth session).
+cell's top and bottom surfaces say little about where a motor sits, while in a cell flattened in the ice much
+of the cytoplasm lies within the sphere's reach of them. On the synthetic data the granules and decoys that
+passed the gate had a median 97 % of their dipole along z, the motors 41 % (bench/RESULTS.md, eighteenth
+session).
 """
 
 from __future__ import annotations

@@ -47,15 +47,13 @@ class Validator:
             self._volumes = {tid: self._read(tid) for tid in self.records}
 
     def _read(self, tomo_id: str) -> np.ndarray:
-        from byu_motor.data.bands import remove_edge_bands
-        from byu_motor.data.io import detect_wraparound, fix_wraparound, read_tomogram
+        from byu_motor.infer.runner import compose_reader
 
-        vol = read_tomogram(self.train_dir / tomo_id)
-        if self.cfg.data.fix_wraparound and detect_wraparound(vol):
-            vol = fix_wraparound(vol, inplace=True)
-        if self.cfg.infer.edge_bands:
-            vol = remove_edge_bands(vol, inplace=True)
-        return vol
+        # as the runner reads a test tomogram (wraparound repair, edge bands per the inference settings)
+        read = compose_reader(
+            fix_wraparound=self.cfg.data.fix_wraparound, edge_bands=self.cfg.infer.edge_bands
+        )
+        return read(self.train_dir / tomo_id)
 
     def candidates(
         self, module: nn.Module, stride: Sequence[int], rescorer: nn.Module | None = None
