@@ -109,13 +109,21 @@ def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "
 
 def apply_gate(cands: dict[str, list], data: Path, cfg: InferConfig, gate: float) -> dict[str, list]:
     """``cands`` with the envelope-context gate of ``cfg`` at threshold ``gate`` (unchanged when 0)."""
+    return apply_gate_all([cands], data, cfg, gate)[0]
+
+
+def apply_gate_all(
+    cand_sets: list[dict[str, list]], data: Path, cfg: InferConfig, gate: float
+) -> list[dict[str, list]]:
+    """:func:`apply_gate` on several candidate sets of the same tomograms, reading each tomogram once."""
     if gate == 0:
-        return cands
-    out = {}
-    for tid, cs in cands.items():
+        return cand_sets
+    out: list[dict[str, list]] = [{} for _ in cand_sets]
+    for tid in cand_sets[0]:
         volume = read_test_volume(data / "test" / tid, cfg)
-        gated = apply_context_gate([tuple(c) for c in cs], volume, cfg.test_spacing_a, cfg, gate)
-        out[tid] = [list(c) for c in gated]
+        for cands, gated in zip(cand_sets, out):
+            kept = apply_context_gate([tuple(c) for c in cands[tid]], volume, cfg.test_spacing_a, cfg, gate)
+            gated[tid] = [list(c) for c in kept]
     return out
 
 
