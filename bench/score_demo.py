@@ -4,7 +4,7 @@
 and the seed moves it by up to .3 (bench/RESULTS.md). This script predicts the two larger synthetic sets of
 ``compare_variants.py`` (A: seed 1000, B: seed 2000; 60 tomograms each) with the checkpoints of one or more
 demo runs, the way the demo predicts (the run's preset's inference settings, the demo's assumed test
-spacing and TTA, logit-mean ensemble), and prints per run and set:
+spacing and TTA, the preset's ensemble mode), and prints per run and set:
 
 - F2 at the best threshold and at each quantile, on the set as it is;
 - the expected F2 of each quantile rule on test sets of ``--n`` tomograms holding a motor with probability
@@ -16,7 +16,8 @@ spacing and TTA, logit-mean ensemble), and prints per run and set:
 
 Then the mean over all cells. ``--sets A,B,C,D,E`` adds sets C, D and E (seeds 3000, 4000, 5000). A and B
 served to choose settings for many sessions, C to check the context gate; D and E were kept fresh until the
-sixteenth session, F until the seventeenth, G (seed 7000) until the eighteenth: the newest set gives the
+sixteenth session, F until the seventeenth, G (seed 7000) until the eighteenth, H and I (seeds 8000, 9000)
+until the twentieth: the newest set gives the
 honest figure for a setting chosen on the others. Candidates are cached before
 the envelope-context gate in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or ``--context-gate``;
 0: off) is applied to them afterwards, as the predictor applies it to its final top-k. A second call only
@@ -69,11 +70,13 @@ def demo_checkpoints(run: Path) -> list[Path]:
 
 def settings_tag(cfg: InferConfig) -> str:
     """Cache-name part for the settings a preset may change: the assumed spacings
-    (``"-scales_1.0_1.25[-scale_merge_lift]"``, nothing for one) and ``"-edge_bands"`` when they are taken out."""
+    (``"-scales_1.0_1.25[-scale_merge_lift]"``, nothing for one), ``"-ensemble_fusion"`` when the checkpoints'
+    points are fused rather than their logits averaged, and ``"-edge_bands"`` when they are taken out."""
     tag = ""
     if tuple(cfg.scales) != (1.0,):
         tag = "-scales_" + "_".join(str(float(v)) for v in cfg.scales)
         tag += "" if cfg.scale_merge == "mean" else f"-scale_merge_{cfg.scale_merge}"
+    tag += "" if cfg.ensemble == "logits" else f"-ensemble_{cfg.ensemble}"
     return tag + ("-edge_bands" if cfg.edge_bands else "")
 
 
@@ -162,9 +165,9 @@ def main() -> None:
     bad = [o for o in args.overrides if not o.startswith("infer.")]
     if bad:
         raise SystemExit(f"--set: only infer.* settings can change after training, got {bad}")
-    # the spacing and edge-band settings are named from the effective config (the preset's may differ from the defaults);
+    # the spacing, ensemble and edge-band settings are named from the effective config (the preset's may differ from the defaults);
     # any other --set setting by its own text
-    named = ("infer.scales", "infer.scale_merge", "infer.edge_bands")
+    named = ("infer.scales", "infer.scale_merge", "infer.ensemble", "infer.edge_bands")
     others = [o for o in args.overrides if o.split("=")[0] not in named]
     other_tag = "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in others)
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from byu_motor.config import InferConfig
+    from byu_motor.config import Config, InferConfig
 
 
 @dataclass
@@ -38,7 +38,12 @@ class DemoSettings:
             0.4 quantile, bench/score_demo.py) and on the 5-seed yardstick (bench/RESULTS.md).
         steps: optimiser steps per fold (``None``: the preset's).
         tta: test-time augmentation views.
-        overrides: extra ``--set`` assignments applied to the preset.
+        overrides: extra ``--set`` assignments applied to every fold (after the per-fold recipe, so a key set
+            here wins for all folds).
+        fold_overrides: extra ``--set`` assignments per fold, ``{fold: [assignment, ...]}``, applied before
+            ``overrides``.
+            ``None``: the preset's per-fold recipe (:data:`FOLD_OVERRIDES`); ``{}``: the same settings for
+            every fold. An explicit dict replaces the recipe's, it is not merged with it.
         time_budget_s: prediction time budget (None: unlimited).
         previews: number of preview PNGs (detections and misses first).
     """
@@ -54,6 +59,7 @@ class DemoSettings:
     steps: int | None = None
     tta: tuple[str, ...] = ("flip_x",)
     overrides: list[str] = field(default_factory=list)
+    fold_overrides: dict[int, list[str]] | None = None
     time_budget_s: float | None = 300.0
     previews: int = 8
 
@@ -62,6 +68,50 @@ class DemoSettings:
             raise ValueError(
                 f"demo: need 1 <= folds <= n_folds and n_folds >= 2, got folds={self.folds}, n_folds={self.n_folds}"
             )
+        unused = sorted(k for k in (self.fold_overrides or {}) if not 0 <= k < self.folds)
+        if unused:
+            raise ValueError(
+                f"demo: fold_overrides for folds {unused}, but the ensemble has folds 0-{self.folds - 1}"
+            )
+
+
+#: The demo's per-fold recipe: ``{preset: {fold: (--set assignment, ...)}}``. ``tiny``'s fold 1 trains at
+#: the synthetic test tomograms' assumed 52.4 A instead of 64 A, and the two checkpoints' points are fused
+#: (``tiny``'s ``infer.ensemble="fusion"``): a point keeps its full score only where both resolutions find
+#: it. Demo recipe, 3 seeds, fixed 0.3, expected F2 on 20-tomogram test sets at 50 % motors: sets D-I (18
+#: cells) .894 -> .912, the two fresh sets H and I .882 -> .893; the same two checkpoints' logit mean gained
+#: nothing at one spacing (.871 against .870 on D-F). Same training time; prediction 1.4x
+#: (bench/RESULTS.md, nineteenth and twentieth sessions).
+FOLD_OVERRIDES: dict[str, dict[int, tuple[str, ...]]] = {
+    "tiny": {1: ("data.spacing_a=52.4,52.4,52.4",)},
+}
+
+
+def fold_overrides_for(preset: str, settings: DemoSettings) -> list[list[str]]:
+    """The extra ``--set`` assignments of each fold ``0 .. settings.folds - 1`` (the recipe's or the settings')."""
+    table = FOLD_OVERRIDES.get(preset, {}) if settings.fold_overrides is None else settings.fold_overrides
+    return [list(table.get(k, ())) for k in range(settings.folds)]
+
+
+def fold_configs(preset: str, settings: DemoSettings) -> list[Config]:
+    """The training config of each demo fold ``0 .. settings.folds - 1``.
+
+    ``preset``, then the fold's per-fold assignments (:func:`fold_overrides_for`), then the split, seed and
+    steps of ``settings`` and its ``overrides`` (so those win for every fold), then ``train.fold``.
+
+    Raises:
+        ValueError: for an assignment to an unknown key or with a bad value (from ``Config.override``).
+    """
+    from byu_motor.presets import get_preset
+
+    shared = [f"train.n_folds={settings.n_folds}", f"train.seed={settings.seed}"]
+    if settings.steps is not None:
+        shared.append(f"train.steps={settings.steps}")
+    per_fold = fold_overrides_for(preset, settings)
+    return [
+        get_preset(preset).override([*per_fold[k], *shared, *settings.overrides, f"train.fold={k}"])
+        for k in range(settings.folds)
+    ]
 
 
 def demo_infer_config(preset: str, scale: float, tta: tuple[str, ...]) -> InferConfig:
@@ -108,10 +158,13 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     from byu_motor.data.synth_explain import error_sources
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score_details
-    from byu_motor.presets import get_preset
     from byu_motor.train.engine import train
 
     s = settings or DemoSettings()
+    # every fold's config is built (and a bad --set rejected) before any data is made
+    preset = _pick_preset(s)
+    per_fold = fold_overrides_for(preset, s)
+    configs = fold_configs(preset, s)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
@@ -130,14 +183,9 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
         )
     timings["synthesise"] = time.perf_counter() - t0
 
-    preset = _pick_preset(s)
     checkpoints = []
-    base_overrides = [f"train.n_folds={s.n_folds}", f"train.seed={s.seed}", *s.overrides]
-    if s.steps is not None:
-        base_overrides.append(f"train.steps={s.steps}")
-    for k in range(s.folds):
+    for k, cfg in enumerate(configs):
         t0 = time.perf_counter()
-        cfg = get_preset(preset).override([*base_overrides, f"train.fold={k}"])
         result = train(cfg, data, out / "runs" / f"fold{k}")
         checkpoints.append(str(result["checkpoints"]["best"]))
         timings[f"train fold {k}"] = time.perf_counter() - t0
@@ -162,7 +210,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     summary = submission.attrs.get("summary", {})
     threshold = summary.get("threshold", _threshold_used(checkpoints))
     result = {**details, "error_sources": sources, "threshold": threshold, "threshold_source": summary.get("threshold_source"),
-              "preset": preset, "timings_s": timings,
+              "preset": preset, "fold_overrides": per_fold, "ensemble": infer_cfg.ensemble, "timings_s": timings,
               "paths": {"submission": str(out / "submission.csv"), "report": str(out / "report.md"),
                         "previews": str(out / "previews"), "checkpoints": checkpoints}}  # fmt: skip
     (out / "report.md").write_text(_report(result, s))
@@ -178,6 +226,9 @@ def _threshold_used(checkpoints: list[str]) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+ENSEMBLE_WORDS = {"logits": "the checkpoints' logits averaged", "fusion": "the checkpoints' points fused"}
+
+
 def _report(r: dict[str, Any], s: DemoSettings) -> str:
     from byu_motor.data.synth_explain import format_sources
 
@@ -186,7 +237,8 @@ def _report(r: dict[str, Any], s: DemoSettings) -> str:
         "",
         f"Synthetic data: {s.n_train} train / {s.n_test} test tomograms at scale {s.scale}, difficulty "
         f"{s.difficulty}, seed {s.seed}. Preset `{r['preset']}`, ensemble of folds 0-{s.folds - 1} of {s.n_folds}, "
-        f"TTA {list(s.tta)}.",
+        f"TTA {list(s.tta)}, {ENSEMBLE_WORDS.get(r['ensemble'], r['ensemble'])}.",
+        *[f"Fold {k} also sets `{' '.join(sets)}`." for k, sets in enumerate(r["fold_overrides"]) if sets],
         "",
         "| metric | value |",
         "|---|---|",

@@ -11,6 +11,7 @@ from PIL import Image
 from byu_motor.cli import main
 from byu_motor.data.io import read_tomogram
 from byu_motor.data.synth_explain import KINDS, format_sources
+from byu_motor.models.checkpoint import read_checkpoint_config
 from byu_motor.viz import GAP, TITLE_H
 
 
@@ -31,6 +32,13 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
     folds = pd.read_csv(out / "runs" / "fold0" / "folds.csv")
     assert sorted(folds["fold"].unique()) == [0, 1, 2, 3, 4]
     assert "ensemble of folds 0-1 of 5" in (out / "report.md").read_text()
+    # the recipe's second fold trains at the test spacing, and the two checkpoints' points are fused
+    spacings = [
+        read_checkpoint_config(out / "runs" / f"fold{k}" / "best.pt").config.data.spacing_a for k in (0, 1)
+    ]
+    assert spacings == [(64.0, 64.0, 64.0), (52.4, 52.4, 52.4)]
+    assert "Fold 1 also sets `data.spacing_a=52.4,52.4,52.4`" in (out / "report.md").read_text()
+    assert "points fused" in (out / "report.md").read_text()
     sub = pd.read_csv(out / "submission.csv")
     sample = pd.read_csv(out / "data" / "sample_submission.csv")
     assert sub["tomo_id"].tolist() == sample["tomo_id"].tolist() and len(sub) == 4
@@ -84,4 +92,51 @@ def test_demo_rejects_more_checkpoints_than_folds_before_any_work(tmp_path, caps
     assert f"--folds {folds}, --n-folds {n_folds}" in capsys.readouterr().err
     with pytest.raises(ValueError, match=f"folds={folds}, n_folds={n_folds}"):
         run_demo(out, DemoSettings(folds=folds, n_folds=n_folds))
+    assert not out.exists()
+
+
+def test_tiny_demo_trains_its_second_fold_at_the_test_spacing_and_fuses_points():
+    from byu_motor.demo import DemoSettings, demo_infer_config, fold_configs
+
+    first, second = fold_configs("tiny", DemoSettings())
+    assert (first.train.fold, second.train.fold) == (0, 1)
+    assert first.data.spacing_a == (64.0, 64.0, 64.0) and second.data.spacing_a == (52.4, 52.4, 52.4)
+    # apart from the resolution the two folds are trained alike
+    assert first.override(["data.spacing_a=52.4,52.4,52.4", "train.fold=1"]).to_dict() == second.to_dict()
+    assert demo_infer_config("tiny", 0.25, ("flip_x",)).ensemble == "fusion"
+    # one checkpoint: no second fold to set
+    assert [c.data.spacing_a for c in fold_configs("tiny", DemoSettings(folds=1))] == [(64.0, 64.0, 64.0)]
+
+
+def test_demo_fold_overrides_replace_the_recipe_and_shared_sets_win_for_every_fold():
+    from byu_motor.demo import DemoSettings, fold_configs
+
+    same = fold_configs("tiny", DemoSettings(fold_overrides={}))
+    assert [c.data.spacing_a for c in same] == [(64.0, 64.0, 64.0)] * 2
+    own = fold_configs("tiny", DemoSettings(fold_overrides={0: ["train.lr=1e-3"]}))
+    assert [c.train.lr for c in own] == [1e-3, 2e-3] and own[1].data.spacing_a == (64.0, 64.0, 64.0)
+    shared = fold_configs("tiny", DemoSettings(overrides=["data.spacing_a=40,40,40"], steps=7, seed=3))
+    assert [c.data.spacing_a for c in shared] == [(40.0, 40.0, 40.0)] * 2
+    assert {(c.train.steps, c.train.seed, c.train.n_folds) for c in shared} == {(7, 3, 5)}
+    with pytest.raises(ValueError, match=r"fold_overrides for folds \[2\]"):
+        DemoSettings(fold_overrides={2: ["train.lr=1e-3"]})
+
+
+def test_demo_rejects_a_bad_fold_set_before_any_work(tmp_path, capsys):
+    from byu_motor.commands.demo import parse_fold_sets
+    from byu_motor.demo import DemoSettings, run_demo
+
+    assert parse_fold_sets([], same=False) is None and parse_fold_sets([], same=True) == {}
+    assert parse_fold_sets(
+        ["1:data.spacing_a=52.4,52.4,52.4", "1:train.lr=1e-3", "0:train.ema=0"], same=False
+    ) == {
+        1: ["data.spacing_a=52.4,52.4,52.4", "train.lr=1e-3"],
+        0: ["train.ema=0"],
+    }
+    out = tmp_path / "demo"
+    for bad in ["data.spacing_a=52.4", "x:train.lr=1", "1:train.lr"]:
+        assert main(["demo", "--out", str(out), "--fold-set", bad]) == 2
+        assert f"--fold-set {bad!r}" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="no_such_key"):
+        run_demo(out, DemoSettings(fold_overrides={1: ["train.no_such_key=1"]}))
     assert not out.exists()

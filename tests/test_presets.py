@@ -96,10 +96,13 @@ def test_tiny_fine_differs_from_tiny_only_in_the_stem_and_runs_every_stage_twice
     # besides the stem, only the memory layout of training differs (a speed setting, not the recipe)
     assert fine.train.channels_last and not tiny.train.channels_last
     assert dataclasses.replace(fine.train, channels_last=False) == tiny.train
-    # the fixed 0.3 cut and the lifted second spacing were measured on tiny's scores only; the finer recipe
-    # keeps the quantile rule at the assumed spacing
+    # the fixed 0.3 cut, the lifted second spacing and the fused points were measured on tiny's scores only;
+    # the finer recipe keeps the quantile rule at the assumed spacing with the logits averaged
     assert tiny.infer.scales == (1.0, 1.25) and tiny.infer.scale_merge == "lift"
-    one_spacing = dataclasses.replace(tiny.infer, threshold="quantile", scales=(1.0,), scale_merge="mean")
+    assert tiny.infer.ensemble == "fusion"
+    one_spacing = dataclasses.replace(
+        tiny.infer, threshold="quantile", scales=(1.0,), scale_merge="mean", ensemble="logits"
+    )
     assert fine.data == tiny.data and fine.infer == one_spacing
     assert fine.model.encoder_kwargs == {"max_pool": False, "stem_stride": 1}
     assert dataclasses.replace(fine.model, encoder_kwargs=tiny.model.encoder_kwargs) == tiny.model

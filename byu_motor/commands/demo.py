@@ -28,7 +28,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--tta", default="flip_x", help="comma-separated TTA views ('' for none)")
     parser.add_argument("--time-budget", type=float, default=300.0, help="prediction budget in seconds")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="for every fold"
+    )
+    parser.add_argument(
+        "--fold-set",
+        dest="fold_sets",
+        action="append",
+        default=[],
+        metavar="K:KEY=VALUE",
+        help="for fold K only; replaces the preset's per-fold recipe (tiny: fold 1 at 52.4 A)",
+    )
+    parser.add_argument(
+        "--same-folds", action="store_true", help="drop the preset's per-fold recipe: every fold alike"
+    )
+
+
+def parse_fold_sets(items: list[str], same: bool) -> dict[int, list[str]] | None:
+    """``["1:data.spacing_a=52.4,52.4,52.4", ...]`` -> ``{1: ["data.spacing_a=52.4,52.4,52.4"]}``.
+
+    ``None`` (the preset's recipe) when ``items`` is empty and ``same`` is false; ``{}`` for ``same`` alone.
+
+    Raises:
+        ValueError: for an item that is not ``K:KEY=VALUE`` with an integer ``K``, naming it.
+    """
+    if not items:
+        return {} if same else None
+    table: dict[int, list[str]] = {}
+    for item in items:
+        fold, sep, assignment = item.partition(":")
+        if not sep or not fold.strip().isdigit() or "=" not in assignment:
+            raise ValueError(
+                f"--fold-set {item!r}: expected K:KEY=VALUE, e.g. 1:data.spacing_a=52.4,52.4,52.4"
+            )
+        table.setdefault(int(fold), []).append(assignment)
+    return table
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +70,11 @@ def run(args: argparse.Namespace) -> int:
     from byu_motor.data.synth_explain import format_sources
     from byu_motor.demo import DemoSettings, run_demo
 
+    try:
+        fold_overrides = parse_fold_sets(args.fold_sets, args.same_folds)
+    except ValueError as err:
+        print(f"byu-motor demo: {err}", file=sys.stderr)
+        return 2
     try:
         settings = DemoSettings(
             n_train=args.n_train,
@@ -49,6 +88,7 @@ def run(args: argparse.Namespace) -> int:
             steps=args.steps,
             tta=tuple(v for v in args.tta.split(",") if v.strip()),
             overrides=args.overrides,
+            fold_overrides=fold_overrides,
             time_budget_s=args.time_budget,
         )
     except ValueError as err:
