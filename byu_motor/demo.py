@@ -133,7 +133,8 @@ def demo_infer_config(preset: str, scale: float, tta: tuple[str, ...]) -> InferC
     return Config(infer=get_preset(preset).infer).override(sets).infer
 
 
-def _pick_preset(settings: DemoSettings) -> str:
+def pick_preset(settings: DemoSettings) -> str:
+    """``settings.preset``, else ``tiny_fine_gpu`` when CUDA is available and ``tiny`` otherwise."""
     import torch
 
     if settings.preset:
@@ -162,7 +163,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
 
     s = settings or DemoSettings()
     # every fold's config is built (and a bad --set rejected) before any data is made
-    preset = _pick_preset(s)
+    preset = pick_preset(s)
     per_fold = fold_overrides_for(preset, s)
     configs = fold_configs(preset, s)
     out = Path(out_dir)

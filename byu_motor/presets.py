@@ -139,7 +139,7 @@ def tiny() -> Config:
             # Checkpoints' points fused (byu_motor.postprocess.fusion), not their logits averaged: with the
             # demo's two folds at two resolutions (byu_motor.demo.FOLD_OVERRIDES) a point keeps its full score
             # only where both find it. Demo recipe, 3 seeds, fixed 0.3, expected F2 on 20-tomogram test
-            # sets at 50 % motors, with the lift: D-F .896 -> .907, G .913 -> .967, and on two fresh sets H .921 -> .918
+            # sets at 50 % motors, with the lift: D-F .896 -> .907, G .913 -> .967, and on two fresh sets H .920 -> .918
             # and I .843 -> .869; 12 of 18 cells up, 4 down; prediction 1.4x (bench/RESULTS.md, twentieth session).
             ensemble="fusion",
         ),

@@ -75,11 +75,11 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
 def test_demo_picks_a_preset_made_for_synthetic_data(monkeypatch, cuda, expected):
     import torch
 
-    from byu_motor.demo import DemoSettings, _pick_preset
+    from byu_motor.demo import DemoSettings, pick_preset
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda)
-    assert _pick_preset(DemoSettings()) == expected
-    assert _pick_preset(DemoSettings(preset="resnet18_unet_s16")) == "resnet18_unet_s16"
+    assert pick_preset(DemoSettings()) == expected
+    assert pick_preset(DemoSettings(preset="resnet18_unet_s16")) == "resnet18_unet_s16"
 
 
 @pytest.mark.parametrize(("folds", "n_folds"), [(3, 2), (0, 5), (1, 1)])
@@ -137,6 +137,12 @@ def test_demo_rejects_a_bad_fold_set_before_any_work(tmp_path, capsys):
     for bad in ["data.spacing_a=52.4", "x:train.lr=1", "1:train.lr"]:
         assert main(["demo", "--out", str(out), "--fold-set", bad]) == 2
         assert f"--fold-set {bad!r}" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--fold-set", "2:train.lr=1e-3"]) == 2
+    assert "fold_overrides for folds [2]" in capsys.readouterr().err
+    for flag in ["--fold-set", "--set"]:
+        bad = "1:train.no_such_key=1" if flag == "--fold-set" else "train.no_such_key=1"
+        assert main(["demo", "--out", str(out), flag, bad]) == 2
+        assert "no_such_key" in capsys.readouterr().err
     with pytest.raises(ValueError, match="no_such_key"):
         run_demo(out, DemoSettings(fold_overrides={1: ["train.no_such_key=1"]}))
     assert not out.exists()

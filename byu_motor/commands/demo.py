@@ -68,7 +68,7 @@ def parse_fold_sets(items: list[str], same: bool) -> dict[int, list[str]] | None
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print, last, ``F2 = ...``."""
     from byu_motor.data.synth_explain import format_sources
-    from byu_motor.demo import DemoSettings, run_demo
+    from byu_motor.demo import DemoSettings, fold_configs, pick_preset, run_demo
 
     try:
         fold_overrides = parse_fold_sets(args.fold_sets, args.same_folds)
@@ -93,6 +93,11 @@ def run(args: argparse.Namespace) -> int:
         )
     except ValueError as err:
         print(f"byu-motor demo: --folds {args.folds}, --n-folds {args.n_folds}: {err}", file=sys.stderr)
+        return 2
+    try:
+        fold_configs(pick_preset(settings), settings)  # a bad --set / --fold-set fails here, before any work
+    except ValueError as err:
+        print(f"byu-motor demo: --set / --fold-set: {err}", file=sys.stderr)
         return 2
     r = run_demo(args.out, settings)
     for stage, seconds in r["timings_s"].items():
