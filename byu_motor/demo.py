@@ -79,7 +79,7 @@ class DemoSettings:
 #: the synthetic test tomograms' assumed 52.4 A instead of 64 A, and the two checkpoints' points are fused
 #: (``tiny``'s ``infer.ensemble="fusion"``): a point keeps its full score only where both resolutions find
 #: it. Demo recipe, 3 seeds, fixed 0.3, expected F2 on 20-tomogram test sets at 50 % motors: sets D-I (18
-#: cells) .894 -> .912, the two fresh sets H and I .882 -> .893; the same two checkpoints' logit mean gained
+#: cells) .894 -> .912, all nine sets A-I .897 -> .914, the two fresh sets H and I .882 -> .893; the same two checkpoints' logit mean gained
 #: nothing at one spacing (.871 against .870 on D-F). Same training time; prediction 1.4x
 #: (bench/RESULTS.md, nineteenth and twentieth sessions).
 FOLD_OVERRIDES: dict[str, dict[int, tuple[str, ...]]] = {
