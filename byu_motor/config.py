@@ -155,6 +155,10 @@ class InferConfig:
     tta: tuple[str, ...] = ()
     ensemble: str = "logits"  # "logits" or "fusion"
     fusion_radius_a: float = 400.0
+    # with ensemble="fusion": a checkpoint without a candidate in a cluster adds its heatmap's maximum within
+    # fusion_radius_a of the fused point instead of 0 (byu_motor.postprocess.fusion.fuse_points' fill). Not in any
+    # preset: on sets J and D-F it read .893 against .896 at the fixed 0.3 (bench/RESULTS.md).
+    fusion_fill: bool = False
     nms_kernel_a: float = 400.0
     topk: int = 5
     threshold: str = "checkpoint"  # "checkpoint", "fixed" or "quantile"

@@ -13,7 +13,7 @@ from byu_motor.config import InferConfig
 from byu_motor.data.grid import Grid, as_triple, resample_volume
 from byu_motor.infer.sliding import SlidingWindow, resample_heatmap
 from byu_motor.infer.spec import ModelSpec
-from byu_motor.postprocess.fusion import fuse_points, lift_points
+from byu_motor.postprocess.fusion import fuse_points, heatmap_max_near, lift_points
 from byu_motor.postprocess.peaks import Candidate, decode_peaks, drop_border
 
 log = logging.getLogger(__name__)
@@ -203,8 +203,23 @@ class Predictor:
             spacing_a: assumed voxel spacing of ``volume`` (Angstrom, scalar or per axis).
             tomo_id: name used in warnings and errors.
         """
+        return self.candidates_from_logits(
+            self.scale_logits(volume, spacing_a, tomo_id), volume, spacing_a, tomo_id
+        )
+
+    def candidates_from_logits(
+        self,
+        parts: list[list[tuple[torch.Tensor, Grid]]],
+        volume: np.ndarray,
+        spacing_a: float | Sequence[float],
+        tomo_id: str | None = None,
+    ) -> list[Candidate]:
+        """:meth:`predict_volume` after the forward passes: ``parts`` is :meth:`scale_logits`' output.
+
+        Decodes, merges the scales and the checkpoints, rescores and gates with the current ``config``, so
+        several post-processing settings can be compared on one set of forward passes.
+        """
         cfg = self.config
-        parts = self.scale_logits(volume, spacing_a, tomo_id)
         cands = self._decode([_mean_of(p) for p in parts], volume, spacing_a, tomo_id)
         if cands is not None and cfg.scale_merge == "lift" and len(cfg.scales) > 1:
             first = self._decode([p[0] for p in parts], volume, spacing_a, tomo_id)
@@ -235,20 +250,24 @@ class Predictor:
                 torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
             return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
-        lists = []
+        lists, probs = [], []
         for lg, grid in per_model:
             if not self._finite(lg, tomo_id):
                 return None
-            peaks = decode_peaks(
-                torch.sigmoid(lg).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
-            )
+            probs.append(torch.sigmoid(lg).cpu())
+            peaks = decode_peaks(probs[-1], grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks)
             lists.append(drop_border(peaks, volume.shape, cfg.border_margin)[: cfg.topk])
+
+        def fill(m: int, point: np.ndarray) -> float:
+            return heatmap_max_near(probs[m], per_model[m][1], original, point, cfg.fusion_radius_a)
+
         return fuse_points(
             lists,
             as_triple(spacing_a),
             cfg.fusion_radius_a,
             weights=[spec.weight for spec in self.models],
             topk=cfg.topk,
+            fill=fill if cfg.fusion_fill else None,
         )
 
     def _gate(
