@@ -10,7 +10,7 @@ from the same logits (:meth:`Predictor.candidates_from_logits`), writing the cac
     python bench/variant_caches.py DEMO_DIR [DEMO_DIR ...] --sets J --variant "" \
         --variant infer.fusion_fill=true
 
-Each ``--variant`` is a comma-free ``;``-separated list of ``infer.KEY=VALUE`` (empty: the run's own
+Each ``--variant`` is a ``;``-separated list of ``infer.KEY=VALUE`` (empty: the run's own
 settings). Variants that change the forward passes (``scales``, TTA, patch, overlap) are refused.
 """
 

@@ -102,6 +102,8 @@ def test_heatmap_max_near_is_a_ball_in_angstrom_on_the_heatmap_grid():
     heat[5, 10, 10] = 0.3
     assert heatmap_max_near(heat, hgrid, ogrid, point, 1.0) == pytest.approx(0.3)
     # a point outside the volume reads the nearest cell; a mismatched grid is refused
-    assert heatmap_max_near(heat, hgrid, ogrid, (-50.0, -50.0, -50.0), 10.0) == 0.0
+    heat[0, 0, 0] = 0.55
+    assert heatmap_max_near(heat, hgrid, ogrid, (-50.0, -50.0, -50.0), 10.0) == pytest.approx(0.55)
+    assert heatmap_max_near(heat.numpy(), hgrid, ogrid, (500.0, 500.0, 500.0), 10.0) == 0.0
     with pytest.raises(ValueError, match="does not match"):
         heatmap_max_near(heat, Grid((10, 20, 21), 40.0), ogrid, point, 100.0)
