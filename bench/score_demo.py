@@ -17,8 +17,9 @@ spacing and TTA, the preset's ensemble mode), and prints per run and set:
 Then the mean over all cells. ``--sets A,B,C,D,E`` adds sets C, D and E (seeds 3000, 4000, 5000). A and B
 served to choose settings for many sessions, C to check the context gate; D and E were kept fresh until the
 sixteenth session, F until the seventeenth, G (seed 7000) until the eighteenth, H and I (seeds 8000, 9000)
-until the twentieth: the newest set gives the honest figure for a setting chosen on the others. Candidates
-are cached before the envelope-context gate in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or ``--context-gate``;
+until the twentieth, J (10000) until the twenty-first; K (11000) is kept fresh: the newest set gives the
+honest figure for a setting chosen on the others. Candidates are cached before the envelope-context gate
+in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or ``--context-gate``;
 0: off) is applied to them afterwards, as the predictor applies it to its final top-k. A second call only
 rescores them.
 
@@ -144,7 +145,7 @@ def main() -> None:
         "--seed", type=int, default=0, help="seed of compare_variants' training set (evals: +1000, +2000)"
     )
     p.add_argument("--n-eval", type=int, default=60)
-    p.add_argument("--sets", default="A,B", help="comma-separated sets among A-G (seeds +1000 ... +7000)")
+    p.add_argument("--sets", default="A,B", help="comma-separated sets among A-K (seeds +1000 ... +11000)")
     p.add_argument(
         "--context-gate",
         type=float,
