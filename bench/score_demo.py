@@ -80,6 +80,17 @@ def settings_tag(cfg: InferConfig) -> str:
     return tag + ("-edge_bands" if cfg.edge_bands else "")
 
 
+#: ``--set`` keys that :func:`settings_tag` names from the effective config; any other by its own text
+NAMED_KEYS = ("infer.scales", "infer.scale_merge", "infer.ensemble", "infer.edge_bands")
+
+
+def override_tag(overrides: list[str]) -> str:
+    """Cache-name part for ``--set`` ``overrides`` that :func:`settings_tag` does not name, by their text
+    (``["infer.fusion_fill=true"]`` -> ``"-fusion_fill_true"``)."""
+    others = [o for o in overrides if o.split("=")[0] not in NAMED_KEYS]
+    return "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in others)
+
+
 def read_test_volume(folder: Path, cfg: InferConfig) -> np.ndarray:
     """A test tomogram as the runner hands it to the predictor: wraparound repaired, edge bands per ``cfg``."""
     return compose_reader(edge_bands=cfg.edge_bands)(folder)
@@ -165,11 +176,9 @@ def main() -> None:
     bad = [o for o in args.overrides if not o.startswith("infer.")]
     if bad:
         raise SystemExit(f"--set: only infer.* settings can change after training, got {bad}")
-    # the spacing, ensemble and edge-band settings are named from the effective config (the preset's may differ from the defaults);
-    # any other --set setting by its own text
-    named = ("infer.scales", "infer.scale_merge", "infer.ensemble", "infer.edge_bands")
-    others = [o for o in args.overrides if o.split("=")[0] not in named]
-    other_tag = "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in others)
+    # the spacing, ensemble and edge-band settings are named from the effective config (the preset's may
+    # differ from the defaults); any other --set setting by its own text
+    other_tag = override_tag(args.overrides)
 
     torch.set_num_threads(args.threads)
     tta = tuple(t for t in args.tta.split(",") if t)

@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_variants import eval_sets  # noqa: E402
-from score_demo import demo_checkpoints, read_test_volume, settings_tag  # noqa: E402
+from score_demo import demo_checkpoints, override_tag, read_test_volume, settings_tag  # noqa: E402
 
 from byu_motor.config import Config  # noqa: E402
 from byu_motor.demo import demo_infer_config  # noqa: E402
@@ -35,15 +35,6 @@ from byu_motor.infer.runner import default_predictor_factory  # noqa: E402
 
 #: settings that change the forward passes, so they cannot share them
 FORWARD_KEYS = ("scales", "tta", "patch_size", "overlap", "batch_windows", "border_weight", "merge", "amp")
-
-
-def variant_tag(cfg_tag: str, overrides: list[str]) -> str:
-    """The cache-name suffix ``score_demo.py`` gives a run's settings plus ``--set`` ``overrides``."""
-    named = ("infer.scales", "infer.scale_merge", "infer.ensemble", "infer.edge_bands")
-    others = [o for o in overrides if o.split("=")[0] not in named]
-    return cfg_tag + "".join(
-        "-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in others
-    )
 
 
 def main() -> None:
@@ -75,7 +66,7 @@ def main() -> None:
         cfgs = []
         for v in variants:
             cfg = Config(infer=base).override(v).infer if v else base
-            cfgs.append((dataclasses.replace(cfg, context_gate=0.0), variant_tag(settings_tag(cfg), v)))
+            cfgs.append((dataclasses.replace(cfg, context_gate=0.0), settings_tag(cfg) + override_tag(v)))
         predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run)], cfgs[0][0], "cpu")
         for name, data in evals.items():
             paths = [run / "eval" / f"{name}{tag}.json" for _, tag in cfgs]
