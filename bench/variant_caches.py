@@ -33,8 +33,12 @@ from byu_motor.config import Config  # noqa: E402
 from byu_motor.demo import demo_infer_config  # noqa: E402
 from byu_motor.infer.runner import default_predictor_factory  # noqa: E402
 
-#: settings that change the forward passes, so they cannot share them
-FORWARD_KEYS = ("scales", "tta", "patch_size", "overlap", "batch_windows", "border_weight", "merge", "amp")
+#: settings that change the forward passes or the volume they read (edge bands taken out, the assumed spacing),
+#: so they cannot share them
+FORWARD_KEYS = (
+    "scales", "tta", "patch_size", "overlap", "batch_windows", "border_weight", "merge", "amp", "edge_bands",
+    "test_spacing_a",
+)  # fmt: skip
 
 
 def main() -> None:
