@@ -58,8 +58,11 @@ from byu_motor.train.validate import Validator  # noqa: E402
 QUANTILE = 0.4
 #: test sets by name: seed offset from the training set's seed. A and B served to choose settings for many
 #: sessions and C to check the context gate; each later set was kept fresh for a while (D and E until the
-#: sixteenth session, F the seventeenth, G the eighteenth, H and I the twentieth): the newest is the honest figure.
-SET_SEEDS = dict(A=1000, B=2000, C=3000, D=4000, E=5000, F=6000, G=7000, H=8000, I=9000, J=10000, K=11000)
+#: sixteenth session, F the seventeenth, G the eighteenth, H and I the twentieth, J the twenty-first, K the
+#: twenty-second): the newest is the honest figure.
+SET_SEEDS = dict(
+    A=1000, B=2000, C=3000, D=4000, E=5000, F=6000, G=7000, H=8000, I=9000, J=10000, K=11000, L=12000
+)
 
 
 def eval_sets(cache: Path, n_eval: int, seed: int, names: str, workers: int) -> dict[str, Path]:

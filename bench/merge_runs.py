@@ -64,7 +64,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--group", action="append", required=True, help="RUN[,RUN...]:TAG (two or more groups)")
     p.add_argument("--mode", choices=("fuse", "lift"), default="fuse")
-    p.add_argument("--sets", default="D,E,F", help="comma-separated sets among A-K")
+    p.add_argument("--sets", default="D,E,F", help="comma-separated sets among A-L")
     p.add_argument("--n", type=int, default=20)
     p.add_argument("--prevalence", type=float, default=0.5)
     p.add_argument("--draws", type=int, default=1000)

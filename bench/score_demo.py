@@ -17,14 +17,16 @@ spacing and TTA, the preset's ensemble mode), and prints per run and set:
 Then the mean over all cells. ``--sets A,B,C,D,E`` adds sets C, D and E (seeds 3000, 4000, 5000). A and B
 served to choose settings for many sessions, C to check the context gate; D and E were kept fresh until the
 sixteenth session, F until the seventeenth, G (seed 7000) until the eighteenth, H and I (seeds 8000, 9000)
-until the twentieth, J (10000) until the twenty-first; K (11000) is kept fresh: the newest set gives the
-honest figure for a setting chosen on the others. Candidates are cached before the envelope-context gate
-in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or ``--context-gate``;
-0: off) is applied to them afterwards, as the predictor applies it to its final top-k. A second call only
-rescores them.
+until the twentieth, J (10000) until the twenty-first, K (11000) until the twenty-second; L (12000) is kept
+fresh: the newest set gives the honest figure for a setting chosen on the others. Candidates are cached
+before the envelope-context gate in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or
+``--context-gate``; 0: off) is applied to them afterwards, as the predictor applies it to its final top-k.
+A second call only rescores them. ``--checkpoint last`` scores each fold's final weights instead of the
+``best.pt`` the demo ensembles (picked on 8 validation tomograms), cached as ``<set><tag>-last.json``.
 
     python bench/score_demo.py DEMO_DIR [DEMO_DIR ...] [--sets A,B] [--context-gate G] [--n 20]
         [--prevalence 0.5] [--tta flip_x] [--cache /tmp/byu_bench/synth_s025_40_20] [--set infer.KEY=VALUE]
+        [--checkpoint best|last]
 
 About 1 min per set and run on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
 """
@@ -60,11 +62,15 @@ QS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
 FIXED = (0.25, 0.3, 0.35)
 
 
-def demo_checkpoints(run: Path) -> list[Path]:
-    """The fold checkpoints a demo run ensembled (``runs/fold<k>/best.pt``), in fold order."""
-    found = sorted(run.glob("runs/fold*/best.pt"), key=lambda p: int(p.parent.name[4:]))
+def demo_checkpoints(run: Path, kind: str = "best") -> list[Path]:
+    """The fold checkpoints of a demo run (``runs/fold<k>/<kind>.pt``), in fold order.
+
+    ``kind="best"``: the ones the demo ensembled (picked on each fold's validation tomograms); ``"last"``: each
+    fold's final weights.
+    """
+    found = sorted(run.glob(f"runs/fold*/{kind}.pt"), key=lambda p: int(p.parent.name[4:]))
     if not found:
-        raise SystemExit(f"{run}: no runs/fold*/best.pt (not a byu-motor demo output folder?)")
+        raise SystemExit(f"{run}: no runs/fold*/{kind}.pt (not a byu-motor demo output folder?)")
     return found
 
 
@@ -96,20 +102,23 @@ def read_test_volume(folder: Path, cfg: InferConfig) -> np.ndarray:
     return compose_reader(edge_bands=cfg.edge_bands)(folder)
 
 
-def predict_set(run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "") -> dict[str, list]:
+def predict_set(
+    run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "", kind: str = "best"
+) -> dict[str, list]:
     """Candidates of every test tomogram of ``data``, from the demo run's ensemble, before the context gate.
 
     ``cfg`` is the run's inference settings (:func:`byu_motor.demo.demo_infer_config`); its gate is turned
     off here. Cached in ``run/eval/<name><tag>.json``, ``tag`` naming the settings that differ from one
     spacing and no ``--set`` (e.g. ``-scales_1.0_1.25-scale_merge_lift``, :func:`settings_tag`);
     :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
-    cached ones gives the same list).
+    cached ones gives the same list). ``kind``: which checkpoint of each fold (:func:`demo_checkpoints`); the
+    caller names ``"last"`` in ``tag``.
     """
     cache = run / "eval" / f"{name}{tag}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     cfg = dataclasses.replace(cfg, context_gate=0.0)
-    predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run)], cfg, "cpu")
+    predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run, kind)], cfg, "cpu")
     out = {}
     for folder in sorted((data / "test").iterdir()):
         volume = read_test_volume(folder, cfg)
@@ -156,7 +165,7 @@ def main() -> None:
         "--seed", type=int, default=0, help="seed of compare_variants' training set (evals: +1000, +2000)"
     )
     p.add_argument("--n-eval", type=int, default=60)
-    p.add_argument("--sets", default="A,B", help="comma-separated sets among A-K (seeds +1000 ... +11000)")
+    p.add_argument("--sets", default="A,B", help="comma-separated sets among A-L (seeds +1000 ... +12000)")
     p.add_argument(
         "--context-gate",
         type=float,
@@ -164,6 +173,12 @@ def main() -> None:
         help="envelope-context gate threshold (default: the run's preset's; 0: off)",
     )
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="each fold's best.pt (what the demo ensembles) or last.pt (final weights; cached apart)",
+    )
     p.add_argument(
         "--set",
         dest="overrides",
@@ -190,10 +205,10 @@ def main() -> None:
         if args.overrides:
             cfg = Config(infer=cfg).override(args.overrides).infer
         gate = cfg.context_gate if args.context_gate is None else args.context_gate
-        tag = settings_tag(cfg) + other_tag
+        tag = settings_tag(cfg) + other_tag + ("-last" if args.checkpoint == "last" else "")
         for name, data in evals.items():
             t0 = time.perf_counter()
-            cands = apply_gate(predict_set(run, data, name, cfg, tag), data, cfg, gate)
+            cands = apply_gate(predict_set(run, data, name, cfg, tag, args.checkpoint), data, cfg, gate)
             records, _ = test_records(data)
             _, best = best_threshold(cands, records)
             raw = quantile_sweep(cands, records, QS)
