@@ -111,10 +111,10 @@ def predict_set(
     off here. Cached in ``run/eval/<name><tag>.json``, ``tag`` naming the settings that differ from one
     spacing and no ``--set`` (e.g. ``-scales_1.0_1.25-scale_merge_lift``, :func:`settings_tag`);
     :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
-    cached ones gives the same list). ``kind``: which checkpoint of each fold (:func:`demo_checkpoints`); the
-    caller names ``"last"`` in ``tag``.
+    cached ones gives the same list). ``kind``: which checkpoint of each fold (:func:`demo_checkpoints`);
+    ``"last"`` caches in ``<name><tag>-last.json``.
     """
-    cache = run / "eval" / f"{name}{tag}.json"
+    cache = run / "eval" / f"{name}{tag}{'-last' if kind == 'last' else ''}.json"
     if cache.exists():
         return json.loads(cache.read_text())
     cfg = dataclasses.replace(cfg, context_gate=0.0)
@@ -205,7 +205,7 @@ def main() -> None:
         if args.overrides:
             cfg = Config(infer=cfg).override(args.overrides).infer
         gate = cfg.context_gate if args.context_gate is None else args.context_gate
-        tag = settings_tag(cfg) + other_tag + ("-last" if args.checkpoint == "last" else "")
+        tag = settings_tag(cfg) + other_tag
         for name, data in evals.items():
             t0 = time.perf_counter()
             cands = apply_gate(predict_set(run, data, name, cfg, tag, args.checkpoint), data, cfg, gate)
