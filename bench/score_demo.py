@@ -102,6 +102,12 @@ def read_test_volume(folder: Path, cfg: InferConfig) -> np.ndarray:
     return compose_reader(edge_bands=cfg.edge_bands)(folder)
 
 
+def cache_path(run: Path, name: str, tag: str = "", kind: str = "best") -> Path:
+    """Where the candidates of set ``name`` under settings ``tag`` (and ``kind``'s checkpoints) are cached:
+    ``run/eval/<name><tag>.json``, ``-last`` appended for each fold's final weights."""
+    return run / "eval" / f"{name}{tag}{'-last' if kind == 'last' else ''}.json"
+
+
 def predict_set(
     run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "", kind: str = "best"
 ) -> dict[str, list]:
@@ -111,10 +117,10 @@ def predict_set(
     off here. Cached in ``run/eval/<name><tag>.json``, ``tag`` naming the settings that differ from one
     spacing and no ``--set`` (e.g. ``-scales_1.0_1.25-scale_merge_lift``, :func:`settings_tag`);
     :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
-    cached ones gives the same list). ``kind``: which checkpoint of each fold (:func:`demo_checkpoints`);
-    ``"last"`` caches in ``<name><tag>-last.json``.
+    cached ones gives the same list). ``kind``: which checkpoint of each fold (:func:`demo_checkpoints`;
+    :func:`cache_path` names it).
     """
-    cache = run / "eval" / f"{name}{tag}{'-last' if kind == 'last' else ''}.json"
+    cache = cache_path(run, name, tag, kind)
     if cache.exists():
         return json.loads(cache.read_text())
     cfg = dataclasses.replace(cfg, context_gate=0.0)

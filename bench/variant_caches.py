@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from compare_variants import eval_sets  # noqa: E402
-from score_demo import demo_checkpoints, override_tag, read_test_volume, settings_tag  # noqa: E402
+from score_demo import cache_path, demo_checkpoints, override_tag, read_test_volume, settings_tag  # noqa: E402
 
 from byu_motor.config import Config  # noqa: E402
 from byu_motor.demo import demo_infer_config  # noqa: E402
@@ -73,7 +73,7 @@ def main() -> None:
             cfgs.append((dataclasses.replace(cfg, context_gate=0.0), settings_tag(cfg) + override_tag(v)))
         predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run)], cfgs[0][0], "cpu")
         for name, data in evals.items():
-            paths = [run / "eval" / f"{name}{tag}.json" for _, tag in cfgs]
+            paths = [cache_path(run, name, tag) for _, tag in cfgs]
             if all(path.exists() for path in paths):
                 continue
             t0 = time.perf_counter()
