@@ -155,10 +155,6 @@ class InferConfig:
     tta: tuple[str, ...] = ()
     ensemble: str = "logits"  # "logits" or "fusion"
     fusion_radius_a: float = 400.0
-    # with ensemble="fusion": a checkpoint without a candidate in a cluster adds its heatmap's maximum within
-    # fusion_radius_a of the fused point instead of 0 (byu_motor.postprocess.fusion.fuse_points' fill). Not in any
-    # preset: on sets J and D-F it read .893 against .896 at the fixed 0.3 (bench/RESULTS.md).
-    fusion_fill: bool = False
     nms_kernel_a: float = 400.0
     topk: int = 5
     threshold: str = "checkpoint"  # "checkpoint", "fixed" or "quantile"
@@ -182,42 +178,12 @@ class InferConfig:
     context_floor: float = 0.1
     context_sigma_a: float = 200.0
     context_radius_a: float = 1000.0
-    # Take the grey step of reconstruction edge bands (a strip along a side face, the same in every slice)
-    # out of the tomogram before prediction and the context gate (byu_motor.data.bands).
-    edge_bands: bool = False
     # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
     prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
     loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader
     read_threads: int | None = None  # slice-decoding threads per tomogram (None: all CPUs)
     budget_safety: float = 0.1  # fraction of the time budget kept in reserve (plus the slowest tomogram)
     preview_top: int = 0  # with --preview: PNGs for the N best-scoring tomograms only (0: all)
-
-
-@dataclass
-class RescoreConfig:
-    """Second stage (:mod:`byu_motor.train.rescore`): a crop classifier that re-scores the detector's peaks.
-
-    After the detector has trained, its top candidates on the training tomograms that lie farther than
-    ``exclude_a`` from every motor become negatives and the motors (``pos_copies`` jittered copies each)
-    positives. A small 3D CNN learns to tell them apart from a ``crop_size`` crop at the detector's spacing.
-    At inference each candidate's score becomes ``heatmap ** (1 - weight) * classifier ** weight``.
-    """
-
-    enabled: bool = False
-    crop_size: Triple = (24, 40, 40)  # voxels at data.spacing_a
-    widths: tuple[int, ...] = (16, 32, 64, 64)  # channels of the conv blocks
-    stem_stride: int = 1  # stride of the first conv (2 is 8x cheaper but lost the gain, bench/RESULTS.md)
-    dropout: float = 0.3
-    topk: int = 8  # detector candidates per training tomogram
-    exclude_a: float = 1000.0  # candidates this close to a motor are not negatives
-    pos_copies: int = 6  # jittered copies of each motor
-    jitter_vox: float = 1.0  # std of the positives' jitter, voxels
-    steps: int = 300
-    batch_size: int = 32  # half positives, half negatives
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    weight: float = 0.15  # exponent of the classifier in the blended score
-    seed: int = 0
 
 
 @dataclass
@@ -229,7 +195,6 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     infer: InferConfig = field(default_factory=InferConfig)
-    rescore: RescoreConfig = field(default_factory=RescoreConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-safe nested dict (tuples become lists)."""

@@ -131,7 +131,7 @@ def test_the_context_gate_is_on_for_the_synthetic_presets_only():
     for name in list_presets():
         infer = get_preset(name).infer
         assert (infer.context_gate > 0) == (name in synthetic), name
-        assert (infer.context_lateral > 0) == (name in synthetic) and not infer.edge_bands, name
+        assert (infer.context_lateral > 0) == (name in synthetic), name
         want = ("fixed", 0.3) if name == "tiny" else ("quantile", 0.4) if name in synthetic else None
         if want:
             got = (infer.threshold, infer.threshold_value if want[0] == "fixed" else infer.threshold_quantile)

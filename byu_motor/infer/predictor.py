@@ -13,7 +13,7 @@ from byu_motor.config import InferConfig
 from byu_motor.data.grid import Grid, as_triple, resample_volume
 from byu_motor.infer.sliding import SlidingWindow, resample_heatmap
 from byu_motor.infer.spec import ModelSpec
-from byu_motor.postprocess.fusion import fuse_points, heatmap_max_near, lift_points
+from byu_motor.postprocess.fusion import fuse_points, lift_points
 from byu_motor.postprocess.peaks import Candidate, decode_peaks, drop_border
 
 log = logging.getLogger(__name__)
@@ -85,9 +85,6 @@ class Predictor:
             if config.compile:
                 module = torch.compile(module, dynamic=False)
             self._modules.append(module)
-        self._rescorers = [
-            None if spec.rescorer is None else spec.rescorer.to(self.device).eval() for spec in self.models
-        ]
         self._inferers = [self._make_inferer(spec) for spec in self.models]
 
     def _make_inferer(self, spec: ModelSpec) -> SlidingWindow:
@@ -187,8 +184,7 @@ class Predictor:
         """Motor candidates ``(z, y, x, probability)`` in ORIGINAL voxels of ``volume``, best first.
 
         No threshold is applied (the runner does that). At most ``config.topk`` candidates; none (and a
-        warning naming the tomogram) when the logits are not finite. When models carry a rescorer, the
-        scores are re-blended with its crop classifier (:mod:`byu_motor.infer.rescore`) and re-sorted. With
+        warning naming the tomogram) when the logits are not finite. With
         ``config.context_gate``, candidates without envelope context are damped
         (:mod:`byu_motor.postprocess.context`) and re-sorted.
 
@@ -216,7 +212,7 @@ class Predictor:
     ) -> list[Candidate]:
         """:meth:`predict_volume` after the forward passes: ``parts`` is :meth:`scale_logits`' output.
 
-        Decodes, merges the scales and the checkpoints, rescores and gates with the current ``config``, so
+        Decodes, merges the scales and the checkpoints and gates with the current ``config``, so
         several post-processing settings can be compared on one set of forward passes.
         """
         cfg = self.config
@@ -228,7 +224,7 @@ class Predictor:
             )
         if cands is None:
             return []
-        return self._gate(self._rescore(cands, volume, spacing_a), volume, spacing_a)
+        return self._gate(cands, volume, spacing_a)
 
     def _decode(
         self,
@@ -250,24 +246,20 @@ class Predictor:
                 torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
             return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
-        lists, probs = [], []
+        lists = []
         for lg, grid in per_model:
             if not self._finite(lg, tomo_id):
                 return None
-            probs.append(torch.sigmoid(lg).cpu())
-            peaks = decode_peaks(probs[-1], grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks)
+            peaks = decode_peaks(
+                torch.sigmoid(lg).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
+            )
             lists.append(drop_border(peaks, volume.shape, cfg.border_margin)[: cfg.topk])
-
-        def fill(m: int, point: np.ndarray) -> float:
-            return heatmap_max_near(probs[m], per_model[m][1], original, point, cfg.fusion_radius_a)
-
         return fuse_points(
             lists,
             as_triple(spacing_a),
             cfg.fusion_radius_a,
             weights=[spec.weight for spec in self.models],
             topk=cfg.topk,
-            fill=fill if cfg.fusion_fill else None,
         )
 
     def _gate(
@@ -282,31 +274,6 @@ class Predictor:
         from byu_motor.postprocess.context import apply_context_gate
 
         return apply_context_gate(cands, volume, spacing_a, self.config)
-
-    def _rescore(
-        self, cands: list[Candidate], volume: np.ndarray, spacing_a: float | Sequence[float]
-    ) -> list[Candidate]:
-        """Blend each candidate's score with the ensemble's rescorers (weighted mean), best first.
-
-        Unchanged when no model carries a rescorer.
-        """
-        users = [i for i, r in enumerate(self._rescorers) if r is not None]
-        if not users or not cands:
-            return cands
-        from byu_motor.infer.rescore import blend_scores, classify_crops, extract_crops
-
-        centres = np.array([c[:3] for c in cands], dtype=np.float64)
-        total, acc, weight = 0.0, np.zeros(len(cands)), 0.0
-        for i in users:
-            spec = self.models[i]
-            norm = spec.normalizer.fit(volume)
-            crops = extract_crops(
-                volume, centres, spacing_a, spec.spacing3, spec.rescore_crop, norm.mean * 255.0
-            )
-            acc += spec.weight * classify_crops(self._rescorers[i], crops, norm, self.device)
-            weight += spec.weight * spec.rescore_weight
-            total += spec.weight
-        return blend_scores(cands, acc / total, weight / total)
 
     @staticmethod
     def _finite(logits: torch.Tensor, tomo_id: str | None) -> bool:

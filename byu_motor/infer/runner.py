@@ -103,35 +103,17 @@ def read_repaired(folder: str | os.PathLike, base_reader: Callable[[Any], Any] =
     return volume
 
 
-def read_without_bands(folder: str | os.PathLike, base_reader: Callable[[Any], Any] = read_tomogram) -> Any:
-    """Read a tomogram with ``base_reader`` and take its reconstruction edge bands' step out (InferConfig.edge_bands)."""
-    from byu_motor.data.bands import detect_edge_bands, remove_edge_bands
-
-    volume = base_reader(folder)
-    bands = detect_edge_bands(volume)
-    if bands:
-        log.info(
-            "%s: edge bands removed before prediction: %s",
-            folder,
-            ", ".join(f"{b.side} {b.width}" for b in bands),
-        )
-        volume = remove_edge_bands(volume, bands, inplace=True)
-    return volume
-
-
 def compose_reader(
-    base_reader: Callable[[Any], Any] = read_tomogram, fix_wraparound: bool = True, edge_bands: bool = False
+    base_reader: Callable[[Any], Any] = read_tomogram, fix_wraparound: bool = True
 ) -> Callable[[Any], Any]:
     """``reader(folder) -> volume`` as prediction sees a tomogram: ``base_reader``, then the wraparound repair
-    when asked (:func:`read_repaired`), then the edge bands' step taken out (:func:`read_without_bands`).
+    when asked (:func:`read_repaired`).
 
     The runner, validation and the bench read through it, so all predict the same volume.
     """
     reader = base_reader
     if fix_wraparound:
         reader = functools.partial(read_repaired, base_reader=reader)
-    if edge_bands:
-        reader = functools.partial(read_without_bands, base_reader=reader)
     return reader
 
 
@@ -630,7 +612,7 @@ def run_prediction(
     factory = predictor_factory or default_predictor_factory
     if reader is read_tomogram and config.read_threads is not None:
         reader = functools.partial(read_tomogram, num_threads=config.read_threads)
-    reader = compose_reader(reader, any(info.fix_wraparound for info in infos), config.edge_bands)
+    reader = compose_reader(reader, any(info.fix_wraparound for info in infos))
     model_spacing = infos[0].spacing_a
     jobs = [
         WorkerJob(

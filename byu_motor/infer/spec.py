@@ -10,7 +10,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from byu_motor.config import RescoreConfig
 from byu_motor.data.grid import as_triple
 from byu_motor.data.normalize import Normalizer
 
@@ -30,10 +29,6 @@ class ModelSpec:
         interp: resampling mode to the model's spacing (``"trilinear"``, ``"area"``, ``"nearest"``).
         denoise: optional filter before resampling (see :func:`byu_motor.data.grid.resample_volume`).
         threshold: the checkpoint's tuned probability threshold, if any (used by the runner).
-        rescorer: the second stage's crop classifier, if any (:mod:`byu_motor.infer.rescore`): the
-            Predictor then re-scores each candidate from a ``rescore_crop`` crop at ``spacing_a``.
-        rescore_crop: crop size ``(D, H, W)`` of the rescorer, model-grid voxels.
-        rescore_weight: exponent of the classifier in the blended score.
     """
 
     module: nn.Module
@@ -46,9 +41,6 @@ class ModelSpec:
     interp: str = "trilinear"
     denoise: str | None = None
     threshold: float | None = None
-    rescorer: nn.Module | None = None
-    rescore_crop: tuple[int, int, int] = RescoreConfig.crop_size
-    rescore_weight: float = RescoreConfig.weight
 
     def __post_init__(self) -> None:
         if isinstance(self.stride, int):
@@ -101,35 +93,11 @@ class ModelSpec:
 
     @classmethod
     def from_config(
-        cls,
-        module: nn.Module,
-        stride: int | Sequence[int],
-        cfg: Any,
-        name: str = "",
-        rescorer: nn.Module | None = None,
-        **kwargs: Any,
+        cls, module: nn.Module, stride: int | Sequence[int], cfg: Any, name: str = "", **kwargs: Any
     ) -> ModelSpec:
-        """:meth:`from_data_config` with ``cfg.data``, plus the second stage with ``cfg.rescore``'s crop and weight.
-
-        Args:
-            module: the detector.
-            stride: its output stride, scalar or ``(sz, sy, sx)``.
-            cfg: :class:`byu_motor.config.Config` the module was (or is being) trained with.
-            name: label for logs.
-            rescorer: the crop classifier of the second stage, or ``None``.
-            **kwargs: other :class:`ModelSpec` fields (``weight``, ``threshold``).
-        """
-        r = cfg.rescore
-        return cls.from_data_config(
-            module,
-            stride,
-            cfg.data,
-            name,
-            rescorer=rescorer,
-            rescore_crop=tuple(r.crop_size),
-            rescore_weight=float(r.weight),
-            **kwargs,
-        )
+        """:meth:`from_data_config` with ``cfg.data`` (``cfg``: the :class:`byu_motor.config.Config` the
+        module was, or is being, trained with); ``kwargs``: other fields (``weight``, ``threshold``)."""
+        return cls.from_data_config(module, stride, cfg.data, name, **kwargs)
 
     @classmethod
     def from_checkpoint(
@@ -138,8 +106,7 @@ class ModelSpec:
         """Build from a checkpoint written by :func:`byu_motor.models.checkpoint.save_checkpoint`.
 
         Stride comes from ``model.stride``, spacing, normalisation, patch and resampling from the stored
-        ``config.data``, the tuned threshold from ``extra["threshold"]`` when present, and the rescorer (with
-        ``config.rescore``'s crop and weight) when the file holds one.
+        ``config.data``, the tuned threshold from ``extra["threshold"]`` when present.
         """
         from byu_motor.models.checkpoint import load_checkpoint
 
@@ -152,7 +119,6 @@ class ModelSpec:
             stride,
             loaded.config,
             Path(path).stem,
-            rescorer=loaded.rescorer,
             weight=weight,
             threshold=None if thr is None else float(thr),
         )

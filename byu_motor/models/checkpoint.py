@@ -1,8 +1,7 @@
 """Model checkpoints: one torch file holding the full config and the weights, rebuilt with no other file.
 
 Layout: ``{"format": "byu_motor.checkpoint/1", "config": Config.to_dict(), "state_dict": {...},
-"extra": {...}}`` plus, when the second stage was trained, ``"rescorer": {...}`` (the crop classifier's
-weights; its architecture is ``config.rescore``). Written with ``torch.save`` and read with
+"extra": {...}}``. Written with ``torch.save`` and read with
 ``torch.load(..., weights_only=True)``.
 Optimizer and scheduler state are not stored here (the training engine keeps resume state apart).
 """
@@ -39,15 +38,11 @@ class CheckpointHeader(NamedTuple):
 
 @dataclasses.dataclass
 class LoadedCheckpoint:
-    """A rebuilt model (eval mode, weights loaded), its config, the stored extra values and the rescorer.
-
-    ``rescorer`` is the second stage's crop classifier (eval mode) when the file holds one, else ``None``.
-    """
+    """A rebuilt model (eval mode, weights loaded), its config and the stored extra values."""
 
     model: nn.Module
     config: Config
     extra: dict[str, Any]
-    rescorer: nn.Module | None = None
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
@@ -104,7 +99,6 @@ def save_checkpoint(
     model: nn.Module | Mapping[str, torch.Tensor],
     config: Config,
     extra: Mapping[str, Any] | None = None,
-    rescorer: nn.Module | Mapping[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``model``'s weights with ``config`` to ``path`` atomically (temp file, then ``os.replace``).
 
@@ -113,7 +107,6 @@ def save_checkpoint(
         model: the model (DDP / compiled / EMA wrappers are unwrapped) or a state dict.
         config: the full experiment config; it must rebuild ``model`` through ``create_model``.
         extra: small JSON-like values to keep beside the weights, e.g. ``{"threshold": 0.42, "step": 1000}``.
-        rescorer: the second stage's crop classifier (or its state dict), rebuilt from ``config.rescore``.
 
     Returns:
         The path written.
@@ -127,9 +120,6 @@ def save_checkpoint(
         "state_dict": clean_state_dict(state),
         "extra": _safe_extra(dict(extra or {}), "extra"),
     }
-    if rescorer is not None:
-        r_state = rescorer if isinstance(rescorer, Mapping) else unwrap_model(rescorer).state_dict()
-        payload["rescorer"] = clean_state_dict(r_state)
     atomic_write(path, lambda fh: torch.save(payload, fh))
     return path
 
@@ -227,27 +217,4 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Loade
     if isinstance(map_location, (str, torch.device)):
         model.to(map_location)
     model.eval()
-    return LoadedCheckpoint(model, config, extra, _load_rescorer(path, payload, config, map_location))
-
-
-def _load_rescorer(
-    path: str | os.PathLike, payload: dict, config: Config, map_location: Any
-) -> nn.Module | None:
-    """The crop classifier stored under ``"rescorer"``, rebuilt from ``config.rescore``; ``None`` if absent."""
-    state = payload.get("rescorer")
-    if state is None:
-        return None
-    from byu_motor.models.rescorer import create_rescorer
-
-    if not isinstance(state, dict):
-        raise CheckpointError(f"checkpoint {str(path)!r}: 'rescorer' must be a state dict")
-    try:
-        rescorer = create_rescorer(config.rescore)
-        rescorer.load_state_dict(state)
-    except (RuntimeError, ValueError) as err:
-        raise CheckpointError(
-            f"checkpoint {str(path)!r}: rescorer weights do not fit config.rescore: {str(err)[:300]}"
-        ) from err
-    if isinstance(map_location, (str, torch.device)):
-        rescorer.to(map_location)
-    return rescorer.eval()
+    return LoadedCheckpoint(model, config, extra)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-import torch
 
-from byu_motor.data.grid import Grid, as_triple
+from byu_motor.data.grid import as_triple
 
 Candidate = tuple[float, float, float, float]
 
@@ -18,7 +17,6 @@ def fuse_points(
     radius_a: float,
     weights: Sequence[float] | None = None,
     topk: int | None = None,
-    fill: Callable[[int, np.ndarray], float] | None = None,
 ) -> list[Candidate]:
     """Cluster candidates of several models and fuse each cluster into one point.
 
@@ -26,9 +24,7 @@ def fuse_points(
     position is within ``radius_a`` and that holds no candidate of the same model yet, else starts a new
     cluster. The fused position is the score-weighted mean of the members; the fused score is
     ``sum(weight_m * score_m) / sum(weights)`` over ALL models, so a point found by one model of two keeps
-    half its score (like Weighted Boxes Fusion). With ``fill``, a model absent from a cluster contributes
-    ``fill(model, fused_position)`` instead of 0 (e.g. its heatmap near the point, :func:`heatmap_max_near`):
-    a point that one model ranks below its top-k keeps that model's evidence.
+    half its score (like Weighted Boxes Fusion).
 
     Args:
         candidate_lists: one list per model of ``(z, y, x, score)`` in voxels of one tomogram.
@@ -36,7 +32,6 @@ def fuse_points(
         radius_a: clustering radius in Angstrom.
         weights: model weights (default 1 each).
         topk: keep at most this many fused points.
-        fill: ``fill(m, (z, y, x))`` -> model ``m``'s score at a point where it has no candidate (0 to 1).
 
     Returns:
         Fused ``[(z, y, x, score)]``, best first.
@@ -70,11 +65,6 @@ def fuse_points(
         best["w_sum"] += wsc
         best["pos"] = best["pos_sum"] / best["w_sum"]
         best["score"] += w[m] * score
-    if fill is not None:
-        for cl in clusters:
-            cl["score"] += sum(
-                w[m] * float(fill(m, cl["pos"])) for m in range(n_models) if m not in cl["models"]
-            )
     total_w = float(w.sum())
     fused = [
         (float(c["pos"][0]), float(c["pos"][1]), float(c["pos"][2]), float(c["score"]) / total_w)
@@ -122,41 +112,3 @@ def lift_points(
     out += [tuple(map(float, c[:4])) for j, c in enumerate(others) if not near[:, j].any()]
     out.sort(key=lambda t: -t[3])
     return out if topk is None else out[:topk]
-
-
-def heatmap_max_near(
-    heatmap: torch.Tensor | np.ndarray,
-    heatmap_grid: Grid,
-    original_grid: Grid,
-    point: Sequence[float],
-    radius_a: float,
-) -> float:
-    """Highest heatmap value within ``radius_a`` of a point (a ball, at least the point's own cell).
-
-    Args:
-        heatmap: ``[D, H, W]`` probabilities on ``heatmap_grid``.
-        heatmap_grid: the heatmap's grid (same physical volume as ``original_grid``).
-        original_grid: grid of the tomogram whose voxels ``point`` is in.
-        point: ``(z, y, x)`` in original voxels.
-        radius_a: ball radius in Angstrom.
-
-    Returns:
-        The maximum, or 0.0 when the heatmap holds nothing finite there.
-    """
-    h = torch.as_tensor(heatmap)
-    if tuple(h.shape) != heatmap_grid.shape:
-        raise ValueError(f"heatmap shape {tuple(h.shape)} does not match its grid {heatmap_grid.shape}")
-    centre = original_grid.map_to(heatmap_grid, np.asarray([point], dtype=np.float64))[0]
-    sp = np.asarray(heatmap_grid.spacing_a)
-    lo = np.maximum(np.floor(centre - radius_a / sp), 0).astype(int)
-    hi = np.minimum(np.ceil(centre + radius_a / sp), np.asarray(h.shape) - 1).astype(int)
-    if (hi < lo).any():  # the point maps outside the heatmap: use the nearest cell
-        lo = hi = np.clip(np.rint(centre), 0, np.asarray(h.shape) - 1).astype(int)
-    axes = [np.arange(a, b + 1) for a, b in zip(lo, hi)]
-    dz, dy, dx = np.meshgrid(*[(ax - c) * s for ax, c, s in zip(axes, centre, sp)], indexing="ij")
-    ball = dz**2 + dy**2 + dx**2 <= radius_a**2
-    near = np.clip(np.rint(centre), lo, hi).astype(int) - lo
-    ball[tuple(near)] = True
-    box = h[lo[0] : hi[0] + 1, lo[1] : hi[1] + 1, lo[2] : hi[2] + 1].float().cpu().numpy()
-    vals = box[ball & np.isfinite(box)]
-    return float(vals.max()) if vals.size else 0.0

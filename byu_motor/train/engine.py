@@ -8,12 +8,8 @@ several under ``torchrun``). What a run leaves in ``out_dir``:
   EMA weights when EMA is on) whose ``extra`` holds ``threshold``, ``f2``, ``step``, ``quantile_thresholds``;
 - ``resume.pt``: raw model, EMA, optimiser, scaler, scheduler, step, RNG states and mined hard negatives,
   written atomically every ``val_every`` steps and at the end; rerunning the same command continues from it;
-- ``metrics.jsonl``: one JSON object per logged event (``event`` "train", "val", "mine" or "rescore",
+- ``metrics.jsonl``: one JSON object per logged event (``event`` "train", "val" or "mine",
   ``step``, ``loss``, ``lr``, ``f2``, ``threshold``, ``elapsed_s``; keys that do not apply are null).
-
-Second stage (``rescore.enabled``, :mod:`byu_motor.train.rescore`): after the last step a crop classifier is
-trained on the best detector's off-motor candidates and stored in ``best.pt`` with the thresholds of the
-combined pipeline; a rerun after it finished leaves it alone.
 
 Hard-negative mining (``train.hard_negative_ratio > 0``, :mod:`byu_motor.train.mining`): every
 ``hard_negative_every`` steps (default ``val_every``) the EMA model predicts the cached training volumes and its
@@ -532,19 +528,6 @@ def train(
             break
     bar.close()
     del batches
-    rescore_stats = None
-    if cfg.rescore.enabled and step >= t.steps:
-        if info.is_main:
-            from byu_motor.models.checkpoint import read_checkpoint_config
-            from byu_motor.train.rescore import attach_rescorer
-
-            # a rerun after the second stage finished finds its record in best.pt and leaves it alone
-            rescore_stats = read_checkpoint_config(out_dir / "best.pt").extra.get("rescore")
-            if rescore_stats is None:
-                rescore_stats = attach_rescorer(out_dir, volumes, cfg, device, validator, log_row, progress)
-            if rescore_stats["f2_after"] is not None:  # best.pt now scores detector + classifier
-                best.update(f2=rescore_stats["f2_after"], threshold=rescore_stats["threshold"])
-        barrier()
     result = {
         "step": step,
         "best_f2": best["f2"] if best["step"] >= 0 else None,
@@ -554,7 +537,6 @@ def train(
         "loss": last_loss,
         "elapsed_s": elapsed(),
         "checkpoints": {"last": str(out_dir / "last.pt"), "best": str(out_dir / "best.pt")},
-        "rescore": rescore_stats,
     }
     log.info("training done: %s", result)
     return result

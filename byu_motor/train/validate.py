@@ -49,31 +49,20 @@ class Validator:
     def _read(self, tomo_id: str) -> np.ndarray:
         from byu_motor.infer.runner import compose_reader
 
-        # as the runner reads a test tomogram (wraparound repair, edge bands per the inference settings)
-        read = compose_reader(
-            fix_wraparound=self.cfg.data.fix_wraparound, edge_bands=self.cfg.infer.edge_bands
-        )
+        # as the runner reads a test tomogram (wraparound repair)
+        read = compose_reader(fix_wraparound=self.cfg.data.fix_wraparound)
         return read(self.train_dir / tomo_id)
 
-    def candidates(
-        self, module: nn.Module, stride: Sequence[int], rescorer: nn.Module | None = None
-    ) -> dict[str, list[tuple]]:
+    def candidates(self, module: nn.Module, stride: Sequence[int]) -> dict[str, list[tuple]]:
         """Candidates ``(z, y, x, score)`` (original voxels, best first) of every held-out tomogram.
 
         ``module`` is copied first: the Predictor switches it to eval mode and may change its memory
-        format, which must not leak into the model being trained. With a ``rescorer`` (the second stage,
-        configured by ``cfg.rescore``) the scores are blended as inference blends them.
+        format, which must not leak into the model being trained.
         """
         from byu_motor.infer.predictor import Predictor
         from byu_motor.infer.spec import ModelSpec
 
-        spec = ModelSpec.from_config(
-            copy.deepcopy(module),
-            stride,
-            self.cfg,
-            "validation",
-            rescorer=None if rescorer is None else copy.deepcopy(rescorer),
-        )
+        spec = ModelSpec.from_config(copy.deepcopy(module), stride, self.cfg, "validation")
         # Held-out tomograms come with their spacing: the extra assumed spacings of infer.scales exist for
         # test tomograms whose spacing is unknown, and would only cost time here (mining does the same).
         predictor = Predictor([spec], dataclasses.replace(self.cfg.infer, scales=(1.0,)), self.device)
@@ -83,10 +72,8 @@ class Validator:
             out[tid] = [tuple(float(v) for v in c) for c in predictor.predict_volume(vol, rec.spacing_a, tid)]
         return out
 
-    def __call__(
-        self, module: nn.Module, stride: Sequence[int], rescorer: nn.Module | None = None
-    ) -> dict[str, Any]:
-        """Predict (re-scored by ``rescorer`` when given) and score.
+    def __call__(self, module: nn.Module, stride: Sequence[int]) -> dict[str, Any]:
+        """Predict and score.
 
         Returns:
             ``f2`` at the best threshold, ``threshold``, ``quantile_thresholds`` (``{"0.50": thr}``),
@@ -95,7 +82,7 @@ class Validator:
         from byu_motor.postprocess.threshold import best_threshold, quantile_sweep
 
         t0 = time.perf_counter()
-        cands = self.candidates(module, stride, rescorer)
+        cands = self.candidates(module, stride)
         thr, f2 = best_threshold(cands, self.records)
         sweep = quantile_sweep(cands, self.records, tuple(self.cfg.train.val_quantiles))
         q_thr = {f"{q:.2f}": float(t) for q, t in zip(sweep["q"], sweep["threshold"])}

@@ -13,7 +13,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from byu_motor.config import Config, InferConfig
-from byu_motor.data.grid import Grid
 from byu_motor.data.normalize import Normalizer
 from byu_motor.infer import ModelSpec, Predictor
 
@@ -147,36 +146,6 @@ def test_two_model_ensemble_different_strides_and_spacings(ball, ensemble):
     assert 0.0 <= heat.min() and heat.max() <= 1.0
 
 
-def test_fusion_fill_scores_a_point_with_the_other_checkpoints_heatmap(ball):
-    # two checkpoints' logits by hand: A peaks at P; B at Q and R, and holds a weaker bump at P below its top-2
-    grid = Grid((20, 30, 30), 2 * SPACING_A)
-    P, Q, R = (5, 8, 8), (15, 22, 22), (15, 5, 25)  # more than 400 A apart
-
-    def logits(peaks):
-        lg = torch.full(grid.shape, -6.0)
-        for cell, p in peaks:
-            lg[cell] = float(np.log(p / (1 - p)))
-        return lg
-
-    parts = [[(logits([(P, 0.8)]), grid)], [(logits([(Q, 0.9), (R, 0.6), (P, 0.4)]), grid)]]
-    volume = np.zeros((40, 60, 60), np.uint8)
-    models = [spec(2), spec(2)]
-
-    def scores(fill):
-        cfg = InferConfig(ensemble="fusion", topk=2, refine_peaks=False, fusion_fill=fill)
-        cands = Predictor(models, cfg).candidates_from_logits(parts, volume, SPACING_A)
-        return {
-            tuple(int(round(v)) for v in Grid(volume.shape, SPACING_A).map_to(grid, [c[:3]])[0]): c[3]
-            for c in cands
-        }
-
-    plain, filled = scores(False), scores(True)
-    assert plain == pytest.approx({P: 0.4, Q: 0.45})  # each found by one checkpoint: half its score
-    assert filled == pytest.approx(
-        {P: (0.8 + 0.4) / 2, Q: (0.9 + float(torch.sigmoid(torch.tensor(-6.0)))) / 2}
-    )
-
-
 def test_candidates_from_logits_is_predict_volume_after_the_forward_passes(ball):
     pred = Predictor(
         [spec(2), spec(4, 16.0, patch=(32, 32, 32))], InferConfig(ensemble="fusion", scales=(1.0, 1.25))
@@ -233,7 +202,7 @@ def test_from_checkpoint_reads_the_contract(monkeypatch):
     model = BallModel(4)
 
     def load_checkpoint(path, map_location="cpu"):
-        return types.SimpleNamespace(model=model, config=cfg, extra={"threshold": 0.37}, rescorer=None)
+        return types.SimpleNamespace(model=model, config=cfg, extra={"threshold": 0.37})
 
     fake = types.ModuleType("byu_motor.models.checkpoint")
     fake.load_checkpoint = load_checkpoint

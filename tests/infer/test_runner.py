@@ -278,7 +278,7 @@ def test_resume_after_crash(data_dir, ckpts, tmp_path) -> None:
     log_path.unlink()
     run(data_dir, ckpts[:1], out, predictor_factory=factory(log_path=log_path))
     assert log_path.read_text().split() == sorted(BLOBS)
-    # so does the same checkpoint rewritten in place (retrained, or given a rescorer)
+    # so does the same checkpoint rewritten in place (retrained)
     log_path.unlink()
     run(data_dir, ckpts[:1], out, predictor_factory=factory(log_path=log_path))
     assert not log_path.exists()  # unchanged: everything resumed
@@ -552,19 +552,3 @@ def test_wrapped_tomogram_is_repaired_when_the_checkpoint_was_trained_so(tmp_pat
     # Without the checkpoint asking for it, the volume is predicted as stored.
     df = run(tmp_path / "data", ckpts, tmp_path / "sub2.csv")
     assert df.set_index("tomo_id").loc["tomo_wrapped"].tolist() != rows.loc["tomo_ok"].tolist()
-
-
-def test_edge_bands_are_taken_out_when_configured(tmp_path, ckpts, caplog) -> None:
-    rng = np.random.default_rng(0)
-    vol = np.clip(rng.normal(80, 10, (6, 64, 64)), 0, 255).astype(np.uint8)
-    vol[2:5, 10:13, 8:11] = 250  # the blob the fake predictor should find
-    vol[:, :, -4:] += 100  # a bright band along the x1 face: voxels > 128 the fake predictor also takes
-    write_tomogram(vol, tmp_path / "data" / "test" / "tomo_band", quality=100)
-
-    plain = run(tmp_path / "data", ckpts, tmp_path / "plain.csv")
-    assert plain.iloc[0].tolist()[1:] != [3, 11, 9]  # the band drags the centroid away from the blob
-    with caplog.at_level(logging.INFO, logger="byu_motor.infer.runner"):
-        cfg = InferConfig(threshold="fixed", threshold_value=0.5, edge_bands=True)
-        mended = run(tmp_path / "data", ckpts, tmp_path / "mended.csv", config=cfg)
-    assert mended.iloc[0].tolist() == ["tomo_band", 3, 11, 9]
-    assert "tomo_band" in caplog.text and "x1 4" in caplog.text

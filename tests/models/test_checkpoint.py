@@ -151,39 +151,3 @@ def test_bad_config_and_extra_values(tmp_path):
     with pytest.raises(TypeError, match="extra.when"):
         save_checkpoint(tmp_path / "x.pt", create_model(_config().model), _config(), extra={"when": object()})
     assert not (tmp_path / "x.pt").exists()
-
-
-def test_rescorer_round_trip_and_spec(tmp_path):
-    from byu_motor.infer import ModelSpec
-    from byu_motor.models.rescorer import create_rescorer
-
-    cfg = _config()
-    cfg.rescore.widths, cfg.rescore.crop_size, cfg.rescore.weight = (4, 8), (8, 16, 16), 0.4
-    torch.manual_seed(3)
-    rescorer = create_rescorer(cfg.rescore)
-    rescorer.train()(torch.randn(4, 1, 8, 16, 16))  # move the BatchNorm statistics off their defaults
-    rescorer.eval()
-    model = _trained_like(cfg)
-    path = save_checkpoint(tmp_path / "r.pt", model, cfg, {"threshold": 0.3}, rescorer=rescorer)
-    loaded = load_checkpoint(path)
-    assert loaded.rescorer is not None and not loaded.rescorer.training
-    x = torch.randn(3, 1, 8, 16, 16)
-    torch.testing.assert_close(loaded.rescorer(x), rescorer(x))
-    spec = ModelSpec.from_checkpoint(path)
-    assert spec.rescorer is not None and spec.rescore_crop == (8, 16, 16) and spec.rescore_weight == 0.4
-    # a checkpoint without one loads as before
-    plain = save_checkpoint(tmp_path / "p.pt", model, cfg)
-    assert load_checkpoint(plain).rescorer is None and ModelSpec.from_checkpoint(plain).rescorer is None
-
-
-def test_rescorer_that_does_not_fit_its_config_is_rejected(tmp_path):
-    from byu_motor.models.rescorer import create_rescorer
-
-    cfg = _config()
-    cfg.rescore.widths = (4, 8)
-    path = save_checkpoint(tmp_path / "r.pt", _trained_like(cfg), cfg, rescorer=create_rescorer(cfg.rescore))
-    payload = torch.load(path, weights_only=True)
-    payload["config"]["rescore"]["widths"] = [4, 16]
-    torch.save(payload, path)
-    with pytest.raises(CheckpointError, match="r.pt.*rescorer weights do not fit config.rescore"):
-        load_checkpoint(path)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
-import torch
 
-from byu_motor.data.grid import Grid
-from byu_motor.postprocess.fusion import fuse_points, heatmap_max_near, lift_points
+from byu_motor.postprocess.fusion import fuse_points, lift_points
 
 
 def test_agreeing_models_fuse_to_weighted_mean():
@@ -67,43 +64,3 @@ def test_lift_radius_is_in_angstrom_per_axis():
     assert lift_points(anchor, others, (20.0, 10.0, 10.0), 40.0) == [others[0], anchor[0]]
     assert lift_points([], others, 10.0, 40.0) == others
     assert lift_points(anchor, [], 10.0, 40.0) == anchor
-
-
-def test_fill_scores_the_absent_model_only():
-    a = [(10.0, 10.0, 10.0, 0.8)]
-    b = [(30.0, 10.0, 10.0, 0.6), (10.0, 10.5, 10.0, 0.4)]
-    asked = []
-
-    def fill(m, pos):
-        asked.append((m, tuple(np.round(pos, 6))))
-        return 0.2
-
-    out = fuse_points([a, [b[0]]], spacing_a=10.0, radius_a=100.0, weights=[3.0, 1.0], fill=fill)
-    # the a-only point gets b's 0.2, the b-only point a's 0.2, each with the absent model's weight
-    assert [p[3] for p in out] == pytest.approx([(3 * 0.8 + 0.2) / 4, (3 * 0.2 + 0.6) / 4])
-    assert sorted(asked) == [(0, (30.0, 10.0, 10.0)), (1, (10.0, 10.0, 10.0))]
-    # where both models found the point, fill is not asked and the score is the plain weighted mean
-    asked.clear()
-    ((*_, s),) = fuse_points([a, [b[1]]], spacing_a=10.0, radius_a=100.0, fill=fill)
-    assert s == pytest.approx(0.6) and asked == []
-
-
-def test_heatmap_max_near_is_a_ball_in_angstrom_on_the_heatmap_grid():
-    heat = torch.zeros(10, 20, 20)
-    heat[5, 10, 12] = 0.7  # 2 cells = 80 A from the probed cell along x
-    heat[5, 10, 17] = 0.9  # 7 cells = 280 A
-    heat[5, 13, 13] = 0.8  # (3, 3) cells: 170 A, outside a 100 A ball but inside its box
-    hgrid, ogrid = Grid((10, 20, 20), 40.0), Grid((20, 40, 40), 20.0)
-    point = hgrid.map_to(ogrid, [[5, 10, 10]])[0]  # the cell's centre in original voxels
-    assert heatmap_max_near(heat, hgrid, ogrid, point, 100.0) == pytest.approx(0.7)
-    assert heatmap_max_near(heat, hgrid, ogrid, point, 60.0) == 0.0
-    assert heatmap_max_near(heat, hgrid, ogrid, point, 300.0) == pytest.approx(0.9)
-    # a radius below one cell still reads the point's own cell
-    heat[5, 10, 10] = 0.3
-    assert heatmap_max_near(heat, hgrid, ogrid, point, 1.0) == pytest.approx(0.3)
-    # a point outside the volume reads the nearest cell; a mismatched grid is refused
-    heat[0, 0, 0] = 0.55
-    assert heatmap_max_near(heat, hgrid, ogrid, (-50.0, -50.0, -50.0), 10.0) == pytest.approx(0.55)
-    assert heatmap_max_near(heat.numpy(), hgrid, ogrid, (500.0, 500.0, 500.0), 10.0) == 0.0
-    with pytest.raises(ValueError, match="does not match"):
-        heatmap_max_near(heat, Grid((10, 20, 21), 40.0), ogrid, point, 100.0)

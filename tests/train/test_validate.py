@@ -50,23 +50,3 @@ def test_validation_ignores_extra_assumed_spacings(tmp_path):
         read_tomogram(tmp_path / "tomo_v"), 64.0, "tomo_v"
     )
     assert [tuple(float(v) for v in c) for c in direct] != two["tomo_v"]
-
-
-def test_validation_takes_edge_bands_out_when_inference_does(tmp_path):
-    rng = np.random.default_rng(0)
-    zz, yy, xx = np.meshgrid(*[np.arange(n, dtype=np.float32) for n in SHAPE], indexing="ij")
-    vol = np.clip(rng.normal(150, 4, SHAPE), 0, 255).astype(np.uint8)
-    vol[(zz - MOTOR[0]) ** 2 + (yy - MOTOR[1]) ** 2 + (xx - MOTOR[2]) ** 2 <= 6] = 30
-    vol[:, :4, :] -= 100  # a dark band along the y0 face: darker than the motor over a whole output cell
-    write_tomogram(vol, tmp_path / "tomo_b", quality=100)
-    cfg = get_preset("tiny").override(["data.patch_size=16,32,32", "infer.patch_size=16,32,32"])
-    cfg.infer.context_gate, cfg.infer.border_margin = 0.0, 0.0
-    records = {"tomo_b": TomoRecord("tomo_b", SHAPE, 64.0, np.array([MOTOR]))}
-
-    def top(edge_bands: bool) -> tuple:
-        cfg.infer = dataclasses.replace(cfg.infer, edge_bands=edge_bands)
-        found = Validator(cfg, tmp_path, records, torch.device("cpu")).candidates(DarkDetector(), (4, 4, 4))
-        return found["tomo_b"][0][:3]
-
-    assert top(False)[1] < 4  # on the band
-    assert np.linalg.norm(np.subtract(top(True), MOTOR)) < 2.0
