@@ -168,16 +168,9 @@ class InferConfig:
     compile: bool = False
     refine_peaks: bool = True  # sub-cell refinement of peaks (score-weighted 3x3x3 centroid)
     border_margin: float = 0.0  # drop candidates within this fraction of each axis from a face
-    # Envelope-context gate (byu_motor.postprocess.context): a candidate whose smoothed density differs less
-    # than context_gate (dipole on a context_radius_a sphere, units of the tomogram's 1-99 % range) between
-    # its sides keeps context_floor of its score. 0: off.
-    context_gate: float = 0.0
-    # ... and whose dipole's (y, x) part is below context_lateral (0: not tested) is damped too: the missing
-    # wedge blurs the membranes that face the beam, so only a lateral envelope places a motor.
-    context_lateral: float = 0.0
-    context_floor: float = 0.1
-    context_sigma_a: float = 200.0
-    context_radius_a: float = 1000.0
+    # Candidate steps after peak decoding, in order (byu_motor.postprocess.steps): each a registered step's
+    # name or {"name": ..., setting: value}, e.g. ({"name": "context_gate", "threshold": 0.1},).
+    steps: tuple[Any, ...] = ()
     # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
     prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
     loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader
@@ -202,14 +195,58 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Config:
-        """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError`` naming them."""
-        return _from_dict(cls, d, "config")
+        """Rebuild from :meth:`to_dict` output; unknown keys raise ``ValueError`` naming them.
+
+        Configs written before the candidate steps existed are read too (:func:`migrate_config_dict`).
+        """
+        return _from_dict(cls, migrate_config_dict(d), "config")
 
     def override(self, assignments: list[str]) -> Config:
         """Apply ``section.key=value`` strings in place (values cast to the field's type); returns self."""
         for item in assignments:
             apply_override(self, item)
         return self
+
+
+#: the envelope-context fields InferConfig held before they became the ``context_gate`` step's settings
+_OLD_CONTEXT_KEYS = {
+    "context_gate": "threshold",
+    "context_lateral": "lateral",
+    "context_floor": "floor",
+    "context_sigma_a": "sigma_a",
+    "context_radius_a": "radius_a",
+}
+#: settings removed from the library (they measured no gain); older configs that hold them still load
+_REMOVED_INFER_KEYS = ("fusion_fill", "edge_bands")
+
+
+def migrate_config_dict(d: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a stored config with older layouts brought up to date (``d`` is not changed).
+
+    The ``infer.context_*`` fields become a ``context_gate`` entry of ``infer.steps`` (when the gate was on);
+    the removed ``rescore`` section and ``infer.fusion_fill`` / ``infer.edge_bands`` are dropped.
+    """
+    if not isinstance(d, dict):
+        return d
+    d = dict(d)
+    d.pop("rescore", None)
+    infer = d.get("infer")
+    if isinstance(infer, dict):
+        infer = {k: v for k, v in infer.items() if k not in _REMOVED_INFER_KEYS}
+        old = {new: infer.pop(key) for key, new in _OLD_CONTEXT_KEYS.items() if key in infer}
+        if old.get("threshold"):
+            infer["steps"] = [*infer.get("steps", []), {"name": "context_gate", **old}]
+        d["infer"] = infer
+    return d
+
+
+def dataclass_from_mapping(cls: type, d: dict[str, Any], where: str) -> Any:
+    """Build dataclass ``cls`` from a JSON-like mapping, casting each value to its field's type.
+
+    Raises:
+        ValueError: naming ``where`` for an unknown key or a value that cannot be cast.
+    """
+    return _from_dict(cls, d, where)
 
 
 def _from_dict(cls: type, d: dict[str, Any], where: str) -> Any:

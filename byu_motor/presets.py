@@ -118,16 +118,10 @@ def tiny() -> Config:
             threshold_quantile=0.4,
             # NDHWC forward: 1.15x on 2 CPU cores, 1.32x on an H200 (bench/layout.py)
             channels_last=True,
-            # a candidate without a density step 1000 A around it (not in the envelope: storage granules,
-            # lone rings) keeps 0.1 of its score (byu_motor.postprocess.context). Demo recipe, 3 seeds x 3
-            # sets of 60: expected F2 .780 -> .848 at q0.4, best-threshold F2 .861 -> .906 (bench/RESULTS.md)
-            context_gate=0.1,
-            # ... and so is one whose envelope lies only above or below it (the dipole's (y, x) part under
-            # 0.04): the granules and decoys the gate passed had a median 97 % of their dipole along z, motors
-            # 41 %. Demo recipe, 3 seeds, fixed 0.3, expected F2 on 20-tomogram test sets at 50 % motors: A-C
-            # .893 -> .902, D-F .866 -> .896, the newer set G .913 either way; 15 of 21 cells up, none down
-            # (bench/RESULTS.md, eighteenth session).
-            context_lateral=0.04,
+            # A candidate without a density step 1000 A around it (not in the envelope: storage granules,
+            # lone rings), or whose envelope lies only above or below it (the dipole's (y, x) part under
+            # 0.04), keeps 0.1 of its score (byu_motor.postprocess.context).
+            steps=({"name": "context_gate", "threshold": 0.1, "lateral": 0.04, "floor": 0.1},),
             # The test spacing is unknown (30 % of synthetic test tomograms are stored at 62-79 A, not the
             # assumed 52.4 A). A second pass as if the spacing were 1.25x larger may raise a candidate's score
             # (to the two passes' logit mean) but never lower it (scale_merge="lift"). Demo recipe, 3 seeds,

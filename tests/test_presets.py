@@ -126,12 +126,12 @@ def test_presets_pick_the_memory_layout_that_measured_faster():
 
 
 def test_the_context_gate_is_on_for_the_synthetic_presets_only():
-    # measured on synthetic data (bench/RESULTS.md, fourteenth session); never on real tomograms
+    # chosen on synthetic data; never on real tomograms
     synthetic = {"tiny", "tiny_gpu", "tiny_fine", "tiny_fine_gpu"}
     for name in list_presets():
         infer = get_preset(name).infer
-        assert (infer.context_gate > 0) == (name in synthetic), name
-        assert (infer.context_lateral > 0) == (name in synthetic), name
+        names = [s["name"] for s in infer.steps]
+        assert names == (["context_gate"] if name in synthetic else []), name
         want = ("fixed", 0.3) if name == "tiny" else ("quantile", 0.4) if name in synthetic else None
         if want:
             got = (infer.threshold, infer.threshold_value if want[0] == "fixed" else infer.threshold_quantile)

@@ -10,29 +10,14 @@ import numpy as np
 import torch
 
 from byu_motor.config import InferConfig
-from byu_motor.data.grid import Grid, as_triple, resample_volume
-from byu_motor.infer.sliding import SlidingWindow, resample_heatmap
+from byu_motor.data.grid import Grid, resample_volume
+from byu_motor.infer.merges import ENSEMBLE_MERGES, SCALE_MERGES, mean_on_finest, weighted_mean
+from byu_motor.infer.sliding import SlidingWindow
 from byu_motor.infer.spec import ModelSpec
-from byu_motor.postprocess.fusion import fuse_points, lift_points
 from byu_motor.postprocess.peaks import Candidate, decode_peaks, drop_border
+from byu_motor.postprocess.steps import build_steps, run_steps
 
 log = logging.getLogger(__name__)
-
-ENSEMBLE_MODES = ("logits", "fusion")
-SCALE_MERGES = ("mean", "lift")
-
-
-def _finest(grids: Sequence[Grid]) -> Grid:
-    """The grid with the smallest cell volume (ties: the first)."""
-    return min(grids, key=lambda g: float(np.prod(g.spacing_a)))
-
-
-def _mean_of(parts: Sequence[tuple[torch.Tensor, Grid]]) -> tuple[torch.Tensor, Grid]:
-    """Mean of several logit maps of one model on the finest of their grids."""
-    if len(parts) == 1:
-        return parts[0]
-    target = _finest([g for _, g in parts])
-    return sum(resample_heatmap(lg, g, target) for lg, g in parts) / len(parts), target
 
 
 class Predictor:
@@ -53,23 +38,18 @@ class Predictor:
     ):
         if not models:
             raise ValueError("Predictor needs at least one model")
-        if config.ensemble not in ENSEMBLE_MODES:
-            raise ValueError(f"unknown ensemble mode {config.ensemble!r}; choose from {ENSEMBLE_MODES}")
+        if config.ensemble not in ENSEMBLE_MERGES:
+            raise ValueError(
+                f"unknown ensemble mode {config.ensemble!r}; choose from {sorted(ENSEMBLE_MERGES)}"
+            )
         if not config.scales or min(config.scales) <= 0:
             raise ValueError(f"scales must be positive, got {config.scales!r}")
         if config.scale_merge not in SCALE_MERGES:
-            raise ValueError(f"unknown scale_merge {config.scale_merge!r}; choose from {SCALE_MERGES}")
-        if min(config.context_gate, config.context_lateral) < 0 or not 0.0 <= config.context_floor <= 1.0:
             raise ValueError(
-                f"context_gate and context_lateral must be >= 0 and context_floor in [0, 1], got "
-                f"{config.context_gate}, {config.context_lateral} and {config.context_floor}"
+                f"unknown scale_merge {config.scale_merge!r}; choose from {sorted(SCALE_MERGES)}"
             )
-        if config.context_gate > 0 and min(config.context_sigma_a, config.context_radius_a) <= 0:
-            # checked here, not per tomogram: the runner turns a tomogram's error into a -1 row and goes on
-            raise ValueError(
-                f"context_sigma_a and context_radius_a must be positive, got {config.context_sigma_a} and "
-                f"{config.context_radius_a}"
-            )
+        # checked here, not per tomogram: the runner turns a tomogram's error into a -1 row and goes on
+        self.steps = build_steps(config.steps)
         self.models = list(models)
         self.config = config
         self.device = (
@@ -96,7 +76,7 @@ class Predictor:
             batch_windows=cfg.batch_windows,
             border_weight=cfg.border_weight,
             merge=cfg.merge,
-            views=cfg.tta,
+            views=cfg.tta if spec.views is None else tuple(v for v in spec.views if v in cfg.tta),
             device=self.device,
             amp=cfg.amp,
             channels_last=cfg.channels_last,
@@ -112,7 +92,7 @@ class Predictor:
         Returns:
             One ``(logits [D, H, W] float32 on the device, heatmap Grid)`` per model.
         """
-        return [_mean_of(parts) for parts in self.scale_logits(volume, spacing_a, tomo_id)]
+        return [mean_on_finest(parts) for parts in self.scale_logits(volume, spacing_a, tomo_id)]
 
     def scale_logits(
         self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
@@ -154,18 +134,6 @@ class Predictor:
             out.append(parts)
         return out
 
-    def _combine(self, per_model: list[tuple[torch.Tensor, Grid]]) -> tuple[torch.Tensor, Grid]:
-        """Weighted mean of the models' logits on the finest heatmap grid (before the sigmoid)."""
-        if len(per_model) == 1:
-            return per_model[0]
-        target = _finest([g for _, g in per_model])
-        total = sum(spec.weight for spec in self.models)
-        acc = None
-        for spec, (lg, g) in zip(self.models, per_model):
-            r = resample_heatmap(lg, g, target) * (spec.weight / total)
-            acc = r if acc is None else acc.add_(r)
-        return acc, target  # type: ignore[return-value]
-
     def predict_heatmap(
         self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
     ) -> tuple[np.ndarray, Grid]:
@@ -175,7 +143,7 @@ class Predictor:
             ``(probabilities float32 [D, H, W], heatmap Grid)``; map cells to original voxels with
             ``grid.map_to(Grid(volume.shape, spacing_a), cells)``.
         """
-        logits, grid = self._combine(self.model_logits(volume, spacing_a, tomo_id))
+        logits, grid = weighted_mean(self.model_logits(volume, spacing_a, tomo_id), self.weights)
         return torch.sigmoid(logits).cpu().numpy().astype(np.float32, copy=False), grid
 
     def predict_volume(
@@ -184,9 +152,8 @@ class Predictor:
         """Motor candidates ``(z, y, x, probability)`` in ORIGINAL voxels of ``volume``, best first.
 
         No threshold is applied (the runner does that). At most ``config.topk`` candidates; none (and a
-        warning naming the tomogram) when the logits are not finite. With
-        ``config.context_gate``, candidates without envelope context are damped
-        (:mod:`byu_motor.postprocess.context`) and re-sorted.
+        warning naming the tomogram) when the logits are not finite. The recipe's candidate steps
+        (``config.steps``, :mod:`byu_motor.postprocess.steps`) run last.
 
         With several ``config.scales`` the candidates come from the logits averaged over the scales
         (``scale_merge="mean"``), or (``"lift"``) from the first scale's logits, each score raised to the
@@ -212,71 +179,36 @@ class Predictor:
     ) -> list[Candidate]:
         """:meth:`predict_volume` after the forward passes: ``parts`` is :meth:`scale_logits`' output.
 
-        Decodes, merges the scales and the checkpoints and gates with the current ``config``, so
-        several post-processing settings can be compared on one set of forward passes.
+        Merges the scales and the checkpoints (:mod:`byu_motor.infer.merges`), decoding peaks on the way,
+        then runs the recipe's candidate steps (:mod:`byu_motor.postprocess.steps`).
         """
-        cfg = self.config
-        cands = self._decode([_mean_of(p) for p in parts], volume, spacing_a, tomo_id)
-        if cands is not None and cfg.scale_merge == "lift" and len(cfg.scales) > 1:
-            first = self._decode([p[0] for p in parts], volume, spacing_a, tomo_id)
-            cands = (
-                None if first is None else lift_points(first, cands, spacing_a, cfg.nms_kernel_a, cfg.topk)
-            )
-        if cands is None:
+        if not all(self._finite(lg, tomo_id) for p in parts for lg, _ in p):
             return []
-        return self._gate(cands, volume, spacing_a)
-
-    def _decode(
-        self,
-        per_model: list[tuple[torch.Tensor, Grid]],
-        volume: np.ndarray,
-        spacing_a: float | Sequence[float],
-        tomo_id: str | None,
-    ) -> list[Candidate] | None:
-        """Top-k peaks of the ensemble (logit mean, or per-model peaks fused); ``None`` if not finite."""
         cfg = self.config
         original = Grid(volume.shape, spacing_a)
-        # with a border margin, more peaks are decoded so that topk are left after dropping border ones
-        k = cfg.topk if cfg.border_margin == 0 else 4 * cfg.topk
-        if cfg.ensemble == "logits" or len(per_model) == 1:
-            logits, grid = self._combine(per_model)
-            if not self._finite(logits, tomo_id):
-                return None
+
+        def decode(logits: torch.Tensor, grid: Grid) -> list[Candidate]:
+            # with a border margin, more peaks are decoded so that topk are left after dropping border ones
+            k = cfg.topk if cfg.border_margin == 0 else 4 * cfg.topk
             cands = decode_peaks(
                 torch.sigmoid(logits).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
             )
             return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.topk]
-        lists = []
-        for lg, grid in per_model:
-            if not self._finite(lg, tomo_id):
-                return None
-            peaks = decode_peaks(
-                torch.sigmoid(lg).cpu(), grid, original, cfg.nms_kernel_a, k, cfg.refine_peaks
-            )
-            lists.append(drop_border(peaks, volume.shape, cfg.border_margin)[: cfg.topk])
-        return fuse_points(
-            lists,
-            as_triple(spacing_a),
-            cfg.fusion_radius_a,
-            weights=[spec.weight for spec in self.models],
-            topk=cfg.topk,
-        )
 
-    def _gate(
-        self, cands: list[Candidate], volume: np.ndarray, spacing_a: float | Sequence[float]
-    ) -> list[Candidate]:
-        """Damp candidates without envelope context (:mod:`byu_motor.postprocess.context`); best first.
+        def merge_models(per_model: Sequence[tuple[torch.Tensor, Grid]]) -> list[Candidate]:
+            return ENSEMBLE_MERGES[cfg.ensemble](per_model, self.weights, decode, cfg, spacing_a)
 
-        Unchanged when ``config.context_gate`` is 0.
-        """
-        if self.config.context_gate == 0 or not cands:
-            return cands
-        from byu_motor.postprocess.context import apply_context_gate
+        cands = SCALE_MERGES[cfg.scale_merge](parts, merge_models, cfg, spacing_a)
+        return run_steps(self.steps, cands, volume, original)
 
-        return apply_context_gate(cands, volume, spacing_a, self.config)
+    @property
+    def weights(self) -> list[float]:
+        """The ensemble members' weights, in order."""
+        return [spec.weight for spec in self.models]
 
     @staticmethod
     def _finite(logits: torch.Tensor, tomo_id: str | None) -> bool:
+        """Whether every logit is finite; else a warning naming the tomogram."""
         if bool(torch.isfinite(logits).all()):
             return True
         n_bad = int((~torch.isfinite(logits)).sum())

@@ -29,6 +29,8 @@ class ModelSpec:
         interp: resampling mode to the model's spacing (``"trilinear"``, ``"area"``, ``"nearest"``).
         denoise: optional filter before resampling (see :func:`byu_motor.data.grid.resample_volume`).
         threshold: the checkpoint's tuned probability threshold, if any (used by the runner).
+        views: this member's TTA views (``None``: the inference config's ``tta``); views that the config's
+            ``tta`` does not list (e.g. shed by the time budget) are skipped.
     """
 
     module: nn.Module
@@ -41,6 +43,7 @@ class ModelSpec:
     interp: str = "trilinear"
     denoise: str | None = None
     threshold: float | None = None
+    views: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stride, int):

@@ -2,10 +2,8 @@
 
 A flagellar motor sits in the cell envelope: on one side lies the cytoplasm, on the other the periplasm and
 the medium, so the tomogram's density, smoothed to a few hundred Angstrom, differs between the two sides.
-A storage granule or a lone ring deep in the cytoplasm is surrounded by cytoplasm on every side. On the
-synthetic data the detector scores many granules above real motors, while this feature, measured 1000 A
-around each candidate, separates them: 99 % of the candidates on motors read at least 0.125, 90 % of those
-on granules or decoys below 0.091 (bench/RESULTS.md, fourteenth session).
+A storage granule or a lone ring deep in the cytoplasm is surrounded by cytoplasm on every side. Measured 1000 A
+around each candidate, this feature separates motors from granules and decoys on the synthetic data.
 
 :func:`envelope_contrast` measures it: the volume is normalised by its 1-99 percentile range, smoothed with a
 Gaussian of ``sigma_a``, and sampled on a sphere of ``radius_a`` around the point; the feature is the length
@@ -17,24 +15,25 @@ block-averaged first, so the cost does not grow with the tomogram.
 :func:`gate_scores` turns it into a gate: candidates below a threshold keep a ``floor`` fraction of their score.
 
 :func:`envelope_dipole` keeps the dipole as a vector. Its ``(y, x)`` part is the lateral contrast
-(``InferConfig.context_lateral``): in a tomogram the missing wedge blurs the membranes that face the beam, so a
-cell's top and bottom surfaces say little about where a motor sits, while in a cell flattened in the ice much
-of the cytoplasm lies within the sphere's reach of them. On the synthetic data the granules and decoys that
-passed the gate had a median 97 % of their dipole along z, the motors 41 % (bench/RESULTS.md, eighteenth
-session).
+(:attr:`ContextGateSettings.lateral`): in a tomogram the missing wedge blurs the membranes that face the beam,
+so a cell's top and bottom surfaces say little about where a motor sits, while in a cell flattened in the ice
+much of the cytoplasm lies within the sphere's reach of them.
+
+The registered candidate step ``context_gate`` (:mod:`byu_motor.postprocess.steps`) runs the gate in a recipe.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
 
-from byu_motor.config import InferConfig
-from byu_motor.data.grid import as_triple
+from byu_motor.data.grid import Grid, as_triple
 from byu_motor.postprocess.peaks import Candidate
+from byu_motor.postprocess.steps import register_step
 
 _TRUNCATE = 3.0  # Gaussian support in sigmas; the neighbourhood read around a point has this margin
 
@@ -167,34 +166,69 @@ def gate_scores(
     return sorted(gated, key=lambda c: -c[3])
 
 
+@dataclass
+class ContextGateSettings:
+    """Settings of the ``context_gate`` candidate step.
+
+    Args:
+        threshold: contrast (dipole length, units of the tomogram's 1-99 % range) below which a candidate is
+            damped.
+        lateral: also damp a candidate whose dipole's ``(y, x)`` part is below this (0: not tested): the
+            missing wedge blurs the membranes that face the beam, so only a lateral envelope places a motor.
+        floor: fraction of its score a damped candidate keeps, in ``[0, 1]``.
+        sigma_a: Gaussian smoothing of the density, Angstrom.
+        radius_a: radius of the sampling sphere around each candidate, Angstrom.
+    """
+
+    threshold: float = 0.1
+    lateral: float = 0.0
+    floor: float = 0.1
+    sigma_a: float = 200.0
+    radius_a: float = 1000.0
+
+    def __post_init__(self) -> None:
+        if min(self.threshold, self.lateral) < 0 or not 0.0 <= self.floor <= 1.0:
+            raise ValueError(
+                f"threshold and lateral must be >= 0 and floor in [0, 1], got {self.threshold}, "
+                f"{self.lateral} and {self.floor}"
+            )
+        if min(self.sigma_a, self.radius_a) <= 0:
+            raise ValueError(f"sigma_a and radius_a must be positive, got {self.sigma_a} and {self.radius_a}")
+
+
 def apply_context_gate(
     candidates: Sequence[Candidate],
     volume: np.ndarray,
     spacing_a: float | Sequence[float],
-    config: InferConfig,
-    threshold: float | None = None,
+    settings: ContextGateSettings,
 ) -> list[Candidate]:
-    """Gate ``candidates`` of ``volume`` as inference does: ``config``'s sphere, smoothing and floor; best first.
+    """Damp candidates of ``volume`` without envelope context; best first.
 
-    A candidate passes when its contrast (the dipole's length) reaches the threshold and, with
-    ``config.context_lateral`` > 0, the length of the dipole's ``(y, x)`` part reaches ``context_lateral``.
+    A candidate passes when its contrast (the dipole's length) reaches ``settings.threshold`` and, with
+    ``settings.lateral`` > 0, the length of the dipole's ``(y, x)`` part reaches ``settings.lateral``; the
+    others keep ``settings.floor`` of their score. A threshold of 0 returns the candidates unchanged.
 
     Args:
         candidates: ``[(z, y, x, score)]`` in voxels of ``volume``.
         volume: the tomogram, ``(Z, Y, X)``.
         spacing_a: its (assumed) voxel spacing in Angstrom.
-        config: ``context_gate``, ``context_lateral``, ``context_floor``, ``context_sigma_a`` and
-            ``context_radius_a``.
-        threshold: overrides ``config.context_gate``; 0 (or a 0 gate) returns the candidates unchanged.
+        settings: the gate's sphere, smoothing, thresholds and floor.
     """
-    gate = config.context_gate if threshold is None else threshold
-    if gate == 0 or not len(candidates):
+    if settings.threshold == 0 or not len(candidates):
         return list(candidates)
     dipole = envelope_dipole(
-        volume, [c[:3] for c in candidates], spacing_a, config.context_sigma_a, config.context_radius_a
+        volume, [c[:3] for c in candidates], spacing_a, settings.sigma_a, settings.radius_a
     )
     contrast = np.linalg.norm(dipole, axis=1)
-    if config.context_lateral > 0:
+    if settings.lateral > 0:
         # failing the lateral test counts as no contrast at all
-        contrast[np.linalg.norm(dipole[:, 1:], axis=1) < config.context_lateral] = 0.0
-    return gate_scores(candidates, contrast, gate, config.context_floor)
+        contrast[np.linalg.norm(dipole[:, 1:], axis=1) < settings.lateral] = 0.0
+    return gate_scores(candidates, contrast, settings.threshold, settings.floor)
+
+
+@register_step("context_gate", ContextGateSettings)
+def context_gate(
+    candidates: list[Candidate], volume: np.ndarray, grid: Grid, settings: ContextGateSettings
+) -> list[Candidate]:
+    """Candidate step ``context_gate``: :func:`apply_context_gate` at the grid's (assumed) spacing."""
+    return apply_context_gate(candidates, volume, grid.spacing_a, settings)

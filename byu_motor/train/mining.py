@@ -78,7 +78,7 @@ def off_motor_candidates(
 
     spec = ModelSpec.from_data_config(copy.deepcopy(module), stride, cfg.data, "mining")
     # the detector's own confusions, before the envelope-context gate damps them: they are what it must learn
-    infer = dataclasses.replace(cfg.infer, topk=int(topk), tta=(), scales=(1.0,), context_gate=0.0)
+    infer = dataclasses.replace(cfg.infer, topk=int(topk), tta=(), scales=(1.0,), steps=())
     predictor = Predictor([spec], infer, device)
     out: list[np.ndarray] = []
     for v in volumes:

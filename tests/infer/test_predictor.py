@@ -265,11 +265,9 @@ def test_context_gate_demotes_a_ball_without_a_density_step():
     vol[..., 35:] = 110
     vol = np.maximum(vol, ball_volume(SHAPE, deep, RADIUS_A / SPACING_A, bg=0, fg=230))
     vol = np.maximum(vol, ball_volume(SHAPE, on_step, RADIUS_A / SPACING_A, bg=0, fg=190))
-    gate = dict(context_sigma_a=40.0, context_radius_a=150.0, context_floor=0.1)
-    plain = Predictor([spec(2)], InferConfig(topk=3, **gate)).predict_volume(vol, SPACING_A)
-    gated = Predictor([spec(2)], InferConfig(topk=3, context_gate=0.05, **gate)).predict_volume(
-        vol, SPACING_A
-    )
+    gate = {"name": "context_gate", "sigma_a": 40.0, "radius_a": 150.0, "floor": 0.1, "threshold": 0.05}
+    plain = Predictor([spec(2)], InferConfig(topk=3)).predict_volume(vol, SPACING_A)
+    gated = Predictor([spec(2)], InferConfig(topk=3, steps=(gate,))).predict_volume(vol, SPACING_A)
     assert np.linalg.norm(np.subtract(plain[0][:3], deep)) < 1.0
     assert np.linalg.norm(np.subtract(gated[0][:3], on_step)) < 1.0
     by_place = {tuple(np.round(c[:3], 3)): c[3] for c in plain}
@@ -278,10 +276,10 @@ def test_context_gate_demotes_a_ball_without_a_density_step():
     assert gated[0][3] == pytest.approx(by_place[tuple(np.round(gated[0][:3], 3))])  # kept as it was
 
 
-def test_context_gate_settings_are_checked():
-    with pytest.raises(ValueError, match="context_gate"):
-        Predictor([spec(2)], InferConfig(context_gate=-0.1))
-    with pytest.raises(ValueError, match="context_floor"):
-        Predictor([spec(2)], InferConfig(context_gate=0.1, context_floor=2.0))
-    with pytest.raises(ValueError, match="context_radius_a"):
-        Predictor([spec(2)], InferConfig(context_gate=0.1, context_radius_a=0.0))
+def test_candidate_steps_are_checked_when_the_predictor_is_built():
+    with pytest.raises(ValueError, match=r"infer.steps\[0\].*floor"):
+        Predictor([spec(2)], InferConfig(steps=({"name": "context_gate", "floor": 2.0},)))
+    with pytest.raises(ValueError, match="unknown candidate step 'nope'.*context_gate"):
+        Predictor([spec(2)], InferConfig(steps=("nope",)))
+    with pytest.raises(ValueError, match="unknown key"):
+        Predictor([spec(2)], InferConfig(steps=({"name": "context_gate", "radius": 1.0},)))

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from byu_motor.config import InferConfig
+from byu_motor.data.grid import Grid
 from byu_motor.postprocess.context import (
+    ContextGateSettings,
     apply_context_gate,
     envelope_contrast,
     envelope_dipole,
@@ -17,6 +18,7 @@ from byu_motor.postprocess.context import (
     robust_range,
     sphere_directions,
 )
+from byu_motor.postprocess.steps import build_steps
 
 SHAPE = (60, 80, 90)
 
@@ -142,18 +144,31 @@ def test_gate_damps_low_contrast_candidates_and_resorts():
         gate_scores(cands, [0.1, 0.2, 0.3], 0.1, 1.5)
 
 
-def test_apply_context_gate_uses_the_inference_settings():
+def test_apply_context_gate_uses_its_settings():
     vol = step_volume(45)
     cands = [(30.0, 40.0, 10.0, 0.9), (30.0, 40.0, 45.0, 0.5)]  # deep in the flat half, then on the step
-    cfg = InferConfig(context_gate=0.05, context_floor=0.2, context_sigma_a=30.0, context_radius_a=100.0)
+    cfg = ContextGateSettings(threshold=0.05, floor=0.2, sigma_a=30.0, radius_a=100.0)
     out = apply_context_gate(cands, vol, 10.0, cfg)
     assert out == [(30.0, 40.0, 45.0, 0.5), (30.0, 40.0, 10.0, pytest.approx(0.18))]
     contrast = envelope_contrast(vol, [c[:3] for c in cands], 10.0, 30.0, 100.0)
     assert out == gate_scores(cands, contrast, 0.05, 0.2)
-    # the threshold argument overrides the config; 0 leaves the candidates alone
-    assert apply_context_gate(cands, vol, 10.0, cfg, threshold=0.0) == cands
-    assert apply_context_gate(cands, vol, 10.0, InferConfig()) == cands
+    # a 0 threshold leaves the candidates alone
+    assert apply_context_gate(cands, vol, 10.0, dataclasses.replace(cfg, threshold=0.0)) == cands
     assert apply_context_gate([], vol, 10.0, cfg) == []
+    # the registered step is the same gate at the grid's spacing
+    (step,) = build_steps(
+        [{"name": "context_gate", "threshold": 0.05, "floor": 0.2, "sigma_a": 30, "radius_a": 100}]
+    )
+    assert step(cands, vol, Grid(vol.shape, 10.0)) == out
+
+
+def test_context_gate_settings_are_checked():
+    with pytest.raises(ValueError, match="threshold and lateral"):
+        ContextGateSettings(threshold=-0.1)
+    with pytest.raises(ValueError, match="floor"):
+        build_steps([{"name": "context_gate", "floor": 2.0}])
+    with pytest.raises(ValueError, match="radius_a"):
+        ContextGateSettings(radius_a=0.0)
 
 
 def test_dipole_points_to_the_brighter_side_and_its_length_is_the_contrast():
@@ -168,8 +183,8 @@ def test_dipole_points_to_the_brighter_side_and_its_length_is_the_contrast():
 
 
 def test_lateral_gate_damps_a_step_across_z_only():
-    cfg = InferConfig(context_gate=0.05, context_floor=0.2, context_sigma_a=30.0, context_radius_a=100.0)
-    lateral = dataclasses.replace(cfg, context_lateral=0.1)
+    cfg = ContextGateSettings(threshold=0.05, floor=0.2, sigma_a=30.0, radius_a=100.0)
+    lateral = dataclasses.replace(cfg, lateral=0.1)
     across_x, across_z = step_volume(45), np.ascontiguousarray(np.swapaxes(step_volume(30), 0, 2))
     on_x, on_z = (30.0, 40.0, 45.0, 0.5), (30.0, 40.0, 30.0, 0.5)
     assert across_z.shape == (90, 80, 60) and across_z[20, 40, 30] < across_z[40, 40, 30]

@@ -74,10 +74,10 @@ def test_mining_sees_the_detector_before_the_context_gate():
     # the decoy sits in a flat volume: the envelope-context gate with floor 0 would zero it at inference,
     # but mining must hand the detector's own confusions to training
     cfg = config()
-    cfg.infer.context_gate, cfg.infer.context_floor = 0.1, 0.0
+    cfg.infer.steps = ({"name": "context_gate", "threshold": 0.1, "floor": 0.0},)
     vol = volume_with_balls()
     (gated,) = mine_hard_negatives(DarkDetector(), (4, 4, 4), [vol], cfg, "cpu")
-    cfg.infer.context_gate = 0.0
+    cfg.infer.steps = ()
     (plain,) = mine_hard_negatives(DarkDetector(), (4, 4, 4), [vol], cfg, "cpu")
     assert len(plain) >= 1
     np.testing.assert_array_equal(gated, plain)

@@ -35,7 +35,7 @@ def test_validation_ignores_extra_assumed_spacings(tmp_path):
     vol[(zz - MOTOR[0]) ** 2 + (yy - MOTOR[1]) ** 2 + (xx - MOTOR[2]) ** 2 <= 6] = 30
     write_tomogram(vol, tmp_path / "tomo_v", quality=100)
     cfg = get_preset("tiny").override(["data.patch_size=16,32,32", "infer.patch_size=16,32,32"])
-    cfg.infer.context_gate, cfg.infer.scale_merge = 0.0, "mean"
+    cfg.infer.steps, cfg.infer.scale_merge = (), "mean"
     records = {"tomo_v": TomoRecord("tomo_v", SHAPE, 64.0, np.array([MOTOR]))}
 
     def validate(scales):
