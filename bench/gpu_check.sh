@@ -97,7 +97,7 @@ step "one synthetic test tomogram at scale $SCALE"
 if ! timeout 120 python3 - "$DATA" "$SCALE" <<'EOF'
 import sys
 
-from byu_motor.data.synth import generate_dataset
+from byu_motor.synth import generate_dataset
 
 generate_dataset(sys.argv[1], n_train=0, n_test=1, scale=float(sys.argv[2]), seed=0)
 EOF

@@ -13,8 +13,8 @@ import time
 
 import torch
 
-from byu_motor.data.synth import generate_dataset
 from byu_motor.presets import get_preset
+from byu_motor.synth import generate_dataset
 from byu_motor.train.engine import train
 
 

@@ -53,7 +53,7 @@ def write_volume(folder: Path, shape: tuple[int, int, int], source: str) -> str:
     """Write the benchmark tomogram; returns which generator was used."""
     if source in ("auto", "synth"):
         try:
-            from byu_motor.data.synth import generate_tomogram
+            from byu_motor.synth import generate_tomogram
         except ImportError:
             if source == "synth":
                 raise
@@ -61,7 +61,7 @@ def write_volume(folder: Path, shape: tuple[int, int, int], source: str) -> str:
             centre = np.array([[shape[0] / 2, shape[1] / 2, shape[2] / 2]])
             vol = generate_tomogram(shape, 13.1, centre, np.random.default_rng(0))
             write_tomogram(vol, folder)
-            return "byu_motor.data.synth.generate_tomogram"
+            return "byu_motor.synth.generate_tomogram"
     folder.mkdir(parents=True, exist_ok=True)
     for z, plane in enumerate(texture_slices(shape)):
         Image.fromarray(plane).save(folder / f"slice_{z:04d}.jpg", quality=95)

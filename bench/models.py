@@ -12,15 +12,12 @@ import math
 import statistics
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torch.utils.flop_counter import FlopCounterMode
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
-
-from byu_motor.models import create_model  # noqa: E402
-from byu_motor.presets import get_preset, list_presets  # noqa: E402
+from byu_motor.models import create_model
+from byu_motor.presets import get_preset, list_presets
 
 FLOP_PATCH = (224, 448, 448)
 

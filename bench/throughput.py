@@ -21,9 +21,9 @@ from byu_motor.config import Config
 from byu_motor.data.cache import VolumeCache
 from byu_motor.data.dataset import PatchDataset, collate_patches
 from byu_motor.data.layout import read_labels
-from byu_motor.data.synth import generate_dataset
 from byu_motor.models import create_model
 from byu_motor.presets import get_preset
+from byu_motor.synth import generate_dataset
 from byu_motor.train.engine import build_optimizer
 from byu_motor.train.losses import HeatmapLoss
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -28,11 +29,9 @@ def test_drift_is_detected(tmp_path):
     import jupytext
     import nbformat
 
-    sys.path.insert(0, str(KERNELS))
-    try:
-        import build_notebooks
-    finally:
-        sys.path.pop(0)
+    spec = importlib.util.spec_from_file_location("build_notebooks", KERNELS / "build_notebooks.py")
+    build_notebooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build_notebooks)
     src = KERNELS / "byu-motor-infer" / "byu-motor-infer.py"
     nb = nbformat.read(src.with_suffix(".ipynb"), as_version=4)
     assert build_notebooks.cells(nb) == build_notebooks.cells(jupytext.read(src))

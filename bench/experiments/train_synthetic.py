@@ -9,11 +9,11 @@ With ``--fit`` the training tomograms are predicted too (same Validator path): t
 the highest score away from every motor tell under-fitting (low F2 on the training tomograms) from a
 failure to generalise (training tomograms fine, held-out ones not). Each false positive and misplaced
 prediction is named after the generator's distractor it hit (granule, ring-only decoy, vesicle, gold, edge
-band or other; :mod:`byu_motor.data.synth_explain`). With ``--without granule`` the eval set is generated a
+band or other; :func:`byu_motor.synth.error_sources`). With ``--without granule`` the eval set is generated a
 second time with the same seed but without those look-alikes (same tomograms, motors and other objects) and
 scored the same way: the F2 the look-alikes cost.
 
-    python bench/train_synthetic.py [--cache /tmp/byu_bench/synth_s025_40_20] [--out RUN] [--threads 2]
+    python -m bench.experiments.train_synthetic [--cache /tmp/byu_bench/synth_s025_40_20] [--out RUN] [--threads 2]
         [--preset tiny] [--set train.steps=300 ...] [--minutes 10] [--fit] [--without granule,decoy]
 """
 
@@ -28,10 +28,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from byu_motor.data.synth import ablation_kinds, generate_dataset
-from byu_motor.data.synth_explain import error_sources, format_sources
 from byu_motor.metric import score_details
 from byu_motor.presets import get_preset
+from byu_motor.synth import ablation_kinds, error_sources, format_sources, generate_dataset
 from byu_motor.train.engine import train
 
 
@@ -135,8 +134,7 @@ def main() -> None:
     # when was the goal first reached?
     rows = [json.loads(x) for x in (args.out / "metrics.jsonl").read_text().splitlines()]
     val = [r for r in rows if r["event"] == "val"]
-    second = next((r for r in rows if r["event"] == "rescore"), None)  # detector + crop classifier
-    goal = next((r for r in [*val, *([second] if second else [])] if (r["f2"] or 0) >= 0.9), None)
+    goal = next((r for r in val if (r["f2"] or 0) >= 0.9), None)
 
     from byu_motor.infer.runner import run_prediction
 
@@ -169,12 +167,6 @@ def main() -> None:
     for r in val:
         print(
             f"  step {r['step']:5d}  {r['elapsed_s'] / 60:5.1f} min  val F2 {r['f2']:.3f}  thr {r['threshold']:.3f}"
-        )
-    if second is not None:
-        print(
-            f"  second stage: {second['n_pos']} motor / {second['n_neg']} negative crops, candidates "
-            f"{second['mine_s']:.0f} s, {second['steps']} steps in {second['seconds'] / 60:.1f} min; "
-            f"val F2 {second['f2_before']:.3f} -> {second['f2']:.3f}"
         )
     print(
         f"best validation F2: {result['best_f2']:.3f} at step {result['best_step']} (thr {result['best_threshold']:.3f})"

@@ -2,7 +2,7 @@
 
 ``byu-motor demo`` scores its ensemble on its own 20 test tomograms, where one tomogram moves F2 by .02-.05
 and the seed moves it by up to .3 (bench/RESULTS.md). This script predicts the two larger synthetic sets of
-``compare_variants.py`` (A: seed 1000, B: seed 2000; 60 tomograms each) with the checkpoints of one or more
+``bench.experiments.compare_variants`` (A: seed 1000, B: seed 2000; 60 tomograms each) with the checkpoints of one or more
 demo runs, the way the demo predicts (the run's preset's inference settings, the demo's assumed test
 spacing and TTA, the preset's ensemble mode), and prints per run and set:
 
@@ -21,10 +21,10 @@ until the twentieth, J (10000) until the twenty-first, K (11000) until the twent
 fresh: the newest set gives the honest figure for a setting chosen on the others. Candidates are cached
 before the envelope-context gate in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or
 ``--context-gate``; 0: off) is applied to them afterwards, as the predictor applies it to its final top-k.
-A second call only rescores them. ``--checkpoint last`` scores each fold's final weights instead of the
+A second call only scores them again. ``--checkpoint last`` scores each fold's final weights instead of the
 ``best.pt`` the demo ensembles (picked on 8 validation tomograms), cached as ``<set><tag>-last.json``.
 
-    python bench/score_demo.py DEMO_DIR [DEMO_DIR ...] [--sets A,B] [--context-gate G] [--n 20]
+    python -m bench.experiments.score_demo DEMO_DIR [DEMO_DIR ...] [--sets A,B] [--context-gate G] [--n 20]
         [--prevalence 0.5] [--tta flip_x] [--cache /tmp/byu_bench/synth_s025_40_20] [--set infer.KEY=VALUE]
         [--checkpoint best|last]
 
@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -44,19 +43,18 @@ import numpy as np
 import pandas as pd
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_variants import eval_sets, test_records  # noqa: E402
-
-from byu_motor.config import Config, InferConfig  # noqa: E402
-from byu_motor.demo import demo_infer_config  # noqa: E402
-from byu_motor.infer.runner import compose_reader, default_predictor_factory  # noqa: E402
-from byu_motor.postprocess.context import apply_context_gate  # noqa: E402
-from byu_motor.postprocess.threshold import (  # noqa: E402
+from byu_motor.config import Config, InferConfig
+from byu_motor.demo import demo_infer_config
+from byu_motor.infer.runner import default_predictor_factory, read_repaired
+from byu_motor.postprocess.context import apply_context_gate
+from byu_motor.postprocess.threshold import (
     best_threshold,
     quantile_sweep,
     resampled_fixed_sweep,
     resampled_quantile_sweep,
 )
+
+from .compare_variants import eval_sets, test_records
 
 QS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
 FIXED = (0.25, 0.3, 0.35)
@@ -76,30 +74,29 @@ def demo_checkpoints(run: Path, kind: str = "best") -> list[Path]:
 
 def settings_tag(cfg: InferConfig) -> str:
     """Cache-name part for the settings a preset may change: the assumed spacings
-    (``"-scales_1.0_1.25[-scale_merge_lift]"``, nothing for one), ``"-ensemble_fusion"`` when the checkpoints'
-    points are fused rather than their logits averaged, and ``"-edge_bands"`` when they are taken out."""
+    (``"-scales_1.0_1.25[-scale_merge_lift]"``, nothing for one) and ``"-ensemble_fusion"`` when the
+    checkpoints' points are fused rather than their logits averaged."""
     tag = ""
     if tuple(cfg.scales) != (1.0,):
         tag = "-scales_" + "_".join(str(float(v)) for v in cfg.scales)
         tag += "" if cfg.scale_merge == "mean" else f"-scale_merge_{cfg.scale_merge}"
-    tag += "" if cfg.ensemble == "logits" else f"-ensemble_{cfg.ensemble}"
-    return tag + ("-edge_bands" if cfg.edge_bands else "")
+    return tag + ("" if cfg.ensemble == "logits" else f"-ensemble_{cfg.ensemble}")
 
 
 #: ``--set`` keys that :func:`settings_tag` names from the effective config; any other by its own text
-NAMED_KEYS = ("infer.scales", "infer.scale_merge", "infer.ensemble", "infer.edge_bands")
+NAMED_KEYS = ("infer.scales", "infer.scale_merge", "infer.ensemble")
 
 
 def override_tag(overrides: list[str]) -> str:
     """Cache-name part for ``--set`` ``overrides`` that :func:`settings_tag` does not name, by their text
-    (``["infer.fusion_fill=true"]`` -> ``"-fusion_fill_true"``)."""
+    (``["infer.context_floor=0.2"]`` -> ``"-context_floor_0.2"``)."""
     others = [o for o in overrides if o.split("=")[0] not in NAMED_KEYS]
     return "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in others)
 
 
-def read_test_volume(folder: Path, cfg: InferConfig) -> np.ndarray:
-    """A test tomogram as the runner hands it to the predictor: wraparound repaired, edge bands per ``cfg``."""
-    return compose_reader(edge_bands=cfg.edge_bands)(folder)
+def read_test_volume(folder: Path) -> np.ndarray:
+    """A test tomogram as the runner hands it to the predictor: wraparound repaired."""
+    return read_repaired(folder)
 
 
 def cache_path(run: Path, name: str, tag: str = "", kind: str = "best") -> Path:
@@ -127,7 +124,7 @@ def predict_set(
     predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run, kind)], cfg, "cpu")
     out = {}
     for folder in sorted((data / "test").iterdir()):
-        volume = read_test_volume(folder, cfg)
+        volume = read_test_volume(folder)
         out[folder.name] = [
             list(map(float, c)) for c in predictor.predict_volume(volume, cfg.test_spacing_a, folder.name)
         ]
@@ -149,7 +146,7 @@ def apply_gate_all(
         return cand_sets
     out: list[dict[str, list]] = [{} for _ in cand_sets]
     for tid in cand_sets[0]:
-        volume = read_test_volume(data / "test" / tid, cfg)
+        volume = read_test_volume(data / "test" / tid)
         for cands, gated in zip(cand_sets, out):
             kept = apply_context_gate([tuple(c) for c in cands[tid]], volume, cfg.test_spacing_a, cfg, gate)
             gated[tid] = [list(c) for c in kept]
@@ -197,8 +194,8 @@ def main() -> None:
     bad = [o for o in args.overrides if not o.startswith("infer.")]
     if bad:
         raise SystemExit(f"--set: only infer.* settings can change after training, got {bad}")
-    # the spacing, ensemble and edge-band settings are named from the effective config (the preset's may
-    # differ from the defaults); any other --set setting by its own text
+    # the spacing and ensemble settings are named from the effective config (the preset's may differ from
+    # the defaults); any other --set setting by its own text
     other_tag = override_tag(args.overrides)
 
     torch.set_num_threads(args.threads)

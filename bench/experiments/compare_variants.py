@@ -3,7 +3,7 @@
 One 60-tomogram set and one seed move F2 by about +-.05 (bench/RESULTS.md, eighth session), more than most
 changes are worth. This script is the yardstick the eighth to tenth sessions used by hand: train fold 0 of
 the 40 training tomograms once per seed (``--seeds``), then score ``best.pt`` on two sets of extra test
-tomograms generated with other seeds (A: seed + 1000, the set ``train_synthetic.py`` calls eval; B:
+tomograms generated with other seeds (A: seed + 1000, the set ``bench.experiments.train_synthetic`` calls eval; B:
 seed + 2000). ``--checkpoint last`` scores the final step instead: ``best.pt`` is chosen on 8 validation
 tomograms, which can pick the half-trained step-500 model and so adds its own noise to a comparison. Each
 set is predicted at its true spacing through the Validator (the inference engine's own path). For each
@@ -12,12 +12,12 @@ sets of 60 with half of them holding a motor (sets A and B hold 40 % and 45 %, w
 quantiles; :func:`byu_motor.postprocess.threshold.resampled_quantile_sweep`) and of the preset's fixed threshold
 (0.3 where the preset has none), and how many of the set's storage granules
 and ring-only decoys score at or above that quantile threshold
-(:func:`byu_motor.data.synth_explain.lookalikes_above`). Last comes a markdown row with the mean of the
+(:func:`byu_motor.synth.lookalikes_above`). Last comes a markdown row with the mean of the
 cells, ready for RESULTS.md. Candidates are gated with the preset's envelope-context threshold
 (``--context-gate`` overrides it), also for checkpoints trained before the gate existed. Run it once with no
 ``--set`` for the baseline, then once per variant:
 
-    python bench/compare_variants.py [--preset tiny] [--set train.lr=1e-3 ...] [--seeds 42,1,2]
+    python -m bench.experiments.compare_variants [--preset tiny] [--set train.lr=1e-3 ...] [--seeds 42,1,2]
         [--out /tmp/byu_bench/variants/NAME] [--keep] [--checkpoint best|last] [--sets A,B]
         [--cache /tmp/byu_bench/synth_s025_40_20]
 
@@ -32,28 +32,26 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_synthetic import ensure_dataset, eval_set_dir  # noqa: E402
-
-from byu_motor.data.layout import TomoRecord  # noqa: E402
-from byu_motor.data.synth_explain import lookalikes_above  # noqa: E402
-from byu_motor.models.checkpoint import load_checkpoint  # noqa: E402
-from byu_motor.postprocess.threshold import (  # noqa: E402
+from byu_motor.data.layout import TomoRecord
+from byu_motor.models.checkpoint import load_checkpoint
+from byu_motor.postprocess.threshold import (
     best_threshold,
     quantile_sweep,
     resampled_fixed_sweep,
     resampled_quantile_sweep,
 )
-from byu_motor.presets import get_preset  # noqa: E402
-from byu_motor.train.engine import train  # noqa: E402
-from byu_motor.train.validate import Validator  # noqa: E402
+from byu_motor.presets import get_preset
+from byu_motor.synth import lookalikes_above
+from byu_motor.train.engine import train
+from byu_motor.train.validate import Validator
+
+from .train_synthetic import ensure_dataset, eval_set_dir
 
 QUANTILE = 0.4
 #: test sets by name: seed offset from the training set's seed. A and B served to choose settings for many
@@ -68,7 +66,7 @@ SET_SEEDS = dict(
 def eval_sets(cache: Path, n_eval: int, seed: int, names: str, workers: int) -> dict[str, Path]:
     """The named test sets (``names``: comma-separated among :data:`SET_SEEDS`), generated when missing.
 
-    Set A is ``train_synthetic.py``'s eval set; the others sit next to it with their seed in the name.
+    Set A is ``bench.experiments.train_synthetic``'s eval set; the others sit next to it with their seed in the name.
     """
     chosen = [n.strip() for n in names.split(",") if n.strip()]
     unknown = [n for n in chosen if n not in SET_SEEDS]

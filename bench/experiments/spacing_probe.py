@@ -13,7 +13,7 @@ and prints per tomogram the top candidate's score and whether it is the motor, t
 
 The difference between the two columns bounds what any spacing estimate could gain on these tomograms.
 
-    python bench/spacing_probe.py DEMO_DIR [--sets D,E] [--threshold 0.3]
+    python -m bench.experiments.spacing_probe DEMO_DIR [--sets D,E] [--threshold 0.3]
         [--cache /tmp/byu_bench/synth_s025_40_20]
 
 About 10 s per tomogram on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
@@ -23,18 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from compare_variants import eval_sets, test_records  # noqa: E402
-from score_demo import demo_checkpoints  # noqa: E402
+from byu_motor.demo import demo_infer_config
+from byu_motor.infer.runner import default_predictor_factory, read_repaired
 
-from byu_motor.demo import demo_infer_config  # noqa: E402
-from byu_motor.infer.runner import default_predictor_factory, read_repaired  # noqa: E402
+from .compare_variants import eval_sets, test_records
+from .score_demo import demo_checkpoints
 
 MATCH_A = 1000.0  # the metric's distance threshold
 
