@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {
     "models": "byu_motor.commands.models",
     "train": "byu_motor.commands.train",
     "predict": "byu_motor.commands.predict",
+    "recipe": "byu_motor.commands.recipe",
     "demo": "byu_motor.commands.demo",
 }
 

@@ -171,6 +171,9 @@ class InferConfig:
     # Candidate steps after peak decoding, in order (byu_motor.postprocess.steps): each a registered step's
     # name or {"name": ..., setting: value}, e.g. ({"name": "context_gate", "threshold": 0.1},).
     steps: tuple[Any, ...] = ()
+    # Per-member settings of an ensemble, {checkpoint path: {"weight", "tta", "patch_size"}}, filled when the
+    # checkpoints' recipes are resolved (byu_motor.infer.recipe); empty: every member uses this section's.
+    members: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
     prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
     loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader

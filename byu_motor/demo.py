@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 if TYPE_CHECKING:
-    from byu_motor.config import Config, InferConfig
+    from byu_motor.config import Config
 
 
 @dataclass
@@ -97,14 +97,20 @@ def fold_configs(preset: str, settings: DemoSettings) -> list[Config]:
     """The training config of each demo fold ``0 .. settings.folds - 1``.
 
     ``preset``, then the fold's per-fold assignments (:func:`fold_overrides_for`), then the split, seed and
-    steps of ``settings`` and its ``overrides`` (so those win for every fold), then ``train.fold``.
+    steps of ``settings``, the inference recipe of the demo's test data (assumed spacing 13.1 A / ``scale``,
+    the TTA views), and its ``overrides`` (so those win for every fold), then ``train.fold``. Each checkpoint
+    therefore carries the recipe the demo predicts with.
 
     Raises:
         ValueError: for an assignment to an unknown key or with a bad value (from ``Config.override``).
     """
+    from byu_motor.data.synth import TEST_SPACING_A
     from byu_motor.presets import get_preset
 
     shared = [f"train.n_folds={settings.n_folds}", f"train.seed={settings.seed}"]
+    shared.append(f"infer.test_spacing_a={TEST_SPACING_A / settings.scale}")
+    if settings.tta:
+        shared.append(f"infer.tta={','.join(settings.tta)}")
     if settings.steps is not None:
         shared.append(f"train.steps={settings.steps}")
     per_fold = fold_overrides_for(preset, settings)
@@ -112,25 +118,6 @@ def fold_configs(preset: str, settings: DemoSettings) -> list[Config]:
         get_preset(preset).override([*per_fold[k], *shared, *settings.overrides, f"train.fold={k}"])
         for k in range(settings.folds)
     ]
-
-
-def demo_infer_config(preset: str, scale: float, tta: tuple[str, ...]) -> InferConfig:
-    """The inference settings the demo predicts with: ``preset``'s, at the synthetic test spacing, with ``tta``.
-
-    Args:
-        preset: preset name (its ``infer`` section is the base).
-        scale: the synthetic data's size factor; the assumed test spacing is 13.1 A / ``scale`` (the presets
-            assume 0.25).
-        tta: test-time augmentation views (empty: the preset's).
-    """
-    from byu_motor.config import Config
-    from byu_motor.data.synth import TEST_SPACING_A
-    from byu_motor.presets import get_preset
-
-    sets = [f"infer.test_spacing_a={TEST_SPACING_A / scale}"] + (
-        [f"infer.tta={','.join(tta)}"] if tta else []
-    )
-    return Config(infer=get_preset(preset).infer).override(sets).infer
 
 
 def pick_preset(settings: DemoSettings) -> str:
@@ -157,6 +144,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     """
     from byu_motor.data.synth import generate_dataset
     from byu_motor.data.synth_explain import error_sources
+    from byu_motor.infer.recipe import Member, resolve_infer
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score_details
     from byu_motor.train.engine import train
@@ -192,7 +180,12 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
         timings[f"train fold {k}"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    infer_cfg = demo_infer_config(preset, s.scale, s.tta)
+    # the checkpoints carry the recipe: predicting them is what `byu-motor predict --recipe` does
+    members = [Member(c) for c in checkpoints]
+    infer_cfg = resolve_infer(members)
+    (out / "ensemble.json").write_text(
+        json.dumps({"members": [{"checkpoint": os.path.relpath(c, out)} for c in checkpoints]}, indent=2)
+    )
     submission = run_prediction(
         data,
         checkpoints,

@@ -98,14 +98,18 @@ def test_demo_rejects_more_checkpoints_than_folds_before_any_work(tmp_path, caps
 
 
 def test_tiny_demo_trains_its_second_fold_at_the_test_spacing_and_fuses_points():
-    from byu_motor.demo import DemoSettings, demo_infer_config, fold_configs
+    from byu_motor.demo import DemoSettings, fold_configs
 
     first, second = fold_configs("tiny", DemoSettings())
     assert (first.train.fold, second.train.fold) == (0, 1)
     assert first.data.spacing_a == (64.0, 64.0, 64.0) and second.data.spacing_a == (52.4, 52.4, 52.4)
     # apart from the resolution the two folds are trained alike
     assert first.override(["data.spacing_a=52.4,52.4,52.4", "train.fold=1"]).to_dict() == second.to_dict()
-    assert demo_infer_config("tiny", 0.25, ("flip_x",)).ensemble == "fusion"
+    # each checkpoint carries the demo's recipe: the test data's assumed spacing, its views, fused points
+    assert first.infer.ensemble == "fusion" and first.infer.tta == ("flip_x",)
+    assert first.infer.test_spacing_a == pytest.approx(52.4) and first.infer == second.infer
+    half = fold_configs("tiny", DemoSettings(scale=0.5, tta=()))[0].infer
+    assert half.test_spacing_a == pytest.approx(26.2) and half.tta == ()
     # one checkpoint: no second fold to set
     assert [c.data.spacing_a for c in fold_configs("tiny", DemoSettings(folds=1))] == [(64.0, 64.0, 64.0)]
 

@@ -12,12 +12,17 @@ HELP = "Predict motors in DATA_DIR/test and write a submission CSV (one row per 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``byu-motor predict``."""
     parser.add_argument("data_dir", help="competition folder holding test/ (and sample_submission.csv)")
-    parser.add_argument(
+    members = parser.add_mutually_exclusive_group(required=True)
+    members.add_argument(
         "--checkpoints",
         nargs="+",
-        required=True,
         metavar="CKPT",
-        help="checkpoint files, most valuable first",
+        help="checkpoint files, most valuable first; each carries its inference recipe",
+    )
+    members.add_argument(
+        "--recipe",
+        metavar="JSON",
+        help="ensemble recipe file: members (checkpoint, weight, set) and overrides for all (byu_motor.infer.recipe)",
     )
     parser.add_argument("--out", default="submission.csv", help="submission CSV (default: submission.csv)")
     parser.add_argument(
@@ -35,7 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="inference override, e.g. infer.tta=flip_z,rot90 or infer.threshold=quantile (repeatable)",
+        help="inference override for every member, e.g. infer.tta=flip_z,rot90 or infer.threshold=quantile "
+        "(repeatable; byu-motor recipe CKPT lists the keys)",
     )
     parser.add_argument(
         "--devices", default="auto", help="auto (every GPU, else CPU), cpu, cuda, or a list: cuda:0,cuda:1"
@@ -45,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the prediction and print a short summary; returns 0, or 2 on bad input."""
-    from byu_motor.config import Config, apply_override
+    from byu_motor.infer.recipe import Member, read_recipe_file, resolve_infer
     from byu_motor.infer.runner import run_prediction
 
     if not logging.getLogger().handlers:
@@ -54,23 +60,18 @@ def run(args: argparse.Namespace) -> int:
             format="%(asctime)s %(levelname)s %(message)s",
             datefmt="%H:%M:%S",
         )
-    cfg = Config()
     try:
-        for item in args.set:
-            key = item.split("=", 1)[0].strip()
-            if "." not in key:
-                item = f"infer.{item}"
-            elif not key.startswith("infer."):
-                raise ValueError(
-                    f"--set {item!r}: only infer.* applies at prediction time (model and data settings come "
-                    "from each checkpoint)"
-                )
-            apply_override(cfg, item)
+        if args.recipe:
+            recipe = read_recipe_file(args.recipe)
+            members, overrides = recipe.members, [*recipe.sets, *args.set]
+        else:
+            members, overrides = [Member(c) for c in args.checkpoints], list(args.set)
+        config = resolve_infer(members, overrides)
         df = run_prediction(
             args.data_dir,
-            args.checkpoints,
+            [m.checkpoint for m in members],
             args.out,
-            cfg.infer,
+            config,
             time_budget_s=args.time_budget,
             preview_dir=args.preview,
             labels_csv=args.labels,

@@ -126,6 +126,7 @@ def default_predictor_factory(checkpoints: list[str], config: InferConfig, devic
     Models are loaded once per process and device and shared by the predictors of all budget levels.
     """
     from byu_motor.infer.predictor import Predictor
+    from byu_motor.infer.recipe import apply_member
     from byu_motor.infer.spec import ModelSpec
 
     specs = []
@@ -133,7 +134,7 @@ def default_predictor_factory(checkpoints: list[str], config: InferConfig, devic
         key = (str(path), str(device))
         if key not in _SPEC_CACHE:
             _SPEC_CACHE[key] = ModelSpec.from_checkpoint(path, device)
-        specs.append(_SPEC_CACHE[key])
+        specs.append(apply_member(_SPEC_CACHE[key], config.members.get(str(path))))
     return Predictor(specs, config, device)
 
 

@@ -65,7 +65,9 @@ class Validator:
         spec = ModelSpec.from_config(copy.deepcopy(module), stride, self.cfg, "validation")
         # Held-out tomograms come with their spacing: the extra assumed spacings of infer.scales exist for
         # test tomograms whose spacing is unknown, and would only cost time here (mining does the same).
-        predictor = Predictor([spec], dataclasses.replace(self.cfg.infer, scales=(1.0,)), self.device)
+        # TTA views are left out too: validation picks the checkpoint and its threshold from single views.
+        infer = dataclasses.replace(self.cfg.infer, scales=(1.0,), tta=())
+        predictor = Predictor([spec], infer, self.device)
         out: dict[str, list[tuple]] = {}
         for tid, rec in self.records.items():
             vol = self._volumes[tid] if self._volumes is not None else self._read(tid)

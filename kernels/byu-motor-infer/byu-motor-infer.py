@@ -11,7 +11,8 @@
 # %% [markdown]
 # # byu_motor: submission
 # Installs `byu_motor` offline from the attached wheels dataset, predicts every test tomogram with the
-# attached checkpoints under a time budget derived from Kaggle's 12 h limit, and writes `submission.csv`.
+# attached checkpoints (each carries its recipe; an `ensemble.json` beside them lists members, views and
+# weights) under a time budget derived from Kaggle's 12 h limit, and writes `submission.csv`.
 # All logic lives in the library; set `BYU_*` environment variables to run it elsewhere (e.g. locally on
 # synthetic data).
 
@@ -38,14 +39,21 @@ subprocess.check_call(
 # %%
 from pathlib import Path
 
-from byu_motor.config import Config
+from byu_motor.infer.recipe import Member, read_recipe_file, resolve_infer
 from byu_motor.infer.runner import run_prediction
 
-ckpts = (
-    sorted(str(p) for p in Path(CHECKPOINTS).glob("*.pt")) if Path(CHECKPOINTS).is_dir() else [CHECKPOINTS]
-)
+# An ensemble recipe (ensemble.json: members, their views and weights) when the checkpoints dataset has one,
+# else every *.pt in it; each checkpoint carries its own inference recipe, BYU_SET overrides it for all.
+recipe_file = os.environ.get("BYU_RECIPE", os.path.join(CHECKPOINTS, "ensemble.json"))
+if Path(recipe_file).is_file():
+    recipe = read_recipe_file(recipe_file)
+    members, overrides = recipe.members, [*recipe.sets, *OVERRIDES]
+else:
+    paths = sorted(Path(CHECKPOINTS).glob("*.pt")) if Path(CHECKPOINTS).is_dir() else [CHECKPOINTS]
+    members, overrides = [Member(str(p)) for p in paths], OVERRIDES
+ckpts = [m.checkpoint for m in members]
 print("checkpoints:", ckpts)
-cfg = Config().override([o if o.startswith("infer.") else f"infer.{o}" for o in OVERRIDES])
+infer = resolve_infer(members, overrides)
 budget_s = LIMIT_S - MARGIN_S - (time.time() - NOTEBOOK_START)
 print(f"time budget for prediction: {budget_s / 3600:.2f} h")
 
@@ -54,7 +62,7 @@ submission = run_prediction(
     DATA,
     ckpts,
     os.path.join(OUT, "submission.csv"),
-    cfg.infer,
+    infer,
     time_budget_s=budget_s,
     preview_dir=os.path.join(OUT, "previews"),
 )
