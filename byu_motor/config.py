@@ -95,9 +95,8 @@ class TrainConfig:
     clip_grad: float = 5.0
     amp: str = "fp16"  # "fp16", "bf16" or "none"
     ema: float = 0.99  # 0 disables EMA
-    # channels_last_3d weights and inputs. Training steps (python bench/layout.py), NDHWC / NCDHW: on 2 CPU
-    # cores 1.66x for tiny_fine, 1.23x for tiny, 0.75-1.21x for the production encoders at a small patch; on
-    # an H200 with bf16 0.88-1.06x, and 0.17x (x3d_m) and 0.43x (mednext_s) (bench/RESULTS.md).
+    # channels_last_3d weights and inputs: faster for some models and devices, slower for others
+    # (python bench/layout.py measures each preset); presets turn it on where it is faster.
     channels_last: bool = False
     seed: int = 42
     losses: dict[str, float] = field(default_factory=lambda: {"bce": 1.0})
@@ -161,9 +160,8 @@ class InferConfig:
     threshold_value: float = 0.5
     threshold_quantile: float = 0.45
     amp: bool = True
-    # channels_last_3d weights and inputs. Forward passes on an H200 (bf16, python bench/layout.py), NDHWC /
-    # NCDHW: 0.89-0.99x for five production presets, 1.09x densenet121, 1.22-1.32x the tiny presets; on 2 CPU
-    # cores 1.15x tiny, 1.48x tiny_fine. Presets turn it on where it is faster.
+    # channels_last_3d weights and inputs for the forward pass (python bench/layout.py); presets turn it on
+    # where it is faster.
     channels_last: bool = False
     compile: bool = False
     refine_peaks: bool = True  # sub-cell refinement of peaks (score-weighted 3x3x3 centroid)

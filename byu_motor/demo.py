@@ -34,8 +34,7 @@ class DemoSettings:
         folds: checkpoints in the ensemble: folds ``0 .. folds - 1`` are trained, one checkpoint each.
         n_folds: folds the training tomograms are split into (``>= folds``). With 5, each of the two
             checkpoints trains on 32 of the 40 tomograms and validates on 8; with 2 they would train on 20
-            disjoint ones. 5 scored higher over 3 seeds x 120 extra test tomograms (+.011 F2 at the
-            0.4 quantile, bench/score_demo.py) and on the 5-seed yardstick (bench/RESULTS.md).
+            disjoint ones.
         steps: optimiser steps per fold (``None``: the preset's).
         tta: test-time augmentation views.
         overrides: extra ``--set`` assignments applied to every fold (after the per-fold recipe, so a key set
@@ -77,11 +76,7 @@ class DemoSettings:
 
 #: The demo's per-fold recipe: ``{preset: {fold: (--set assignment, ...)}}``. ``tiny``'s fold 1 trains at
 #: the synthetic test tomograms' assumed 52.4 A instead of 64 A, and the two checkpoints' points are fused
-#: (``tiny``'s ``infer.ensemble="fusion"``): a point keeps its full score only where both resolutions find
-#: it. Demo recipe, 3 seeds, fixed 0.3, expected F2 on 20-tomogram test sets at 50 % motors: sets D-I (18
-#: cells) .894 -> .912, all nine sets A-I .897 -> .914, the two fresh sets H and I .882 -> .893; the same two checkpoints' logit mean gained
-#: nothing at one spacing (.871 against .870 on D-F). Same training time; prediction 1.4x
-#: (bench/RESULTS.md, nineteenth and twentieth sessions).
+#: (``tiny``'s ``infer.ensemble="fusion"``): a point keeps its full score only where both resolutions find it.
 FOLD_OVERRIDES: dict[str, dict[int, tuple[str, ...]]] = {
     "tiny": {1: ("data.spacing_a=52.4,52.4,52.4",)},
 }
@@ -127,7 +122,7 @@ def pick_preset(settings: DemoSettings) -> str:
     if settings.preset:
         return settings.preset
     # tiny_fine trains 4-6x slower per step than tiny on 2 CPU cores, which the demo's 10 minutes do not allow;
-    # on a GPU both fit in the same time, and the finer one scored higher (bench/RESULTS.md)
+    # on a GPU both fit in the same time
     return "tiny_fine_gpu" if torch.cuda.is_available() else "tiny"
 
 

@@ -76,14 +76,11 @@ def tiny() -> Config:
             stride=(4, 4, 4),
             neck_channels=16,
             # No max-pool after the stem: layer1 runs at stride 2, and the stride-4 map comes from layer2
-            # instead of a pooled layer1. The one or two voxels that seat a motor on the membrane survive;
-            # granules and ring-only decoys were the false positives. F2 on 60 extra synthetic test
-            # tomograms 0.731 -> 0.873 for 1.3x the time per step (bench/RESULTS.md).
+            # instead of a pooled layer1, so the one or two voxels that seat a motor on the membrane survive.
             encoder_kwargs={"max_pool": False},
         ),
         data=DataConfig(spacing_a=(64.0, 64.0, 64.0), patch_size=(32, 64, 64)),
         train=TrainConfig(
-            # 1000 steps with EMA 0.99: 1500 and 2000 gave no more (bench/RESULTS.md).
             steps=1000,
             batch_size=4,
             lr=2e-3,
@@ -92,9 +89,8 @@ def tiny() -> Config:
             ema=0.99,
             # One 256 A heatmap cell: the motor (400-600 A) then spans about two cells.
             sigma_a=256.0,
-            # Focal loss plus mined hard negatives: F2 on 60 extra synthetic test tomograms 0.606 (BCE) ->
-            # 0.799 at the checkpoint's threshold; the false positives were dark granules and decoys that
-            # random crops rarely show (bench/RESULTS.md). Mining costs ~16 s at steps 500 and 1000.
+            # Focal loss plus mined hard negatives: the false positives are dark granules and decoys that
+            # random crops rarely show.
             losses={"focal": 1.0},
             hard_negative_ratio=0.5,
             num_workers=2,
@@ -104,37 +100,28 @@ def tiny() -> Config:
             test_spacing_a=4 * 13.1,  # the synthetic data scales the real spacings by 1 / 0.25
             batch_windows=2,
             amp=False,
-            # no synthetic (or real) motor lies this close to a face; edges and ice surfaces give false
-            # positives there (60 synthetic test tomograms: best-threshold F2 0.69 -> 0.71, bench/RESULTS.md)
+            # no synthetic motor lies this close to a face; edges and ice surfaces give false positives there
             border_margin=0.05,
-            # A fixed cut on the gated scores (context_gate below). The threshold calibrated on 8 validation
-            # tomograms lost 0.13 F2 on each of two sets of 60 extra synthetic test tomograms. Ungated, the
-            # 0.4 quantile served; gated, 0.3 beat it in all 24 cells of 10 demo-recipe ensembles x 2-3 sets
-            # of 60 (expected F2 on 20-tomogram test sets with half holding a motor: .874 against .848 for
-            # the demo's three seeds, bench/RESULTS.md). Only measured for this preset: the finer and GPU
+            # A fixed cut on the gated scores (the context_gate step below): the threshold calibrated on a
+            # fold's 8 validation tomograms is too noisy. Chosen for this preset only; the finer and GPU
             # variants keep the quantile rule (_quantile_rule).
             threshold="fixed",
             threshold_value=0.3,
             threshold_quantile=0.4,
-            # NDHWC forward: 1.15x on 2 CPU cores, 1.32x on an H200 (bench/layout.py)
+            # NDHWC forward is faster for this model on CPUs and GPUs (python bench/layout.py)
             channels_last=True,
             # A candidate without a density step 1000 A around it (not in the envelope: storage granules,
             # lone rings), or whose envelope lies only above or below it (the dipole's (y, x) part under
             # 0.04), keeps 0.1 of its score (byu_motor.postprocess.context).
             steps=({"name": "context_gate", "threshold": 0.1, "lateral": 0.04, "floor": 0.1},),
             # The test spacing is unknown (30 % of synthetic test tomograms are stored at 62-79 A, not the
-            # assumed 52.4 A). A second pass as if the spacing were 1.25x larger may raise a candidate's score
-            # (to the two passes' logit mean) but never lower it (scale_merge="lift"). Demo recipe, 3 seeds,
-            # fixed 0.3, expected F2 on 20-tomogram test sets at 50 % motors: D and E .848 -> .879, F .823
-            # -> .841; the demos' own test sets .799 -> .792 (bench/RESULTS.md). The larger assumed spacing
-            # resamples to 1.95x the voxels: the demo's prediction takes 113 s instead of 45 s.
+            # assumed 52.4 A): a second pass as if the spacing were 1.25x larger may raise a candidate's score
+            # (to the two passes' logit mean) but never lower it (scale_merge="lift", byu_motor.infer.merges).
             scales=(1.0, 1.25),
             scale_merge="lift",
             # Checkpoints' points fused (byu_motor.postprocess.fusion), not their logits averaged: with the
             # demo's two folds at two resolutions (byu_motor.demo.FOLD_OVERRIDES) a point keeps its full score
-            # only where both find it. Demo recipe, 3 seeds, fixed 0.3, expected F2 on 20-tomogram test
-            # sets at 50 % motors, with the lift: D-F .896 -> .907, G .913 -> .967, and on two fresh sets H .920 -> .918
-            # and I .843 -> .869; 12 of 18 cells up, 4 down; prediction 1.4x (bench/RESULTS.md, twentieth session).
+            # only where both find it.
             ensemble="fusion",
         ),
     )
@@ -178,29 +165,21 @@ def tiny_gpu() -> Config:
 def tiny_fine() -> Config:
     """``tiny`` with a stride-1 stem: every encoder stage runs at twice the resolution (strides 1-1-2-4-8).
 
-    ``layer1`` sees the data's full 64 A voxels instead of 128 A; the heatmap stays at stride 4.
-
-    Over five seeds and two sets of 60 synthetic test tomograms it gained 0.019 F2 at the best threshold and
-    0.010 at the 0.4 quantile on average (0.898 / 0.863 against 0.879 / 0.853): +0.045 on one set in every
-    seed, -0.007 on the other. In the channels-last layout 1000 steps take 9.3-9.7 min on 2 CPU cores, 3x
-    ``tiny`` (bench/RESULTS.md).
+    ``layer1`` sees the data's full 64 A voxels instead of 128 A; the heatmap stays at stride 4. About 3x the
+    training time of ``tiny`` on 2 CPU cores.
     """
     cfg = _quantile_rule(tiny())
     cfg.model.encoder_kwargs["stem_stride"] = 1
-    # its full-resolution stage trains 1.66x faster in channels_last_3d on 2 CPU cores (bench/layout.py)
+    # its full-resolution stage trains faster in channels_last_3d on CPUs (python bench/layout.py)
     cfg.train.channels_last = True
     return cfg
 
 
 @register_preset
 def tiny_fine_gpu() -> Config:
-    """``tiny_fine`` sized for one GPU like ``tiny_gpu`` (batch 16, bf16): ``byu-motor demo``'s preset on CUDA.
-
-    On an H200 its two demo folds train as fast as ``tiny_gpu``'s (27 + 24 s against 26 + 24 s; the loader and
-    the validation bound both) and the seed-0 demo read F2 .882 against .784 (bench/RESULTS.md).
-    """
+    """``tiny_fine`` sized for one GPU like ``tiny_gpu`` (batch 16, bf16): ``byu-motor demo``'s preset on CUDA."""
     cfg = _sized_for_gpu(tiny_fine())
-    cfg.train.channels_last = False  # NDHWC training steps: 0.88x on an H200 with bf16 (bench/layout.py)
+    cfg.train.channels_last = False  # NDHWC training steps are slower on GPUs with bf16 (bench/layout.py)
     return cfg
 
 
@@ -214,7 +193,7 @@ def resnext50_fpn_s16() -> Config:
 def densenet121_unet_s16() -> Config:
     """3D DenseNet121 + U-Net decoder at stride 16."""
     cfg = _production("densenet121", "unet", 16)
-    cfg.infer.channels_last = True  # the one production model with a faster NDHWC forward on an H200: 1.09x
+    cfg.infer.channels_last = True  # the one production model whose NDHWC forward is faster on an H200
     return cfg
 
 

@@ -251,9 +251,7 @@ def fix_wraparound(volume: np.ndarray, inplace: bool = False, seam_tolerance: in
     black or white voxels (about 1 % of a synthetic wrapped tomogram's voxels, scattered through the
     cytoplasm and the medium). A second seam lies between true black and true white (stored 129 and 128):
     saturated dark voxels, such as a motor's core, turn white where compression moved them by one level.
-    A detector that has seen few wrapped tomograms misses motors there: in the wrapped tomograms of three
-    60-tomogram synthetic sets, three demo runs' checkpoints missed 5 of the 6 motors in every run before
-    this repair; after it all 6 are every run's top candidate (bench/RESULTS.md, fifteenth session).
+    A detector that has seen few wrapped tomograms misses motors there.
     With ``seam_tolerance``, :func:`mend_isolated_extremes` mends both seams in each slice (the slices were
     compressed one by one).
 
