@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +11,8 @@ from torch import nn
 
 from byu_motor.atomic import atomic_write
 from byu_motor.config import Config
+from byu_motor.train.hooks import Hook
+from byu_motor.train.rng import rng_state
 
 RESUME_FORMAT = "byu_motor.resume/1"
 SCHEDULE_FIELDS = ("steps", "lr", "warmup_steps", "min_lr", "warmup_lr_init")
@@ -19,6 +21,58 @@ SCHEDULE_FIELDS = ("steps", "lr", "warmup_steps", "min_lr", "warmup_lr_init")
 def atomic_torch_save(obj: Any, path: Path) -> None:
     """``torch.save`` through a temp file renamed over ``path``: a kill never leaves half a file."""
     atomic_write(path, lambda fh: torch.save(obj, fh))
+
+
+def resume_state(
+    *,
+    step: int,
+    elapsed_s: float,
+    cfg: Config,
+    model: nn.Module,
+    ema: nn.Module | None,
+    optimizer: torch.optim.Optimizer,
+    scheduler: Any,
+    scaler: torch.amp.GradScaler,
+    best: dict[str, Any],
+    hooks: Sequence[Hook] = (),
+) -> dict[str, Any]:
+    """The content of ``resume.pt``, with the current global RNG states and each hook's state.
+
+    Args:
+        step: optimiser steps done.
+        elapsed_s: training seconds so far.
+        cfg: the run's config (checked on resume by :func:`read_resume`).
+        model: the raw model being trained (not the DDP wrapper).
+        ema: the EMA copy of it, or None when EMA is off.
+        optimizer: the optimiser.
+        scheduler: the timm learning-rate scheduler.
+        scaler: the AMP gradient scaler (its state is kept only when it is enabled).
+        best: ``extra`` of the best inference checkpoint so far.
+        hooks: the run's hooks; their :meth:`~byu_motor.train.hooks.Hook.state_dict` keys become top-level keys.
+
+    Raises:
+        ValueError: when a hook's keys clash with the Trainer's own or another hook's, naming them.
+    """
+    state = {
+        "format": RESUME_FORMAT,
+        "step": step,
+        "elapsed_s": elapsed_s,
+        "config": cfg.to_dict(),
+        "model": model.state_dict(),
+        "ema": ema.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler.is_enabled() else None,
+        "best": best,
+        "rng": rng_state(),
+    }
+    for hook in hooks:
+        extra = hook.state_dict()
+        clash = sorted(set(extra) & set(state))
+        if clash:
+            raise ValueError(f"{type(hook).__name__}.state_dict() reuses resume.pt keys {clash}")
+        state.update(extra)
+    return state
 
 
 def read_resume(path: Path, cfg: Config) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""What a training run reads: the train / validation split of the labelled tomograms and their cached volumes."""
+"""What a training run reads: the train / validation split, the cached training volumes, the batch loader."""
 
 from __future__ import annotations
 
@@ -6,11 +6,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from byu_motor.config import Config
-from byu_motor.train.distributed import DistInfo, barrier
+import torch
+
+from byu_motor.config import Config, TrainConfig
+from byu_motor.train.distributed import DistInfo, ShardedRangeSampler, barrier
 
 if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
     from byu_motor.data.cache import CachedVolume
+    from byu_motor.data.dataset import PatchDataset
     from byu_motor.data.layout import TomoRecord
 
 
@@ -72,3 +77,33 @@ def load_volumes(
     if not info.is_main:
         vols = [cache.get(data_dir / "train" / tid, records[tid]) for tid in ids]
     return vols
+
+
+def make_loader(
+    dataset: PatchDataset,
+    train_cfg: TrainConfig,
+    first_batch: int,
+    n_batches: int,
+    info: DistInfo,
+    device: torch.device,
+) -> DataLoader:
+    """A loader of this process's micro-batches among global micro-batches ``first_batch .. n_batches - 1``.
+
+    Its workers are not persistent: each new loader's workers copy the dataset as it is then (e.g. after
+    hard negatives were set).
+    """
+    from torch.utils.data import DataLoader
+
+    from byu_motor.data.dataset import collate_patches
+
+    sampler = ShardedRangeSampler(first_batch, n_batches, train_cfg.batch_size, info.rank, info.world_size)
+    return DataLoader(
+        dataset,
+        batch_size=train_cfg.batch_size,
+        sampler=sampler,
+        num_workers=train_cfg.num_workers,
+        collate_fn=collate_patches,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=False,
+    )

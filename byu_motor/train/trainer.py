@@ -10,7 +10,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -22,26 +21,20 @@ from torch import nn
 
 from byu_motor.config import Config
 from byu_motor.train.checkpointing import (
-    RESUME_FORMAT,
     atomic_torch_save,
     read_resume,
+    resume_state,
     same_schedule,
     save_inference_checkpoints,
 )
-from byu_motor.train.distributed import (
-    ShardedRangeSampler,
-    agree_int,
-    all_reduce_mean,
-    barrier,
-    init_distributed,
-)
+from byu_motor.train.distributed import agree_int, all_reduce_mean, barrier, init_distributed, pick_device
 from byu_motor.train.hooks import Hook
-from byu_motor.train.inputs import load_volumes, split_folds
+from byu_motor.train.inputs import load_volumes, make_loader, split_folds
 from byu_motor.train.losses import HeatmapLoss
 from byu_motor.train.metrics_log import MetricsLog
 from byu_motor.train.mining import HardNegativeMining
 from byu_motor.train.optim import autocast, build_optimizer, build_scheduler, resolve_amp
-from byu_motor.train.rng import rng_state, seed_everything, set_rng_state
+from byu_motor.train.rng import seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
 
@@ -149,18 +142,8 @@ class Trainer:
 
     def _setup_device(self) -> None:
         self.info = init_distributed()
-        device = self.requested_device
-        if device is None:
-            device = f"cuda:{self.info.local_rank}" if torch.cuda.is_available() else "cpu"
-        device = torch.device(device)
-        if device.type == "cuda":
-            if device.index is None:  # plain "cuda": this process's GPU under torchrun, else GPU 0
-                device = torch.device("cuda", self.info.local_rank)
-            torch.cuda.set_device(device)
-        elif self.info.enabled:  # CPU processes would otherwise oversubscribe the cores
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // self.info.world_size))
-        self.device = device
-        self.amp = resolve_amp(self.cfg.train.amp, device)
+        self.device = pick_device(self.info, self.requested_device)
+        self.amp = resolve_amp(self.cfg.train.amp, self.device)
 
     def _setup_split(self) -> None:
         from byu_motor.data.layout import read_labels
@@ -168,9 +151,8 @@ class Trainer:
         t = self.cfg.train
         labels = self.data_dir / "train_labels.csv"
         self.records = read_labels(labels)
-        self.train_ids, self.val_list = split_folds(
-            self.records, self.cfg, self.out_dir, self.info, self.val_ids
-        )
+        split = split_folds(self.records, self.cfg, self.out_dir, self.info, self.val_ids)
+        self.train_ids, self.val_list = split
         if t.val_limit > 0:
             self.val_list = self.val_list[: t.val_limit]
         if not self.train_ids:
@@ -235,14 +217,9 @@ class Trainer:
         self.volumes = load_volumes(self.data_dir, self.records, self.train_ids, self.cfg, self.info)
         self.micro_per_step = t.grad_accum * self.info.world_size
         self.n_batches = t.steps * self.micro_per_step
+        n = self.n_batches * t.batch_size
         self.dataset = PatchDataset(
-            self.volumes,
-            self.cfg.data,
-            t,
-            self.stride,
-            length=self.n_batches * t.batch_size,
-            seed=t.seed,
-            augment=True,
+            self.volumes, self.cfg.data, t, self.stride, length=n, seed=t.seed, augment=True
         )
         self.validator = None
         if self.info.is_main and self.val_list:
@@ -253,36 +230,13 @@ class Trainer:
         if self.info.is_main:
             self.metrics.trim(self.step)
 
-    def _batches_from(self, first_step: int) -> Iterator[dict[str, Any]]:
-        """Batches from ``first_step`` on (workers start afresh and copy the dataset as it is now)."""
-        from torch.utils.data import DataLoader
-
-        from byu_motor.data.dataset import collate_patches
-
-        t = self.cfg.train
-        sampler = ShardedRangeSampler(
-            first_step * self.micro_per_step,
-            self.n_batches,
-            t.batch_size,
-            self.info.rank,
-            self.info.world_size,
-        )
-        loader = DataLoader(
-            self.dataset,
-            batch_size=t.batch_size,
-            sampler=sampler,
-            num_workers=t.num_workers,
-            collate_fn=collate_patches,
-            pin_memory=self.device.type == "cuda",
-            drop_last=True,
-            persistent_workers=False,
-        )
-        return iter(loader)
-
     def restart_batches(self) -> None:
-        """Restart the loader at the current step, so that its workers see the dataset as it is now."""
+        """(Re)start the loader at the current step: its workers start afresh and copy the dataset as it is now."""
         self._batches = None
-        self._batches = self._batches_from(self.step)
+        first = self.step * self.micro_per_step
+        self._batches = iter(
+            make_loader(self.dataset, self.cfg.train, first, self.n_batches, self.info, self.device)
+        )
 
     def run(self) -> None:
         """The loop: steps until ``train.steps`` (or ``stop_at_step``), with hooks, validations and checkpoints."""
@@ -292,7 +246,7 @@ class Trainer:
         self._window_sum, self._window_n = torch.zeros((), device=self.device), 0
         show = self.progress and self.info.is_main
         bar = tqdm(total=t.steps, initial=self.step, disable=not show, desc="train", dynamic_ncols=True)
-        self._batches = self._batches_from(self.step)
+        self.restart_batches()
         self.model.train()
         while self.step < t.steps:
             step_loss = self.train_step()
@@ -408,25 +362,18 @@ class Trainer:
 
     def checkpoint(self) -> None:
         """Write ``resume.pt`` atomically: weights, EMA, optimiser, scaler, scheduler, step, RNG and hook states."""
-        state = {
-            "format": RESUME_FORMAT,
-            "step": self.step,
-            "elapsed_s": self.elapsed(),
-            "config": self.cfg.to_dict(),
-            "model": self.core.state_dict(),
-            "ema": self.ema.module.state_dict() if self.ema is not None else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict(),
-            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
-            "best": self.best,
-            "rng": rng_state(),
-        }
-        for hook in self.hooks:
-            extra = hook.state_dict()
-            clash = sorted(set(extra) & set(state))
-            if clash:
-                raise ValueError(f"{type(hook).__name__}.state_dict() reuses resume.pt keys {clash}")
-            state.update(extra)
+        state = resume_state(
+            step=self.step,
+            elapsed_s=self.elapsed(),
+            cfg=self.cfg,
+            model=self.core,
+            ema=self.ema.module if self.ema is not None else None,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            scaler=self.scaler,
+            best=self.best,
+            hooks=self.hooks,
+        )
         atomic_torch_save(state, self.resume_path)
 
     def finish(self) -> dict[str, Any]:
