@@ -46,4 +46,7 @@ class Hook:
         return {}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Restore from a loaded ``resume.pt`` (the whole file, as a mapping)."""
+        """Restore from a loaded ``resume.pt`` (the whole file, as a mapping).
+
+        The file may come from a run without this hook: treat a missing key as "nothing to restore".
+        """

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from byu_motor.config import Config
+
+if TYPE_CHECKING:
+    from timm.scheduler import CosineLRScheduler
 
 AMP_MODES = ("fp16", "bf16", "none")
 
@@ -25,7 +29,7 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
     return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.train.lr)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config):
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> CosineLRScheduler:
     """timm's cosine schedule with linear warmup, stepped per optimiser step (``step_update(step)``)."""
     from timm.scheduler import CosineLRScheduler
 
