@@ -58,6 +58,26 @@ def init_distributed(backend: str | None = None) -> DistInfo:
     return DistInfo(rank, world, local_rank)
 
 
+def pick_device(info: DistInfo, device: str | torch.device | None = None) -> torch.device:
+    """The device this process trains on; on CPU under torchrun, also its share of the cores.
+
+    Args:
+        info: this process's place in the process group.
+        device: requested device; default CUDA (``cuda:LOCAL_RANK`` under torchrun) when available, else CPU.
+            A plain ``"cuda"`` means this process's GPU under torchrun, else GPU 0.
+    """
+    if device is None:
+        device = f"cuda:{info.local_rank}" if torch.cuda.is_available() else "cpu"
+    device = torch.device(device)
+    if device.type == "cuda":
+        if device.index is None:
+            device = torch.device("cuda", info.local_rank)
+        torch.cuda.set_device(device)
+    elif info.enabled:  # CPU processes would otherwise oversubscribe the cores
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // info.world_size))
+    return device
+
+
 def cleanup_distributed() -> None:
     """Leave the process group (if one was joined)."""
     if dist.is_available() and dist.is_initialized():

@@ -1,0 +1,109 @@
+"""What a training run reads: the train / validation split, the cached training volumes, the batch loader."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from byu_motor.config import Config, TrainConfig
+from byu_motor.train.distributed import DistInfo, ShardedRangeSampler, barrier
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from byu_motor.data.cache import CachedVolume
+    from byu_motor.data.dataset import PatchDataset
+    from byu_motor.data.layout import TomoRecord
+
+
+def split_folds(
+    records: dict[str, TomoRecord],
+    cfg: Config,
+    out_dir: Path,
+    info: DistInfo,
+    val_ids: Sequence[str] | None,
+) -> tuple[list[str], list[str]]:
+    """Train / validation tomo_ids: explicit ``val_ids``, else fold ``cfg.train.fold`` of ``folds.csv``.
+
+    ``out_dir/folds.csv`` is written once by the main process (seeded by ``cfg.train.seed``) and read on every
+    later run, so a resumed run validates on the same tomograms.
+
+    Raises:
+        ValueError: for ``val_ids`` not in ``records``, a ``folds.csv`` missing some of them, or a fold
+            outside ``0..n_folds - 1``.
+    """
+    ids = list(records)
+    if val_ids is not None:
+        val = [tid for tid in ids if tid in set(val_ids)]
+        missing = sorted(set(val_ids) - set(ids))
+        if missing:
+            raise ValueError(f"val_ids not in train_labels.csv: {missing[:5]}")
+        return [tid for tid in ids if tid not in set(val)], val
+    t = cfg.train
+    if t.n_folds <= 1 or t.fold < 0:
+        return ids, []
+    from byu_motor.data.folds import make_folds, read_folds, write_folds
+
+    path = out_dir / "folds.csv"
+    if info.is_main and not path.exists():
+        write_folds(path, make_folds(records, t.n_folds, t.seed))
+    barrier()
+    folds = read_folds(path)
+    unknown = sorted(set(ids) - set(folds))
+    if unknown:
+        raise ValueError(
+            f"{path}: no fold for {len(unknown)} tomogram(s), e.g. {unknown[:3]}; delete it to re-split"
+        )
+    if not 0 <= t.fold < t.n_folds:
+        raise ValueError(f"train.fold={t.fold} is outside 0..{t.n_folds - 1}")
+    val = [tid for tid in ids if int(folds[tid]) == t.fold]
+    return [tid for tid in ids if int(folds[tid]) != t.fold], val
+
+
+def load_volumes(
+    data_dir: Path, records: dict[str, TomoRecord], ids: list[str], cfg: Config, info: DistInfo
+) -> list[CachedVolume]:
+    """Resampled cached volumes of the training tomograms (rank 0 fills the cache, the others then read it)."""
+    from byu_motor.data.cache import VolumeCache
+
+    cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else data_dir / ".byu_cache"
+    cache = VolumeCache(cache_dir, cfg.data)
+    if info.is_main:
+        vols = [cache.get(data_dir / "train" / tid, records[tid]) for tid in ids]
+    barrier()
+    if not info.is_main:
+        vols = [cache.get(data_dir / "train" / tid, records[tid]) for tid in ids]
+    return vols
+
+
+def make_loader(
+    dataset: PatchDataset,
+    train_cfg: TrainConfig,
+    first_batch: int,
+    n_batches: int,
+    info: DistInfo,
+    device: torch.device,
+) -> DataLoader:
+    """A loader of this process's micro-batches among global micro-batches ``first_batch .. n_batches - 1``.
+
+    Its workers are not persistent: each new loader's workers copy the dataset as it is then (e.g. after
+    hard negatives were set).
+    """
+    from torch.utils.data import DataLoader
+
+    from byu_motor.data.dataset import collate_patches
+
+    sampler = ShardedRangeSampler(first_batch, n_batches, train_cfg.batch_size, info.rank, info.world_size)
+    return DataLoader(
+        dataset,
+        batch_size=train_cfg.batch_size,
+        sampler=sampler,
+        num_workers=train_cfg.num_workers,
+        collate_fn=collate_patches,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=False,
+    )
