@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from byu_motor.data import synth
+from byu_motor import synth
 from byu_motor.data.bands import SIDES, detect_edge_bands, remove_edge_bands
 
 
