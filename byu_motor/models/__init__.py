@@ -16,6 +16,7 @@ from byu_motor.models.encoders import ENCODERS
 from byu_motor.models.heads import HEADS
 from byu_motor.models.necks import NECKS
 from byu_motor.models.registry import Registry
+from byu_motor.models.rescorer import CropClassifier, create_rescorer
 
 __all__ = [
     "ENCODERS",
@@ -24,10 +25,12 @@ __all__ = [
     "NECKS",
     "CheckpointError",
     "CheckpointHeader",
+    "CropClassifier",
     "Detector",
     "LoadedCheckpoint",
     "Registry",
     "create_model",
+    "create_rescorer",
     "load_checkpoint",
     "read_checkpoint_config",
     "save_checkpoint",

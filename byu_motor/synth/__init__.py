@@ -19,10 +19,8 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from byu_motor._lazy import lazy_exports
 
-# public name -> submodule; imported on first use so that the package stays light to import
 _EXPORTS = {
     "ABLATABLE": "distractors",
     "ablation_kinds": "distractors",
@@ -41,14 +39,4 @@ _EXPORTS = {
     "lookalikes_above": "explain",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_EXPORTS))
+__all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
