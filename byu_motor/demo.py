@@ -99,8 +99,8 @@ def fold_configs(preset: str, settings: DemoSettings) -> list[Config]:
     Raises:
         ValueError: for an assignment to an unknown key or with a bad value (from ``Config.override``).
     """
-    from byu_motor.data.synth import TEST_SPACING_A
     from byu_motor.presets import get_preset
+    from byu_motor.synth import TEST_SPACING_A
 
     shared = [f"train.n_folds={settings.n_folds}", f"train.seed={settings.seed}"]
     shared.append(f"infer.test_spacing_a={TEST_SPACING_A / settings.scale}")
@@ -134,14 +134,13 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
 
     Returns:
         ``f2``, ``precision``, ``recall``, ``tp``, ``fp``, ``fn``, ``misplaced``, ``error_sources`` (what the
-        false positives and misplaced predictions hit, :func:`~byu_motor.data.synth_explain.error_sources`),
+        false positives and misplaced predictions hit, :func:`~byu_motor.synth.explain.error_sources`),
         ``threshold``, ``timings_s`` (per stage), ``paths``.
     """
-    from byu_motor.data.synth import generate_dataset
-    from byu_motor.data.synth_explain import error_sources
     from byu_motor.infer.recipe import Member, resolve_infer
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score_details
+    from byu_motor.synth import error_sources, generate_dataset
     from byu_motor.train.engine import train
 
     s = settings or DemoSettings()
@@ -219,7 +218,7 @@ ENSEMBLE_WORDS = {"logits": "the checkpoints' logits averaged", "fusion": "the c
 
 
 def _report(r: dict[str, Any], s: DemoSettings) -> str:
-    from byu_motor.data.synth_explain import format_sources
+    from byu_motor.synth import format_sources
 
     lines = [
         "# byu_motor demo report",

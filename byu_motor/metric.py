@@ -18,6 +18,17 @@ import pandas as pd
 if TYPE_CHECKING:
     from byu_motor.data.layout import TomoRecord
 
+__all__ = [
+    "AXES",
+    "SPACING",
+    "MetricError",
+    "fbeta",
+    "score",
+    "score_details",
+    "validation_details",
+    "wrong_predictions",
+]
+
 AXES = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
 SPACING = "Voxel spacing"
 

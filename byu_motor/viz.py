@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,53 @@ def _projection_image(
         cell = (orig + 0.5) * (original.spacing_a[axis] / heatmap_grid.spacing_a[axis]) - 0.5
         index.append(np.clip(np.rint(cell).astype(np.int64), 0, proj.shape[axis - 1] - 1))
     return _hot(proj[np.ix_(index[0], index[1])])
+
+
+def _canvas(slice_yx: np.ndarray, projection: np.ndarray) -> Image.Image:
+    """Black canvas with a title bar over [the slice scaled to the projection's size | the projection]."""
+    hp, wp = projection.shape[:2]
+    slice_img = Image.fromarray(np.ascontiguousarray(slice_yx).astype(np.uint8), mode="L")
+    if (hp, wp) != slice_yx.shape:
+        slice_img = slice_img.resize((wp, hp), Image.Resampling.BILINEAR)
+    canvas = Image.new("RGB", (2 * wp + GAP, TITLE_H + hp), (0, 0, 0))
+    canvas.paste(slice_img.convert("RGB"), (0, TITLE_H))
+    canvas.paste(Image.fromarray(projection, mode="RGB"), (wp + GAP, TITLE_H))
+    return canvas
+
+
+@dataclass(frozen=True)
+class _Marks:
+    """Draws markers at original voxels ``(y, x)`` on the two panels of a preview canvas.
+
+    Args:
+        draw: the canvas's drawing context.
+        fy: panel pixels per original voxel along y.
+        fx: panel pixels per original voxel along x.
+        wp: panel width in pixels.
+        radius: circle radius in panel pixels.
+    """
+
+    draw: ImageDraw.ImageDraw
+    fy: float
+    fx: float
+    wp: int
+    radius: float
+
+    def to_px(self, y: float, x: float, panel: int) -> tuple[float, float]:
+        return panel * (self.wp + GAP) + (x + 0.5) * self.fx - 0.5, TITLE_H + (y + 0.5) * self.fy - 0.5
+
+    def circle(self, y: float, x: float, colour: tuple[int, int, int]) -> None:
+        """A circle of ``radius`` on both panels."""
+        r = self.radius
+        for panel in (0, 1):
+            cx, cy = self.to_px(y, x, panel)
+            self.draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=colour, width=2)
+
+    def cross(self, y: float, x: float, colour: tuple[int, int, int], panel: int, size: float = 4) -> None:
+        """A cross on one panel."""
+        cx, cy = self.to_px(y, x, panel)
+        self.draw.line((cx - size, cy, cx + size, cy), fill=colour)
+        self.draw.line((cx, cy - size, cx, cy + size), fill=colour)
 
 
 def save_preview(
@@ -95,39 +143,18 @@ def save_preview(
 
     best = list(candidates[0]) if len(candidates) else None
     z0 = int(np.clip(round(best[0]), 0, n_z - 1)) if best is not None else n_z // 2
-    slice_img = Image.fromarray(np.ascontiguousarray(volume[z0]).astype(np.uint8), mode="L")
-    if (hp, wp) != (n_y, n_x):
-        slice_img = slice_img.resize((wp, hp), Image.Resampling.BILINEAR)
-    proj_img = Image.fromarray(_projection_image(heatmap, heatmap_grid, original, (hp, wp)), mode="RGB")
-
-    canvas = Image.new("RGB", (2 * wp + GAP, TITLE_H + hp), (0, 0, 0))
-    canvas.paste(slice_img.convert("RGB"), (0, TITLE_H))
-    canvas.paste(proj_img, (wp + GAP, TITLE_H))
+    canvas = _canvas(volume[z0], _projection_image(heatmap, heatmap_grid, original, (hp, wp)))
     draw = ImageDraw.Draw(canvas)
-    radius = HIT_RADIUS_A / float(spacing_a) * (fx + fy) / 2
-
-    def to_px(y: float, x: float, panel: int) -> tuple[float, float]:
-        return panel * (wp + GAP) + (x + 0.5) * fx - 0.5, TITLE_H + (y + 0.5) * fy - 0.5
-
-    def circle(y: float, x: float, colour: tuple[int, int, int]) -> None:
-        for panel in (0, 1):
-            cx, cy = to_px(y, x, panel)
-            draw.ellipse((cx - radius, cy - radius, cx + radius, cy + radius), outline=colour, width=2)
-
-    def cross(y: float, x: float, colour: tuple[int, int, int], panel: int, size: float = 4) -> None:
-        cx, cy = to_px(y, x, panel)
-        draw.line((cx - size, cy, cx + size, cy), fill=colour)
-        draw.line((cx, cy - size, cx, cy + size), fill=colour)
-
+    marks = _Marks(draw, fy, fx, wp, HIT_RADIUS_A / float(spacing_a) * (fx + fy) / 2)
     truth_arr = np.asarray(truth, dtype=np.float64).reshape(-1, 3) if truth is not None else np.zeros((0, 3))
     for _tz, ty, tx in truth_arr:
-        circle(ty, tx, TRUTH_RGB)
+        marks.circle(ty, tx, TRUTH_RGB)
     for cand in list(candidates)[1:]:
-        cross(cand[1], cand[2], OTHER_RGB, panel=1)
+        marks.cross(cand[1], cand[2], OTHER_RGB, panel=1)
     if best is not None:
         accepted = threshold is None or best[3] >= threshold
-        circle(best[1], best[2], DETECTION_RGB if accepted else BELOW_RGB)
-        cross(best[1], best[2], DETECTION_RGB if accepted else BELOW_RGB, panel=0, size=3)
+        marks.circle(best[1], best[2], DETECTION_RGB if accepted else BELOW_RGB)
+        marks.cross(best[1], best[2], DETECTION_RGB if accepted else BELOW_RGB, panel=0, size=3)
 
     legend = f"z={z0}/{n_z}  red: best ({'score ' + format(best[3], '.3f') if best else 'none'}), 1000 A"
     if len(truth_arr):

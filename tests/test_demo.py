@@ -10,8 +10,8 @@ from PIL import Image
 
 from byu_motor.cli import main
 from byu_motor.data.io import read_tomogram
-from byu_motor.data.synth_explain import KINDS, format_sources
 from byu_motor.models.checkpoint import read_checkpoint_config
+from byu_motor.synth import KINDS, format_sources
 from byu_motor.viz import GAP, TITLE_H
 
 

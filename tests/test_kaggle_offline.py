@@ -76,10 +76,10 @@ def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
     import torch
 
     from byu_motor.config import Config
-    from byu_motor.data.synth import generate_dataset
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score
     from byu_motor.presets import get_preset
+    from byu_motor.synth import generate_dataset
     from byu_motor.train.engine import train
 
     # 1. wheels for this machine: the constraints are this environment's own versions.

@@ -67,8 +67,8 @@ def parse_fold_sets(items: list[str], same: bool) -> dict[int, list[str]] | None
 
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print, last, ``F2 = ...``."""
-    from byu_motor.data.synth_explain import format_sources
     from byu_motor.demo import DemoSettings, fold_configs, pick_preset, run_demo
+    from byu_motor.synth import format_sources
 
     try:
         fold_overrides = parse_fold_sets(args.fold_sets, args.same_folds)

@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         import json
         from pathlib import Path
 
-        from byu_motor.data.synth_explain import error_sources, format_sources
+        from byu_motor.synth import error_sources, format_sources
 
         src = error_sources(
             solution, submission, json.loads(Path(args.synth_meta).read_text()), args.distance_a

@@ -32,7 +32,7 @@ def run(args: argparse.Namespace) -> int:
     """Generate the dataset; returns the exit code."""
     import time
 
-    from byu_motor.data.synth import ablation_kinds, generate_dataset
+    from byu_motor.synth import ablation_kinds, generate_dataset
 
     if args.n_train < 0 or args.n_test < 0:
         print(f"synth: --n-train and --n-test must be >= 0, got {args.n_train}, {args.n_test}")

@@ -94,6 +94,38 @@ def _parse_int(text: str, column: str, where: str, minimum: int) -> int:
     return int(value)
 
 
+def _parse_row(row: Mapping[str, str], where: str) -> tuple[str, tuple, tuple, float, int]:
+    """``(tomo_id, coords, shape, spacing_a, count)`` of one label row; ``where`` names it in errors."""
+    if None in row.values() or None in row:
+        raise LabelError(f"{where}: wrong number of fields")
+    tomo_id = row["tomo_id"].strip()
+    if not tomo_id:
+        raise LabelError(f"{where}: empty tomo_id")
+    coords = tuple(_parse_number(row[c], c, where) for c in MOTOR_COLUMNS)
+    shape = tuple(_parse_int(row[c], c, where, minimum=1) for c in SHAPE_COLUMNS)
+    spacing_a = _parse_number(row[SPACING_COLUMN], SPACING_COLUMN, where)
+    if spacing_a <= 0:
+        raise LabelError(f"{where}: voxel spacing must be positive, got {spacing_a}")
+    count = _parse_int(row[COUNT_COLUMN], COUNT_COLUMN, where, minimum=0)
+    return tomo_id, coords, shape, spacing_a, count
+
+
+def _is_motor(coords: tuple, shape: tuple, tomo_id: str, where: str) -> bool:
+    """True for a motor inside ``shape``, False for a ``-1`` (no motor) row; anything else raises."""
+    n_missing = sum(c == -1 for c in coords)
+    if n_missing == 3:
+        return False
+    if n_missing:
+        raise LabelError(f"{where}: partial -1 coordinates {coords} (all three or none must be -1)")
+    for axis, (c, n) in enumerate(zip(coords, shape)):
+        # Voxel centres run from 0 to n - 1; anything else is not a position in this volume.
+        if not 0 <= c <= n - 1:
+            raise LabelError(
+                f"{where}: motor {coords} of {tomo_id} lies outside its array shape {shape} (axis {axis})"
+            )
+    return True
+
+
 def read_labels(csv_path: str | Path) -> dict[str, TomoRecord]:
     """Read ``train_labels.csv`` into one :class:`TomoRecord` per tomogram.
 
@@ -127,17 +159,7 @@ def read_labels(csv_path: str | Path) -> dict[str, TomoRecord]:
         first_row: dict[str, str] = {}
         for row in reader:
             where = f"{csv_path}: row_id {row.get('row_id')!r} (line {reader.line_num})"
-            if None in row.values() or None in row:
-                raise LabelError(f"{where}: wrong number of fields")
-            tomo_id = row["tomo_id"].strip()
-            if not tomo_id:
-                raise LabelError(f"{where}: empty tomo_id")
-            coords = tuple(_parse_number(row[c], c, where) for c in MOTOR_COLUMNS)
-            shape = tuple(_parse_int(row[c], c, where, minimum=1) for c in SHAPE_COLUMNS)
-            spacing_a = _parse_number(row[SPACING_COLUMN], SPACING_COLUMN, where)
-            if spacing_a <= 0:
-                raise LabelError(f"{where}: voxel spacing must be positive, got {spacing_a}")
-            count = _parse_int(row[COUNT_COLUMN], COUNT_COLUMN, where, minimum=0)
+            tomo_id, coords, shape, spacing_a, count = _parse_row(row, where)
             if tomo_id not in shapes:
                 shapes[tomo_id], spacings[tomo_id], counts[tomo_id] = shape, spacing_a, count  # type: ignore[assignment]
                 motors[tomo_id] = []
@@ -152,20 +174,10 @@ def read_labels(csv_path: str | Path) -> dict[str, TomoRecord]:
                         raise LabelError(
                             f"{where}: {tomo_id} has {name} {new} here but {known} at {first_row[tomo_id]}"
                         )
-            n_missing = sum(c == -1 for c in coords)
-            if n_missing == 3:
-                empty_row[tomo_id] = where
-            elif n_missing:
-                raise LabelError(f"{where}: partial -1 coordinates {coords} (all three or none must be -1)")
-            else:
-                for axis, (c, n) in enumerate(zip(coords, shape)):
-                    # Voxel centres run from 0 to n - 1; anything else is not a position in this volume.
-                    if not 0 <= c <= n - 1:
-                        raise LabelError(
-                            f"{where}: motor {coords} of {tomo_id} lies outside its array shape {shape} "
-                            f"(axis {axis})"
-                        )
+            if _is_motor(coords, shape, tomo_id, where):
                 motors[tomo_id].append(coords)  # type: ignore[arg-type]
+            else:
+                empty_row[tomo_id] = where
             if tomo_id in empty_row and motors[tomo_id]:
                 raise LabelError(
                     f"{where}: {tomo_id} has a -1 (no motor) row at {empty_row[tomo_id]} and motor rows"

@@ -222,62 +222,78 @@ class SlidingWindow:
         step = max(1, int(round((volume.size / 1e6) ** (1 / 3))))
         pad_grey = float(volume[::step, ::step, ::step].mean())
 
-        # Per-axis weight profiles of every window start; a window's 3-D weight is their outer product.
+        profiles = self._weight_profiles(starts, patch, padded, cells)
+        if self.merge == "mean":
+            acc = torch.zeros(heat_shape, dtype=torch.float32, device=dev)
+        else:
+            acc = torch.full(heat_shape, float("-inf"), dtype=torch.float32, device=dev)
+        windows = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+        with torch.inference_mode():
+            self._accumulate(acc, model, volume, windows, st, patch, cells, normalizer, pad_grey, profiles)
+        if self.merge == "mean":
+            _divide_by_weight_sum(acc, profiles, st, cells)
+        z, y, x = (-(-n // s) for n, s in zip(volume.shape, st))
+        return acc[:z, :y, :x]
+
+    def _weight_profiles(
+        self,
+        starts: list[list[int]],
+        patch: tuple[int, ...],
+        padded: tuple[int, ...],
+        cells: tuple[int, ...],
+    ) -> list[dict[int, torch.Tensor]]:
+        """Per axis, the 1-D weight profile of every window start; a window's 3-D weight is their outer product."""
         ramp = [max(1, int(round(c * self.overlap))) for c in cells]
         profiles = []
         for a in range(3):
             prof = {}
             for t in starts[a]:
                 w1 = border_ramp(cells[a], ramp[a], self.border_weight, t == 0, t + patch[a] == padded[a])
-                prof[t] = torch.from_numpy(w1).to(dev)
+                prof[t] = torch.from_numpy(w1).to(self.device)
             profiles.append(prof)
-        uniform = self.border_weight >= 1.0
-        if self.merge == "mean":
-            acc = torch.zeros(heat_shape, dtype=torch.float32, device=dev)
-        else:
-            acc = torch.full(heat_shape, float("-inf"), dtype=torch.float32, device=dev)
+        return profiles
 
-        windows = [(z, y, x) for z in starts[0] for y in starts[1] for x in starts[2]]
+    def _accumulate(
+        self,
+        acc: torch.Tensor,
+        model: nn.Module,
+        volume: np.ndarray,
+        windows: list[tuple[int, int, int]],
+        st: tuple[int, int, int],
+        patch: tuple[int, ...],
+        cells: tuple[int, ...],
+        normalizer: Normalizer,
+        pad_grey: float,
+        profiles: list[dict[int, torch.Tensor]],
+    ) -> None:
+        """Run every window (batches halved on CUDA out-of-memory) and merge its logits into ``acc``."""
+        uniform = self.border_weight >= 1.0
         i = 0
         bs = self.batch_windows
-        with torch.inference_mode():
-            while i < len(windows):
-                chunk = windows[i : i + bs]
-                try:
-                    logits = self._forward(model, volume, chunk, patch, cells, normalizer, pad_grey)
-                except torch.cuda.OutOfMemoryError:
-                    if bs == 1:
-                        raise
-                    bs = max(1, bs // 2)
-                    self.oom_retries += 1
-                    log.warning("out of memory with %d windows per batch; retrying with %d", 2 * bs, bs)
-                    if torch.cuda.is_available():
-                        torch.cuda.empty_cache()
-                    continue
-                for (z0, y0, x0), lg in zip(chunk, logits):
-                    cz, cy, cx = z0 // st[0], y0 // st[1], x0 // st[2]
-                    sl = (slice(cz, cz + cells[0]), slice(cy, cy + cells[1]), slice(cx, cx + cells[2]))
-                    if self.merge == "max":
-                        acc[sl] = torch.maximum(acc[sl], lg)
-                    elif uniform:
-                        acc[sl].add_(lg)
-                    else:
-                        pz, py, px = profiles[0][z0], profiles[1][y0], profiles[2][x0]
-                        acc[sl].addcmul_(lg, pz[:, None, None] * py[None, :, None] * px[None, None, :])
-                i += len(chunk)
-        if self.merge == "mean":
-            # The windows form a Cartesian grid of per-axis starts and each weight is a product of per-axis
-            # profiles, so the weight sum is separable: sum_ijk a_i(z) b_j(y) c_k(x) = A(z) B(y) C(x). No
-            # second heatmap-sized buffer is needed.
-            for a in range(3):
-                total = torch.zeros(heat_shape[a], dtype=torch.float32, device=dev)
-                for t, prof in profiles[a].items():
-                    total[t // st[a] : t // st[a] + cells[a]] += prof
-                shape = [1, 1, 1]
-                shape[a] = -1
-                acc.div_(total.reshape(shape))
-        z, y, x = (-(-n // s) for n, s in zip(volume.shape, st))
-        return acc[:z, :y, :x]
+        while i < len(windows):
+            chunk = windows[i : i + bs]
+            try:
+                logits = self._forward(model, volume, chunk, patch, cells, normalizer, pad_grey)
+            except torch.cuda.OutOfMemoryError:
+                if bs == 1:
+                    raise
+                bs = max(1, bs // 2)
+                self.oom_retries += 1
+                log.warning("out of memory with %d windows per batch; retrying with %d", 2 * bs, bs)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            for (z0, y0, x0), lg in zip(chunk, logits):
+                cz, cy, cx = z0 // st[0], y0 // st[1], x0 // st[2]
+                sl = (slice(cz, cz + cells[0]), slice(cy, cy + cells[1]), slice(cx, cx + cells[2]))
+                if self.merge == "max":
+                    acc[sl] = torch.maximum(acc[sl], lg)
+                elif uniform:
+                    acc[sl].add_(lg)
+                else:
+                    pz, py, px = profiles[0][z0], profiles[1][y0], profiles[2][x0]
+                    acc[sl].addcmul_(lg, pz[:, None, None] * py[None, :, None] * px[None, None, :])
+            i += len(chunk)
 
     def _forward(
         self,
@@ -321,3 +337,21 @@ class SlidingWindow:
         if len(self.views) > 1:
             out.div_(len(self.views))
         return out[:, 0]
+
+
+def _divide_by_weight_sum(
+    acc: torch.Tensor, profiles: list[dict[int, torch.Tensor]], st: Sequence[int], cells: Sequence[int]
+) -> None:
+    """Divide the weighted sum ``acc`` by the sum of the window weights, in place.
+
+    The windows form a Cartesian grid of per-axis starts and each weight is a product of per-axis
+    profiles, so the weight sum is separable: sum_ijk a_i(z) b_j(y) c_k(x) = A(z) B(y) C(x). No second
+    heatmap-sized buffer is needed.
+    """
+    for a in range(3):
+        total = torch.zeros(acc.shape[a], dtype=torch.float32, device=acc.device)
+        for t, prof in profiles[a].items():
+            total[t // st[a] : t // st[a] + cells[a]] += prof
+        shape = [1, 1, 1]
+        shape[a] = -1
+        acc.div_(total.reshape(shape))

@@ -96,6 +96,50 @@ class X3DBlock(nn.Module):
         return self.relu(y + self.shortcut(x))
 
 
+def _stem(in_channels: int, stem_width: int, stem: tuple[int, int, int]) -> nn.Sequential:
+    """X3D's factorised stem: conv 1x3x3 with in-plane stride, depthwise conv 5x1x1 with z stride, BN, ReLU."""
+    return nn.Sequential(
+        nn.Conv3d(
+            in_channels,
+            stem_width,
+            (1, 3, 3),
+            stride=(1, stem[1], stem[2]),
+            padding=(0, 1, 1),
+            bias=False,
+        ),
+        nn.Conv3d(
+            stem_width,
+            stem_width,
+            (5, 1, 1),
+            stride=(stem[0], 1, 1),
+            padding=(2, 0, 0),
+            groups=stem_width,
+            bias=False,
+        ),
+        nn.BatchNorm3d(stem_width),
+        nn.ReLU(inplace=True),
+    )
+
+
+def _stage(
+    channels: int, width: int, depth: int, stride: tuple[int, int, int], expansion: float, se_ratio: float
+) -> nn.Sequential:
+    """``depth`` X3D blocks, strided in the first; SE on every other block (the 1st, 3rd, ...)."""
+    inner = int(round(expansion * width))
+    blocks = [
+        X3DBlock(
+            channels if i == 0 else width,
+            width,
+            inner,
+            stride=stride if i == 0 else (1, 1, 1),
+            use_se=i % 2 == 0,
+            se_ratio=se_ratio,
+        )
+        for i in range(depth)
+    ]
+    return nn.Sequential(*blocks)
+
+
 def build_x3d(
     name: str,
     *,
@@ -139,44 +183,10 @@ def build_x3d(
     stem = as_triple(stem_stride, "stem_stride")
     strides = [as_triple(s, "stage_strides") for s in stage_strides]
     stem_width = stem_width or widths[0]
-    stages: list[nn.Module] = [
-        nn.Sequential(
-            nn.Conv3d(
-                in_channels,
-                stem_width,
-                (1, 3, 3),
-                stride=(1, stem[1], stem[2]),
-                padding=(0, 1, 1),
-                bias=False,
-            ),
-            nn.Conv3d(
-                stem_width,
-                stem_width,
-                (5, 1, 1),
-                stride=(stem[0], 1, 1),
-                padding=(2, 0, 0),
-                groups=stem_width,
-                bias=False,
-            ),
-            nn.BatchNorm3d(stem_width),
-            nn.ReLU(inplace=True),
-        )
-    ]
+    stages: list[nn.Module] = [_stem(in_channels, stem_width, stem)]
     channels = stem_width
     for width, depth, stride in zip(widths, depths, strides):
-        inner = int(round(expansion * width))
-        blocks = [
-            X3DBlock(
-                channels if i == 0 else width,
-                width,
-                inner,
-                stride=stride if i == 0 else (1, 1, 1),
-                use_se=i % 2 == 0,
-                se_ratio=se_ratio,
-            )
-            for i in range(depth)
-        ]
-        stages.append(nn.Sequential(*blocks))
+        stages.append(_stage(channels, width, depth, stride, expansion, se_ratio))
         channels = width
     encoder = StagedEncoder(
         stages, [stem_width, *widths], cumulative_strides(stem, strides), grad_checkpointing

@@ -11,9 +11,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from byu_motor.data import synth
-from byu_motor.data import synth_render as R
+from byu_motor import synth
 from byu_motor.data.layout import read_labels
+from byu_motor.synth import spec as synth_spec
+from byu_motor.synth.cells import cell_sdf_at
 
 LABEL_COLUMNS = [
     "row_id",
@@ -231,13 +232,13 @@ def test_sampler_distributions() -> None:
             assert edge <= m[1] <= s.shape[1] - 1 - edge and edge <= m[2] <= s.shape[2] - 1 - edge
             assert 0 <= m[0] < s.shape[0]
             # the motor sits in the envelope of a cell: label depth below the outer membrane is right
-            depths = [(-R.cell_sdf_at(c, m[None], s.spacing_a)[0][0], c.periplasm_nm) for c in s.cells]
-            err = min(abs(d - (p + synth.MOTOR_BELOW_INNER_NM)) for d, p in depths)
+            depths = [(-cell_sdf_at(c, m[None], s.spacing_a)[0][0], c.periplasm_nm) for c in s.cells]
+            err = min(abs(d - (p + synth_spec.MOTOR_BELOW_INNER_NM)) for d, p in depths)
             assert err < 1.5 * voxel_nm
             zfrac.append(m[0] / s.shape[0])
         if len(s.motors) > 1:
             d = np.linalg.norm(s.motors[:, None] - s.motors[None], axis=-1) * voxel_nm
-            assert d[np.triu_indices(len(s.motors), 1)].min() >= synth.MIN_MOTOR_SEPARATION_NM
+            assert d[np.triu_indices(len(s.motors), 1)].min() >= synth_spec.MIN_MOTOR_SEPARATION_NM
     assert 0.38 <= np.median(zfrac) <= 0.55
     test_counts = [len(synth.draw_spec(rng, 0.25, "test").motors) for _ in range(100)]
     assert set(test_counts) <= {0, 1} and 0.3 <= np.mean(test_counts) <= 0.7
@@ -246,7 +247,7 @@ def test_sampler_distributions() -> None:
 def test_sample_tomogram_spec_scale() -> None:
     tomo_id, shape, spacing_a, motors = synth.sample_tomogram_spec(np.random.default_rng(4), 0.5, "train")
     assert tomo_id.startswith("tomo_")
-    real = [row for row in synth.SHAPE_SPACING_TABLE if row[3] == pytest.approx(spacing_a * 0.5)]
+    real = [row for row in synth_spec.SHAPE_SPACING_TABLE if row[3] == pytest.approx(spacing_a * 0.5)]
     assert any(shape == tuple(round(v * 0.5) for v in row[:3]) for row in real)
     assert motors.shape[1] == 3
 

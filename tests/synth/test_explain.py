@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from byu_motor.data import synth
-from byu_motor.data.synth_explain import KINDS, error_sources, explain_point, format_sources, lookalikes_above
+from byu_motor import synth
+from byu_motor.synth import KINDS, error_sources, explain_point, format_sources, lookalikes_above
 
 AXES = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
 

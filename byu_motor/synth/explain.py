@@ -1,6 +1,6 @@
 """Name the synthetic object behind each false positive and each misplaced prediction.
 
-:func:`byu_motor.data.synth.generate_dataset` records, per tomogram in ``synth_meta.json``, the motor
+:func:`byu_motor.synth.generate_dataset` records, per tomogram in ``synth_meta.json``, the motor
 look-alikes it drew (storage granules, ring-only decoys, vesicles, gold fiducials) and the reconstruction
 edge bands. Matching a wrong prediction against them turns "FP 4" into "granule 2, decoy 1, other 1": the
 figure that says what a detector confuses with a motor.
