@@ -72,6 +72,15 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
             assert im.format == "PNG" and im.mode == "RGB"
             assert im.size == (2 * shape[2] + GAP, TITLE_H + shape[1])
 
+    # the checkpoints alone reproduce the demo's submission: `predict --recipe ensemble.json`, no --set
+    again = tmp_path / "again.csv"
+    argv = ["predict", str(out / "data"), "--recipe", str(out / "ensemble.json"), "--out", str(again)]
+    assert main([*argv, "--devices", "cpu", "--quiet"]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(again), sub)
+    demo_cands = {r["tomo_id"]: r["candidates"] for r in records if "candidates" in r}
+    lines = (tmp_path / "again.csv.partial.jsonl").read_text().splitlines()
+    assert {r["tomo_id"]: r["candidates"] for r in map(json.loads, lines) if "candidates" in r} == demo_cands
+
 
 @pytest.mark.parametrize(("cuda", "expected"), [(False, "tiny"), (True, "tiny_fine_gpu")])
 def test_demo_picks_a_preset_made_for_synthetic_data(monkeypatch, cuda, expected):
