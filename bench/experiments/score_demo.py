@@ -91,9 +91,9 @@ def settings_tag(cfg: InferConfig) -> str:
 
 #: ``--set`` keys that :func:`settings_tag` names from the effective config; any other by its own text
 NAMED_KEYS = ("infer.scales", "infer.scale_merge", "infer.ensemble")
-#: ``--set`` keys that do not change the cached candidates (the steps run after the cache) and the ones the
-#: cache never named (the TTA views, the assumed spacing), so they name no cache
-UNNAMED_KEYS = ("infer.steps", "infer.tta", "infer.test_spacing_a")
+#: ``--set`` keys that do not change the cached candidates (the candidate steps run after the cache), so they
+#: name no cache
+UNNAMED_KEYS = ("infer.steps",)
 
 
 def override_tag(overrides: list[str]) -> str:
