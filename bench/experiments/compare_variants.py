@@ -13,9 +13,9 @@ quantiles; :func:`byu_motor.postprocess.threshold.resampled_quantile_sweep`) and
 (0.3 where the preset has none), and how many of the set's storage granules
 and ring-only decoys score at or above that quantile threshold
 (:func:`byu_motor.synth.lookalikes_above`). Last comes a markdown row with the mean of the
-cells, ready for RESULTS.md. Candidates are gated with the preset's envelope-context threshold
-(``--context-gate`` overrides it), also for checkpoints trained before the gate existed. Run it once with no
-``--set`` for the baseline, then once per variant:
+cells, ready for RESULTS.md. Candidates go through the preset's candidate steps (``infer.steps``), its
+envelope-context gate's threshold overridden by ``--context-gate``, also for checkpoints trained before the
+gate existed. Run it once with no ``--set`` for the baseline, then once per variant:
 
     python -m bench.experiments.compare_variants [--preset tiny] [--set train.lr=1e-3 ...] [--seeds 42,1,2]
         [--out /tmp/byu_bench/variants/NAME] [--keep] [--checkpoint best|last] [--sets A,B]
@@ -33,7 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -98,11 +100,36 @@ def test_records(data: Path) -> tuple[dict[str, TomoRecord], dict]:
     return records, meta
 
 
-def score_cell(checkpoint: Path, data: Path, gate: float, fixed: float) -> dict[str, float]:
+def gated_steps(steps: Sequence[str | Mapping[str, Any]], gate: float | None) -> tuple[Any, ...]:
+    """``steps`` (an ``InferConfig.steps`` recipe) with the ``context_gate`` step's threshold set to ``gate``.
+
+    ``None`` keeps the recipe as it is; 0 drops the gate; a positive ``gate`` where the recipe has no
+    ``context_gate`` step appends one with the step's default settings
+    (:class:`byu_motor.postprocess.context.ContextGateSettings`) at that threshold.
+    """
+    if gate is None:
+        return tuple(steps)
+    out: list[Any] = []
+    found = False
+    for spec in steps:
+        name = spec if isinstance(spec, str) else spec.get("name")
+        if name != "context_gate":
+            out.append(spec)
+            continue
+        found = True
+        if gate > 0:
+            out.append({**({} if isinstance(spec, str) else spec), "name": name, "threshold": float(gate)})
+    if gate > 0 and not found:
+        out.append({"name": "context_gate", "threshold": float(gate)})
+    return tuple(out)
+
+
+def score_cell(checkpoint: Path, data: Path, steps: tuple[Any, ...], fixed: float) -> dict[str, float]:
     """F2 at the best threshold and at the 0.4 quantile of ``checkpoint`` on ``data``'s test tomograms.
 
-    Candidates are gated with the envelope-context threshold ``gate`` (0: off) whatever the checkpoint's
-    own config says, so checkpoints trained before the gate existed are scored as the preset would now.
+    Candidates go through the candidate steps ``steps`` (``InferConfig.steps``: the preset's, its
+    envelope-context gate at ``--context-gate``, :func:`gated_steps`) whatever the checkpoint's own config
+    says, so checkpoints trained before the gate existed are scored as the preset would now.
 
     Returns:
         ``best``, ``q`` (F2 values), ``q50`` (expected F2 of the 0.4-quantile rule on sets of 60 drawn from
@@ -111,7 +138,7 @@ def score_cell(checkpoint: Path, data: Path, gate: float, fixed: float) -> dict[
         threshold ``fixed``) and ``granule``, ``decoy`` (``"above/drawn"`` at the quantile threshold).
     """
     loaded = load_checkpoint(checkpoint)
-    loaded.config.infer.context_gate = gate
+    loaded.config.infer.steps = steps
     records, meta = test_records(data)
     validator = Validator(loaded.config, data / "test", records, torch.device("cpu"))
     cands = validator.candidates(loaded.model, loaded.config.model.stride)
@@ -159,9 +186,9 @@ def main() -> None:
     evals = eval_sets(args.cache, args.n_eval, args.seed, args.sets, args.threads)
 
     infer = get_preset(args.preset).override(args.overrides).infer
-    gate = infer.context_gate if args.context_gate is None else args.context_gate
+    steps = gated_steps(infer.steps, args.context_gate)
     fixed = infer.threshold_value if infer.threshold == "fixed" else 0.3
-    print(f"context gate {gate:g}; fixed threshold for the t50 column {fixed:g}", flush=True)
+    print(f"candidate steps {list(steps)}; fixed threshold for the t50 column {fixed:g}", flush=True)
     cells: dict[tuple[int, str], dict] = {}
     for seed in seeds:
         run = args.out / f"seed{seed}"
@@ -172,7 +199,7 @@ def main() -> None:
             train(cfg, args.cache, run, resume=False, progress=False)
             print(f"seed {seed}: trained in {(time.perf_counter() - t0) / 60:.1f} min", flush=True)
         for name, path in evals.items():
-            cell = score_cell(run / f"{args.checkpoint}.pt", path, gate, fixed)
+            cell = score_cell(run / f"{args.checkpoint}.pt", path, steps, fixed)
             cells[(seed, name)] = cell
             print(
                 f"seed {seed}, set {name}: F2 best {cell['best']:.3f}, q{QUANTILE} {cell['q']:.3f} "

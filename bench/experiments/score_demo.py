@@ -2,9 +2,10 @@
 
 ``byu-motor demo`` scores its ensemble on its own 20 test tomograms, where one tomogram moves F2 by .02-.05
 and the seed moves it by up to .3 (bench/RESULTS.md). This script predicts the two larger synthetic sets of
-``bench.experiments.compare_variants`` (A: seed 1000, B: seed 2000; 60 tomograms each) with the checkpoints of one or more
-demo runs, the way the demo predicts (the run's preset's inference settings, the demo's assumed test
-spacing and TTA, the preset's ensemble mode), and prints per run and set:
+``bench.experiments.compare_variants`` (A: seed 1000, B: seed 2000; 60 tomograms each) with the checkpoints of one or
+more demo runs, the way the demo predicts (the recipe the checkpoints carry,
+:func:`byu_motor.infer.recipe.resolve_infer`: the assumed test spacing, TTA views, ensemble mode and
+candidate steps), and prints per run and set:
 
 - F2 at the best threshold and at each quantile, on the set as it is;
 - the expected F2 of each quantile rule on test sets of ``--n`` tomograms holding a motor with probability
@@ -19,14 +20,17 @@ served to choose settings for many sessions, C to check the context gate; D and 
 sixteenth session, F until the seventeenth, G (seed 7000) until the eighteenth, H and I (seeds 8000, 9000)
 until the twentieth, J (10000) until the twenty-first, K (11000) until the twenty-second; L (12000) is kept
 fresh: the newest set gives the honest figure for a setting chosen on the others. Candidates are cached
-before the envelope-context gate in ``DEMO_DIR/eval/<set>.json``; the run's preset's gate (or
-``--context-gate``; 0: off) is applied to them afterwards, as the predictor applies it to its final top-k.
-A second call only scores them again. ``--checkpoint last`` scores each fold's final weights instead of the
+before the candidate steps (``infer.steps``: the envelope-context gate) in ``DEMO_DIR/eval/<set>.json``; the
+run's steps, the gate's threshold overridden by ``--context-gate`` (0: off), are applied to them afterwards,
+as the predictor applies them to its final top-k. A second call only scores them again. ``--checkpoint last`` scores each fold's final weights instead of the
 ``best.pt`` the demo ensembles (picked on 8 validation tomograms), cached as ``<set><tag>-last.json``.
 
     python -m bench.experiments.score_demo DEMO_DIR [DEMO_DIR ...] [--sets A,B] [--context-gate G] [--n 20]
-        [--prevalence 0.5] [--tta flip_x] [--cache /tmp/byu_bench/synth_s025_40_20] [--set infer.KEY=VALUE]
-        [--checkpoint best|last]
+        [--prevalence 0.5] [--tta flip_x] [--scale S] [--cache /tmp/byu_bench/synth_s025_40_20]
+        [--set infer.KEY=VALUE] [--checkpoint best|last]
+
+``--tta`` defaults to the demo's ``flip_x`` (also for runs whose checkpoints predate the stored recipe;
+empty: the checkpoints' views); ``--scale`` overrides the checkpoints' assumed spacing (13.1 A / scale).
 
 About 1 min per set and run on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
 """
@@ -43,18 +47,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from byu_motor.config import Config, InferConfig
-from byu_motor.demo import demo_infer_config
+from byu_motor.config import InferConfig
+from byu_motor.data.grid import Grid
+from byu_motor.infer.recipe import Member, resolve_infer
 from byu_motor.infer.runner import default_predictor_factory, read_repaired
-from byu_motor.postprocess.context import apply_context_gate
+from byu_motor.postprocess.steps import build_steps, run_steps
 from byu_motor.postprocess.threshold import (
     best_threshold,
     quantile_sweep,
     resampled_fixed_sweep,
     resampled_quantile_sweep,
 )
+from byu_motor.synth import TEST_SPACING_A
 
-from .compare_variants import eval_sets, test_records
+from .compare_variants import eval_sets, gated_steps, test_records
 
 QS = (0.3, 0.35, 0.4, 0.45, 0.5, 0.55)
 FIXED = (0.25, 0.3, 0.35)
@@ -85,12 +91,15 @@ def settings_tag(cfg: InferConfig) -> str:
 
 #: ``--set`` keys that :func:`settings_tag` names from the effective config; any other by its own text
 NAMED_KEYS = ("infer.scales", "infer.scale_merge", "infer.ensemble")
+#: ``--set`` keys that do not change the cached candidates (the candidate steps run after the cache), so they
+#: name no cache
+UNNAMED_KEYS = ("infer.steps",)
 
 
 def override_tag(overrides: list[str]) -> str:
     """Cache-name part for ``--set`` ``overrides`` that :func:`settings_tag` does not name, by their text
-    (``["infer.context_floor=0.2"]`` -> ``"-context_floor_0.2"``)."""
-    others = [o for o in overrides if o.split("=")[0] not in NAMED_KEYS]
+    (``["infer.nms_kernel_a=800"]`` -> ``"-nms_kernel_a_800"``)."""
+    others = [o for o in overrides if o.split("=")[0] not in NAMED_KEYS + UNNAMED_KEYS]
     return "".join("-" + o.removeprefix("infer.").replace("=", "_").replace(",", "_") for o in others)
 
 
@@ -105,22 +114,31 @@ def cache_path(run: Path, name: str, tag: str = "", kind: str = "best") -> Path:
     return run / "eval" / f"{name}{tag}{'-last' if kind == 'last' else ''}.json"
 
 
+def run_infer_config(
+    run: Path, kind: str = "best", overrides: list[str] | tuple[str, ...] = ()
+) -> InferConfig:
+    """The inference settings the demo predicts ``run``'s ``kind`` checkpoints with: the recipe they carry
+    (:func:`byu_motor.infer.recipe.resolve_infer`), then ``overrides`` (``infer.KEY=VALUE``)."""
+    return resolve_infer([Member(str(c)) for c in demo_checkpoints(run, kind)], list(overrides))
+
+
 def predict_set(
     run: Path, data: Path, name: str, cfg: InferConfig, tag: str = "", kind: str = "best"
 ) -> dict[str, list]:
-    """Candidates of every test tomogram of ``data``, from the demo run's ensemble, before the context gate.
+    """Candidates of every test tomogram of ``data``, from the demo run's ensemble, before the candidate steps.
 
-    ``cfg`` is the run's inference settings (:func:`byu_motor.demo.demo_infer_config`); its gate is turned
-    off here. Cached in ``run/eval/<name><tag>.json``, ``tag`` naming the settings that differ from one
-    spacing and no ``--set`` (e.g. ``-scales_1.0_1.25-scale_merge_lift``, :func:`settings_tag`);
-    :func:`apply_gate` gates them as the predictor would (it gates the final top-k candidates, so gating
-    cached ones gives the same list). ``kind``: which checkpoint of each fold (:func:`demo_checkpoints`;
-    :func:`cache_path` names it).
+    ``cfg`` is the run's inference settings (:func:`run_infer_config`, resolved for the same ``kind``'s
+    checkpoints); its candidate steps (``cfg.steps``: the context gate) are turned off here. Cached in
+    ``run/eval/<name><tag>.json``, ``tag`` naming the settings that differ from one spacing and no ``--set``
+    (e.g. ``-scales_1.0_1.25-scale_merge_lift``, :func:`settings_tag`); :func:`apply_gate` runs the steps as
+    the predictor would (it runs them on the final top-k candidates, so running them on cached ones gives the
+    same list). ``kind``: which checkpoint of each fold (:func:`demo_checkpoints`; :func:`cache_path` names
+    it).
     """
     cache = cache_path(run, name, tag, kind)
     if cache.exists():
         return json.loads(cache.read_text())
-    cfg = dataclasses.replace(cfg, context_gate=0.0)
+    cfg = dataclasses.replace(cfg, steps=())
     predictor = default_predictor_factory([str(c) for c in demo_checkpoints(run, kind)], cfg, "cpu")
     out = {}
     for folder in sorted((data / "test").iterdir()):
@@ -133,22 +151,28 @@ def predict_set(
     return out
 
 
-def apply_gate(cands: dict[str, list], data: Path, cfg: InferConfig, gate: float) -> dict[str, list]:
-    """``cands`` with the envelope-context gate of ``cfg`` at threshold ``gate`` (unchanged when 0)."""
+def apply_gate(
+    cands: dict[str, list], data: Path, cfg: InferConfig, gate: float | None = None
+) -> dict[str, list]:
+    """``cands`` through the candidate steps of ``cfg`` (``cfg.steps``), the envelope-context gate's threshold
+    set to ``gate`` (None: the recipe's; 0: off; :func:`~bench.experiments.compare_variants.gated_steps`);
+    unchanged when no step is left."""
     return apply_gate_all([cands], data, cfg, gate)[0]
 
 
 def apply_gate_all(
-    cand_sets: list[dict[str, list]], data: Path, cfg: InferConfig, gate: float
+    cand_sets: list[dict[str, list]], data: Path, cfg: InferConfig, gate: float | None = None
 ) -> list[dict[str, list]]:
     """:func:`apply_gate` on several candidate sets of the same tomograms, reading each tomogram once."""
-    if gate == 0:
+    steps = build_steps(gated_steps(cfg.steps, gate))
+    if not steps:
         return cand_sets
     out: list[dict[str, list]] = [{} for _ in cand_sets]
     for tid in cand_sets[0]:
         volume = read_test_volume(data / "test" / tid)
+        grid = Grid(volume.shape, cfg.test_spacing_a)
         for cands, gated in zip(cand_sets, out):
-            kept = apply_context_gate([tuple(c) for c in cands[tid]], volume, cfg.test_spacing_a, cfg, gate)
+            kept = run_steps(steps, [tuple(c) for c in cands[tid]], volume, grid)
             gated[tid] = [list(c) for c in kept]
     return out
 
@@ -160,9 +184,16 @@ def main() -> None:
     p.add_argument("--prevalence", type=float, default=0.5, help="share of motor tomograms in a test set")
     p.add_argument("--draws", type=int, default=1000)
     p.add_argument(
-        "--tta", default="flip_x", help="comma-separated TTA views (the demo's default; empty: the preset's)"
+        "--tta",
+        default="flip_x",
+        help="comma-separated TTA views (the demo's default; empty: the checkpoints' recipe)",
     )
-    p.add_argument("--scale", type=float, default=0.25, help="the demo's --scale")
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="the demo's --scale, for the assumed test spacing 13.1 A / scale (default: the checkpoints' recipe)",
+    )
     p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
     p.add_argument(
         "--seed", type=int, default=0, help="seed of compare_variants' training set (evals: +1000, +2000)"
@@ -173,7 +204,7 @@ def main() -> None:
         "--context-gate",
         type=float,
         default=None,
-        help="envelope-context gate threshold (default: the run's preset's; 0: off)",
+        help="envelope-context gate threshold (default: the run's recipe's context_gate step; 0: off)",
     )
     p.add_argument("--threads", type=int, default=2)
     p.add_argument(
@@ -199,19 +230,20 @@ def main() -> None:
     other_tag = override_tag(args.overrides)
 
     torch.set_num_threads(args.threads)
-    tta = tuple(t for t in args.tta.split(",") if t)
+    # the demo's TTA and spacing on top of the checkpoints' recipe, then --set (so --set wins)
+    sets = [f"infer.tta={args.tta}"] if args.tta.strip(",") else []
+    if args.scale is not None:
+        sets.append(f"infer.test_spacing_a={TEST_SPACING_A / args.scale}")
     evals = eval_sets(args.cache, args.n_eval, args.seed, args.sets, args.threads)
 
     rows = []
     for run in args.runs:
-        cfg = demo_infer_config(json.loads((run / "result.json").read_text())["preset"], args.scale, tta)
-        if args.overrides:
-            cfg = Config(infer=cfg).override(args.overrides).infer
-        gate = cfg.context_gate if args.context_gate is None else args.context_gate
+        cfg = run_infer_config(run, args.checkpoint, [*sets, *args.overrides])
         tag = settings_tag(cfg) + other_tag
         for name, data in evals.items():
             t0 = time.perf_counter()
-            cands = apply_gate(predict_set(run, data, name, cfg, tag, args.checkpoint), data, cfg, gate)
+            cands = predict_set(run, data, name, cfg, tag, args.checkpoint)
+            cands = apply_gate(cands, data, cfg, args.context_gate)
             records, _ = test_records(data)
             _, best = best_threshold(cands, records)
             raw = quantile_sweep(cands, records, QS)

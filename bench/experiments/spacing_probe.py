@@ -4,7 +4,8 @@ A submission cannot know a test tomogram's voxel spacing; the demo, like the com
 assumes one (13.1 A real, 52.4 A at the synthetic scale 0.25). The generator draws 30 % of test tomograms at
 another spacing (real 15.6-19.7 A, 62-79 A synthetic), so their structures reach the model 0.66-0.84x too
 small. This script predicts each such tomogram of the chosen sets twice, at the assumed spacing and at its
-true one, gates and thresholds the candidates as the run's preset does (fixed threshold, ``--threshold``),
+true one, gates and thresholds the candidates as the run's recipe does (the candidate steps the checkpoints
+carry, :func:`byu_motor.infer.recipe.resolve_infer`; fixed threshold, ``--threshold``),
 and prints per tomogram the top candidate's score and whether it is the motor, then the counts:
 
 - motor tomograms whose top candidate is the motor and passes the threshold (true positives), and those
@@ -13,7 +14,7 @@ and prints per tomogram the top candidate's score and whether it is the motor, t
 
 The difference between the two columns bounds what any spacing estimate could gain on these tomograms.
 
-    python -m bench.experiments.spacing_probe DEMO_DIR [--sets D,E] [--threshold 0.3]
+    python -m bench.experiments.spacing_probe DEMO_DIR [--sets D,E] [--threshold 0.3] [--tta flip_x] [--scale S]
         [--cache /tmp/byu_bench/synth_s025_40_20]
 
 About 10 s per tomogram on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
@@ -22,17 +23,16 @@ About 10 s per tomogram on 2 CPU cores with two ``tiny`` checkpoints and flip_x.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from byu_motor.demo import demo_infer_config
 from byu_motor.infer.runner import default_predictor_factory, read_repaired
+from byu_motor.synth import TEST_SPACING_A
 
 from .compare_variants import eval_sets, test_records
-from .score_demo import demo_checkpoints
+from .score_demo import demo_checkpoints, run_infer_config
 
 MATCH_A = 1000.0  # the metric's distance threshold
 
@@ -42,7 +42,17 @@ def main() -> None:
     p.add_argument("run", type=Path, help="a byu-motor demo --out folder")
     p.add_argument("--sets", default="D,E", help="comma-separated sets among A-E")
     p.add_argument("--threshold", type=float, default=0.3, help="fixed threshold on the gated scores")
-    p.add_argument("--scale", type=float, default=0.25, help="the demo's --scale")
+    p.add_argument(
+        "--tta",
+        default="flip_x",
+        help="comma-separated TTA views (the demo's default; empty: the checkpoints' recipe)",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help="the demo's --scale, for the assumed test spacing 13.1 A / scale (default: the checkpoints' recipe)",
+    )
     p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-eval", type=int, default=60)
@@ -50,9 +60,11 @@ def main() -> None:
     args = p.parse_args()
 
     torch.set_num_threads(args.threads)
-    preset = json.loads((args.run / "result.json").read_text())["preset"]
-    cfg = demo_infer_config(preset, args.scale, ("flip_x",))
-    # the predictor gates its own candidates with the preset's context gate
+    sets = [f"infer.tta={args.tta}"] if args.tta.strip(",") else []
+    if args.scale is not None:
+        sets.append(f"infer.test_spacing_a={TEST_SPACING_A / args.scale}")
+    cfg = run_infer_config(args.run, "best", sets)
+    # the predictor runs the recipe's candidate steps (the context gate) on its own candidates
     predictor = default_predictor_factory([str(c) for c in demo_checkpoints(args.run)], cfg, "cpu")
     counts = {
         "motor tomograms": 0,
