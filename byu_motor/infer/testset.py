@@ -16,7 +16,15 @@ log = logging.getLogger(__name__)
 
 
 def read_repaired(folder: str | os.PathLike, base_reader: Callable[[Any], Any] = read_tomogram) -> Any:
-    """Read a tomogram and repair it when it is wrongly quantised (the +127 wraparound), as training did."""
+    """Read a tomogram and repair it when it is wrongly quantised (the +127 wraparound), as training did.
+
+    Args:
+        folder: the tomogram's folder of slices.
+        base_reader: ``reader(folder) -> uint8 (Z, Y, X)``.
+
+    Returns:
+        The uint8 ``(Z, Y, X)`` volume, repaired in place when the wraparound is detected (logged).
+    """
     from byu_motor.data.io import detect_wraparound, fix_wraparound
 
     volume = base_reader(folder)

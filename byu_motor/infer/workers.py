@@ -33,7 +33,17 @@ _SPEC_CACHE: dict[tuple[str, str], Any] = {}
 def default_predictor_factory(checkpoints: list[str], config: InferConfig, device: str) -> Any:
     """Build a :class:`byu_motor.infer.predictor.Predictor` for ``checkpoints`` on ``device``.
 
-    Models are loaded once per process and device and shared by the predictors of all budget levels.
+    Models are loaded once per process and device (``_SPEC_CACHE``) and shared by the predictors of all
+    budget levels.
+
+    Args:
+        checkpoints: checkpoint paths, the ensemble members of this predictor.
+        config: inference settings (views, overlap, assumed spacings of one budget level).
+        device: torch device name, e.g. ``"cuda:1"``.
+
+    Returns:
+        A predictor whose ``predict_volume(volume uint8 (Z, Y, X), spacing_a)`` gives candidates
+        ``[(z, y, x, score), ...]`` in original voxels, best first.
     """
     from byu_motor.infer.predictor import Predictor
     from byu_motor.infer.spec import ModelSpec
@@ -103,6 +113,7 @@ class WorkerJob:
 
 
 def _accepts_tomo_id(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes a ``tomo_id`` keyword (foreign predictors may not)."""
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):
@@ -111,6 +122,7 @@ def _accepts_tomo_id(fn: Callable[..., Any]) -> bool:
 
 
 def _as_candidates(raw: Any) -> list[list[float]]:
+    """A predictor's candidates as JSON-ready ``[[z, y, x, score], ...]`` floats (extra fields dropped)."""
     out = []
     for cand in raw or []:
         z, y, x, score = (float(v) for v in list(cand)[:4])
