@@ -172,7 +172,7 @@ class InferConfig:
     # Per-member settings of an ensemble, {checkpoint path: {"weight", "tta", "patch_size"}}, filled when the
     # checkpoints' recipes are resolved (byu_motor.infer.recipe); empty: every member uses this section's.
     members: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Runner (byu_motor.infer.runner): prefetching, time budget, previews.
+    # Runner (byu_motor.infer.runner, workers): prefetching, time budget, previews.
     prefetch: int = 2  # tomograms held in memory at once (the one being predicted + those read ahead)
     loader_threads: int = 1  # tomograms decoded in parallel by the prefetching loader
     read_threads: int | None = None  # slice-decoding threads per tomogram (None: all CPUs)

@@ -16,7 +16,10 @@ import pytest
 
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram, write_tomogram
+from byu_motor.infer import previews as previews_module
+from byu_motor.infer import resume as resume_module
 from byu_motor.infer import runner as runner_module
+from byu_motor.infer import workers as workers_module
 from byu_motor.infer.runner import CheckpointInfo, inspect_checkpoint, run_prediction
 
 COLS = ["tomo_id", "Motor axis 0", "Motor axis 1", "Motor axis 2"]
@@ -296,8 +299,8 @@ def level_sequence(out: Path) -> list[str]:
 class VirtualTime:
     """A clock that moves only when someone sleeps: the budget tests then measure the planner, not the disk.
 
-    Stands in for the runner's ``time`` module (``time``, ``monotonic``, ``sleep``); thread-safe, since the
-    loader's threads read tomograms while the main thread predicts.
+    Stands in for the ``time`` module of every runner module that reads the clock (``time``, ``monotonic``,
+    ``sleep``); thread-safe, since the loader's threads read tomograms while the main thread predicts.
     """
 
     def __init__(self) -> None:
@@ -318,7 +321,9 @@ class VirtualTime:
 @pytest.fixture()
 def vclock(monkeypatch) -> VirtualTime:
     clock = VirtualTime()
-    monkeypatch.setattr(runner_module, "time", clock)
+    # the budget's end is set in the runner and read in the worker: both must see the same clock
+    for module in (runner_module, workers_module, resume_module, previews_module):
+        monkeypatch.setattr(module, "time", clock)
     return clock
 
 

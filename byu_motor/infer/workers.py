@@ -1,0 +1,380 @@
+"""Workers of a prediction run: devices, predictors per device, the per-tomogram loop, and one process per device.
+
+A worker predicts its share of the tomograms in order and reports through events (``result``, ``log``,
+``done``, ``crash``); the :class:`Collector` in the main process stores results in the partial file as they
+arrive. One worker runs in-process; several run as spawned processes, one per device.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import queue as queue_module
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from byu_motor.config import InferConfig
+from byu_motor.infer.budget import BudgetPlanner, PlanLevel
+from byu_motor.infer.loader import PrefetchLoader
+from byu_motor.infer.resume import PartialFile
+from byu_motor.infer.spacing import resolve_spacing
+
+log = logging.getLogger(__name__)
+
+PredictorFactory = Callable[[list[str], InferConfig, str], Any]
+
+_SPEC_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def default_predictor_factory(checkpoints: list[str], config: InferConfig, device: str) -> Any:
+    """Build a :class:`byu_motor.infer.predictor.Predictor` for ``checkpoints`` on ``device``.
+
+    Models are loaded once per process and device (``_SPEC_CACHE``) and shared by the predictors of all
+    budget levels.
+
+    Args:
+        checkpoints: checkpoint paths, the ensemble members of this predictor.
+        config: inference settings (views, overlap, assumed spacings of one budget level).
+        device: torch device name, e.g. ``"cuda:1"``.
+
+    Returns:
+        A predictor whose ``predict_volume(volume uint8 (Z, Y, X), spacing_a)`` gives candidates
+        ``[(z, y, x, score), ...]`` in original voxels, best first.
+    """
+    from byu_motor.infer.predictor import Predictor
+    from byu_motor.infer.recipe import apply_member
+    from byu_motor.infer.spec import ModelSpec
+
+    specs = []
+    for path in checkpoints:
+        key = (str(path), str(device))
+        if key not in _SPEC_CACHE:
+            _SPEC_CACHE[key] = ModelSpec.from_checkpoint(path, device)
+        # the member's own weight, views and window (InferConfig.members, from the recipe)
+        specs.append(apply_member(_SPEC_CACHE[key], config.members.get(str(path))))
+    return Predictor(specs, config, device)
+
+
+def resolve_devices(devices: str | Sequence[str] | None) -> list[str]:
+    """Devices to run on: ``None``/``"auto"`` = every visible GPU, else the CPU; ``"cuda"`` = every GPU.
+
+    Args:
+        devices: ``None``, ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:0,cuda:1"`` or a list of device names.
+
+    Raises:
+        ValueError: ``"cuda"`` asked on a machine without a GPU.
+    """
+    if isinstance(devices, str):
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    devices = list(devices or ["auto"])
+    if devices in (["auto"], ["cuda"]):
+        import torch
+
+        n_gpus = torch.cuda.device_count()
+        if n_gpus == 0 and devices == ["cuda"]:
+            raise ValueError("--devices cuda: no CUDA device is visible")
+        return [f"cuda:{i}" for i in range(n_gpus)] or ["cpu"]
+    return devices
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Worker: predicts its share of tomograms and emits events (results, log lines, a final summary).
+
+
+@dataclass
+class WorkerJob:
+    """Everything a worker needs; picklable so a spawned process can receive it.
+
+    Args:
+        worker: index of the worker (for logs).
+        device: torch device name.
+        items: ``(tomo_id, folder)`` pairs to predict, in order.
+        checkpoints: all checkpoint paths (a level uses a subset).
+        config: inference settings of level 0.
+        levels: the shedding ladder (a single level when there is no budget).
+        budget_end: ``time.time()`` at which the budget ends, or ``None``.
+        model_spacing_a: the first model's spacing (for the ``longest_edge`` spacing policy).
+        predictor_factory: ``factory(checkpoints, config, device) -> predictor``.
+        reader: ``reader(folder) -> uint8 volume``.
+    """
+
+    worker: int
+    device: str
+    items: list[tuple[str, str]]
+    checkpoints: list[str]
+    config: InferConfig
+    levels: list[PlanLevel]
+    budget_end: float | None
+    model_spacing_a: tuple[float, ...] | float | None
+    predictor_factory: PredictorFactory
+    reader: Callable[[Any], Any]
+
+
+def _accepts_tomo_id(fn: Callable[..., Any]) -> bool:
+    """Whether ``fn`` takes a ``tomo_id`` keyword (foreign predictors may not)."""
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+    return "tomo_id" in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def _as_candidates(raw: Any) -> list[list[float]]:
+    """A predictor's candidates as JSON-ready ``[[z, y, x, score], ...]`` floats (extra fields dropped)."""
+    out = []
+    for cand in raw or []:
+        z, y, x, score = (float(v) for v in list(cand)[:4])
+        out.append([z, y, x, score])
+    return out
+
+
+def run_worker(job: WorkerJob, emit: Callable[[dict[str, Any]], None]) -> None:
+    """Predict ``job.items`` in order, emitting one ``result`` event per tomogram and a final ``done``.
+
+    A read error or an exception inside prediction gives a ``read_error`` / ``predict_error`` result and a
+    warning; the run continues. With a budget, tomograms the planner cannot reach get no result (the
+    caller writes -1 rows for them). ``BaseException`` (KeyboardInterrupt, a kill) propagates.
+
+    Args:
+        job: the worker's share and settings.
+        emit: receives each event, a JSON-serialisable dict with an ``event`` key.
+    """
+
+    def say(level: int, msg: str) -> None:
+        emit({"event": "log", "level": level, "msg": f"[{job.device}] {msg}" if job.worker else msg})
+
+    planner: BudgetPlanner | None = None
+    n = len(job.items)
+    if job.budget_end is not None and n:
+        left = job.budget_end - time.time()
+        if left <= 0:
+            say(logging.WARNING, f"time budget already spent: {n} tomograms get -1 rows")
+            emit({"event": "done", "worker": job.worker, "changes": [], "stopped": True})
+            return
+        # The clock is looked up here, not bound at import, so a test can run the whole loop on virtual time.
+        planner = BudgetPlanner(
+            left, n, job.levels, safety=job.config.budget_safety, clock=time.monotonic, on_change=say
+        )
+    _predict_items(job, planner, emit, say)
+    emit(
+        {
+            "event": "done",
+            "worker": job.worker,
+            "changes": list(planner.changes) if planner else [],
+            "stopped": bool(planner and planner.stopped),
+        }
+    )
+
+
+def _predict_items(
+    job: WorkerJob,
+    planner: BudgetPlanner | None,
+    emit: Callable[[dict[str, Any]], None],
+    say: Callable[[int, str], None],
+) -> None:
+    """The loop of :func:`run_worker`: read ahead, pick each tomogram's level, predict, emit its result."""
+    predictors = _LevelPredictors(job)
+    loader = PrefetchLoader(
+        [folder for _, folder in job.items],
+        job.reader,
+        max_in_memory=max(1, job.config.prefetch),
+        threads=job.config.loader_threads,
+        ids=[tid for tid, _ in job.items],
+    )
+    t_prev = time.monotonic()
+    with loader:
+        for tomo_id, volume in loader:
+            record: dict[str, Any] = {"event": "result", "tomo_id": tomo_id, "worker": job.worker}
+            if isinstance(volume, BaseException):
+                say(logging.WARNING, f"tomogram {tomo_id}: cannot be read, writing -1 ({volume})")
+                emit({**record, "status": "read_error", "candidates": [], "error": str(volume)})
+                if planner is not None:
+                    planner.skip()
+                t_prev = time.monotonic()
+                continue
+            level = 0 if planner is None else planner.next_level()
+            if level is None:
+                break  # out of time: the remaining tomograms get -1 rows from the caller
+            predictor, config = predictors.get(level)
+            _predict_one(record, predictor, config, volume, job, level, say)
+            del volume
+            now = time.monotonic()
+            # Wall time since the previous tomogram ended: prediction plus any wait for the loader.
+            record["seconds"] = round(now - t_prev, 4)
+            t_prev = now
+            if planner is not None:
+                planner.record(level, record["seconds"])
+            emit(record)
+
+
+class _LevelPredictors:
+    """One predictor per budget level, built on first use (models are shared through the spec cache)."""
+
+    def __init__(self, job: WorkerJob):
+        self.job = job
+        self.predictors: dict[int, Any] = {}
+        self.configs: dict[int, InferConfig] = {}
+
+    def get(self, level: int) -> tuple[Any, InferConfig]:
+        """``(predictor, config)`` of ``level``: the job's config with that level's views, overlap, scales."""
+        if level not in self.predictors:
+            job = self.job
+            lv = job.levels[level]
+            self.configs[level] = dataclasses.replace(
+                job.config, tta=tuple(lv.tta), overlap=lv.overlap, scales=tuple(lv.scales)
+            )
+            self.predictors[level] = job.predictor_factory(
+                [job.checkpoints[i] for i in lv.models], self.configs[level], job.device
+            )
+        return self.predictors[level], self.configs[level]
+
+
+def _predict_one(
+    record: dict[str, Any],
+    predictor: Any,
+    config: InferConfig,
+    volume: Any,
+    job: WorkerJob,
+    level: int,
+    say: Callable[[int, str], None],
+) -> None:
+    """Predict one tomogram into ``record`` (shape, level, spacing, status, candidates); never raises
+    ``Exception``: a failure becomes a ``predict_error`` record and a warning."""
+    tomo_id = record["tomo_id"]
+    shape = [int(s) for s in volume.shape]
+    record.update(shape=shape, level=job.levels[level].name)
+    try:
+        spacing_a = resolve_spacing(shape, config, job.model_spacing_a)
+        record["spacing_a"] = spacing_a
+        if _accepts_tomo_id(predictor.predict_volume):
+            raw = predictor.predict_volume(volume, spacing_a, tomo_id=tomo_id)
+        else:
+            raw = predictor.predict_volume(volume, spacing_a)
+        record.update(status="ok", candidates=_as_candidates(raw))
+    except Exception as err:
+        say(
+            logging.WARNING,
+            f"tomogram {tomo_id}: prediction failed, writing -1 ({type(err).__name__}: {err})",
+        )
+        log.debug("prediction of %s failed:\n%s", tomo_id, traceback.format_exc())
+        record.update(status="predict_error", candidates=[], error=f"{type(err).__name__}: {err}")
+
+
+def _worker_process(job: WorkerJob, events: Any) -> None:
+    """Entry point of a spawned worker: forwards events through a queue; reports a crash before dying."""
+    try:
+        run_worker(job, events.put)
+    except BaseException as err:
+        events.put(
+            {
+                "event": "crash",
+                "worker": job.worker,
+                "msg": f"worker {job.worker} ({job.device}) crashed: {type(err).__name__}: {err}\n"
+                + traceback.format_exc(),
+            }
+        )
+        raise
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The main process: hand out the work, run the workers, collect their events.
+
+
+def split_jobs(template: WorkerJob, pending: list[tuple[str, str]], devices: list[str]) -> list[WorkerJob]:
+    """One job per device, tomograms dealt round-robin; devices left without tomograms get no job (at least
+    one job is always returned, so its ``done`` event still comes).
+
+    Args:
+        template: the settings every job shares (its ``worker``, ``device`` and ``items`` are replaced).
+        pending: ``(tomo_id, folder)`` pairs to predict, in output order.
+        devices: torch device names, one worker each.
+    """
+    jobs = [
+        dataclasses.replace(template, worker=k, device=device, items=pending[k :: len(devices)])
+        for k, device in enumerate(devices)
+    ]
+    return [job for job in jobs if job.items] or jobs[:1]
+
+
+def run_jobs(jobs: list[WorkerJob], collect: Collector) -> None:
+    """Run ``jobs``: in this process when there is one, else one spawned process per job."""
+    if len(jobs) == 1:
+        run_worker(jobs[0], collect)
+    else:
+        _run_processes(jobs, collect)
+
+
+@dataclass
+class Collector:
+    """Handles worker events in the main process: stores results in the partial file, logs log lines,
+    gathers the budget changes of every worker and crash reports.
+
+    Args:
+        partial: the run's open partial file.
+        changes: budget level changes announced by the workers (filled from their ``done`` events).
+        stopped: a worker stopped early for lack of time.
+        crashes: what each crashed worker reported.
+    """
+
+    partial: PartialFile
+    changes: list[str] = field(default_factory=list)
+    stopped: bool = False
+    crashes: list[str] = field(default_factory=list)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        """Handle one event (a dict with an ``event`` key: ``result``, ``log``, ``done`` or ``crash``)."""
+        kind = event.get("event")
+        if kind == "result":
+            self.partial.append(event)
+        elif kind == "log":
+            log.log(int(event["level"]), event["msg"])
+        elif kind == "done":
+            self.changes.extend(event.get("changes", []))
+            self.stopped = self.stopped or bool(event.get("stopped"))
+        elif kind == "crash":
+            self.crashes.append(event["msg"])
+            log.error(event["msg"])
+
+
+def _run_processes(jobs: list[WorkerJob], collect: Collector) -> None:
+    """One spawned process per job; events come back through one queue and are handled here."""
+    # Spawn (not fork): CUDA cannot be used in a forked child. Only plain Python objects cross the queue,
+    # so the standard library context is enough (torch.multiprocessing adds tensor sharing, unused here).
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    events = ctx.Queue()
+    procs = [ctx.Process(target=_worker_process, args=(job, events), daemon=True) for job in jobs]
+    for proc in procs:
+        proc.start()
+    finished: set[int] = set()
+    try:
+        while len(finished) < len(procs):
+            try:
+                event = events.get(timeout=0.5)
+            except queue_module.Empty:
+                for k, proc in enumerate(procs):
+                    if k not in finished and not proc.is_alive():
+                        # Died without a "done" (killed, out of memory): its tomograms get -1 rows.
+                        finished.add(k)
+                        if proc.exitcode != 0:
+                            collect.crashes.append(f"worker {k} exited with code {proc.exitcode}")
+                            log.error("worker %d (%s) exited with code %s", k, jobs[k].device, proc.exitcode)
+                continue
+            collect(event)
+            if event.get("event") in ("done", "crash"):
+                finished.add(int(event["worker"]))
+        while True:  # events a dead worker flushed after we noticed it
+            try:
+                collect(events.get(timeout=0.2))
+            except queue_module.Empty:
+                break
+    finally:
+        for proc in procs:
+            proc.join(timeout=30)
+            if proc.is_alive():
+                proc.terminate()
