@@ -297,8 +297,8 @@ def mend_isolated_extremes(
             tomogram map there after the +127).
         half_window: neighbourhood of the median.
         context_half_window: neighbourhood that decides the side.
-        num_threads: slices mended at once (default: the CPUs this process may use). A (300, 960, 928)
-            wrapped synthetic tomogram takes 14.6 s on one thread and 7.1 s on two (bench/RESULTS.md CPU).
+        num_threads: slices mended at once (default: the CPUs this process may use); the work is per slice,
+            so it scales with the threads.
 
     Returns:
         The number of voxels changed.
