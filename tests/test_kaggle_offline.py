@@ -75,7 +75,6 @@ def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
     import numpy
     import torch
 
-    from byu_motor.config import Config
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score
     from byu_motor.presets import get_preset
@@ -137,7 +136,8 @@ def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
     sample = pd.read_csv(data / "sample_submission.csv")
     assert sub["tomo_id"].tolist() == sample["tomo_id"].tolist()
     assert sub.notna().all().all()
-    direct_cfg = Config().override(["infer.threshold=fixed", "infer.threshold_value=0.0"])
+    # the notebook predicts with the checkpoint's own recipe (tiny's), here repeated by hand
+    direct_cfg = get_preset("tiny").override(["infer.threshold=fixed", "infer.threshold_value=0.0"])
     direct = run_prediction(data, [str(ckpt)], tmp_path / "direct.csv", direct_cfg.infer)
     pd.testing.assert_frame_equal(sub, direct.reset_index(drop=True), check_dtype=False)
     solution = pd.read_csv(data / "test_labels.csv")
