@@ -217,6 +217,8 @@ class BudgetPlanner:
             self._after[k] = self._after[k + 1] + self.sizes[k]
         self.prior = float(prior_s_per_voxel)
         self.observed: list[tuple[int, float, float]] = []  # (level, seconds, voxels) per predicted tomogram
+        self._all_rates: list[float] = []  # seconds per voxel per unit cost, in order, every level
+        self._by_level: dict[int, list[float]] = {}  # the same per level
         self.done = 0
         self.level = 0
         self.changes: list[str] = []
@@ -233,10 +235,9 @@ class BudgetPlanner:
 
     def _rates(self, level: int | None = None, skip_first: bool = False) -> list[float]:
         """Seconds per voxel per unit cost of the recent measurements (of ``level`` only when given)."""
-        obs = self.observed[1:] if skip_first else self.observed
-        return [t / (max(v, 1.0) * self.levels[lv].cost) for lv, t, v in obs if level is None or lv == level][
-            -RECENT:
-        ]
+        rates = self._by_level.get(level, []) if level is not None else self._all_rates
+        first = int(skip_first and bool(self.observed) and level in (None, self.observed[0][0]))
+        return rates[max(first, len(rates) - RECENT) :]
 
     def rate(self, level: int) -> float:
         """Expected seconds per voxel per unit cost at ``level`` (the prior before any measurement)."""
@@ -338,7 +339,11 @@ class BudgetPlanner:
 
     def record(self, level: int, seconds: float, voxels: float | None = None) -> None:
         """Record the wall time of one predicted tomogram at ``level`` (``voxels``: its size, default listed)."""
-        self.observed.append((int(level), float(seconds), self._voxels(voxels)))
+        voxels = self._voxels(voxels)
+        self.observed.append((int(level), float(seconds), voxels))
+        rate = float(seconds) / (max(voxels, 1.0) * self.levels[level].cost)
+        self._all_rates.append(rate)
+        self._by_level.setdefault(int(level), []).append(rate)
         self.done += 1
 
     def record_cut(self, tomo_id: str) -> None:
