@@ -158,12 +158,11 @@ def run_prediction(
         run summary in ``df.attrs["summary"]``.
 
     Raises:
-        ValueError: a bad checkpoint (naming it), no checkpoint, an unknown setting, or a time budget that is
-            not a finite number of seconds > 0 (naming it).
+        ValueError: a bad checkpoint (naming it), no checkpoint, an unknown setting, a budget not finite and > 0.
     """
     t_start = time.monotonic()
-    time_budget_s = check_budget(time_budget_s)  # 0, negative, NaN or infinite: ValueError before any work
-    budget_end = None if time_budget_s is None else time.time() + time_budget_s
+    time_budget_s = check_budget(time_budget_s)  # None or > 0 (0, < 0, NaN, inf: ValueError before any work)
+    budget_end = time_budget_s and time.time() + time_budget_s  # None: no budget
     config = config or InferConfig()
     data_dir, out_csv = Path(data_dir), Path(out_csv)
     paths = [str(p) for p in checkpoints]
@@ -190,11 +189,17 @@ def run_prediction(
         summary["previews"] = write_previews(
             Path(preview_dir), ids, ok, folders, threshold, template, labels_csv
         )
-    summary["seconds"] = round(time.monotonic() - t_start, 3)
-    summary.update(budget_s=time_budget_s, used_s=summary["seconds"])
-    summary["slack_s"] = None if time_budget_s is None else round(time_budget_s - summary["seconds"], 3)
+    summary.update(_budget_fields(time_budget_s, time.monotonic() - t_start))
     df.attrs["summary"] = summary
     return df
+
+
+def _budget_fields(budget_s: float | None, used_s: float) -> dict[str, Any]:
+    """Summary fields: ``seconds`` = ``used_s`` (this call's wall time), ``budget_s`` (``None``: no budget) and
+    ``slack_s`` = budget - used (negative: overrun)."""
+    used_s = round(used_s, 3)
+    slack = None if budget_s is None else round(budget_s - used_s, 3)
+    return {"seconds": used_s, "budget_s": budget_s, "used_s": used_s, "slack_s": slack}
 
 
 def _predict(partial: PartialFile, jobs: list[WorkerJob]) -> Collector:
