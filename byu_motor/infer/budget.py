@@ -2,15 +2,72 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import logging
+import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from byu_motor.config import InferConfig
 
 log = logging.getLogger(__name__)
+
+# Seconds per voxel per unit level cost assumed before anything is measured. Pessimistic on purpose (a T4 runs
+# a cost-1 pass over a 300 x 959 x 928 tomogram in well under the 270 s this predicts): with a real budget
+# the first tomogram then runs at the cheapest level and calibrates the planner.
+PRIOR_S_PER_VOXEL = 1e-6
+# Voxels assumed for a tomogram whose size is unknown and no other size is known (a large Kaggle tomogram).
+DEFAULT_VOXELS = 800 * 1000 * 1000
+RECENT = 9  # measurements the rate estimates look back on
+
+
+class PredictionCut(Exception):
+    """Raised between window batches when the deadline nears: the tomogram in progress is abandoned."""
+
+
+_SHOULD_STOP: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar(
+    "byu_motor_should_stop", default=None
+)
+
+
+@contextlib.contextmanager
+def stop_when(should_stop: Callable[[], bool] | None) -> Iterator[None]:
+    """While inside, :func:`check_stop` (called by the sliding window between batches) asks ``should_stop``.
+
+    A context variable, so the predictor between the worker loop and the sliding window needs no new argument.
+    """
+    token = _SHOULD_STOP.set(should_stop)
+    try:
+        yield
+    finally:
+        _SHOULD_STOP.reset(token)
+
+
+def check_stop() -> None:
+    """Raise :class:`PredictionCut` when the ``should_stop`` of the enclosing :func:`stop_when` says so."""
+    should_stop = _SHOULD_STOP.get()
+    if should_stop is not None and should_stop():
+        raise PredictionCut("time budget: deadline reached, tomogram cut short")
+
+
+def check_budget(total_s: float | None) -> float | None:
+    """``total_s`` as a float when it is a usable time budget (finite, > 0) or ``None``.
+
+    Raises:
+        ValueError: naming the value, for 0, negative, NaN or infinite budgets.
+    """
+    if total_s is None:
+        return None
+    try:
+        value = float(total_s)
+    except (TypeError, ValueError):
+        raise ValueError(f"time budget must be a number of seconds, got {total_s!r}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError(f"time budget must be a finite number of seconds > 0, got {total_s!r}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -101,28 +158,33 @@ def build_levels(config: InferConfig, model_names: Sequence[str]) -> list[PlanLe
 
 
 class BudgetPlanner:
-    """Choose, before each tomogram, the richest level whose projected remaining time fits the budget.
+    """Choose, before each tomogram, the richest level whose projected remaining work fits the budget.
 
-    The time per tomogram at a level is estimated from measurements: the median at that level once it has
-    been seen three times, else the median of all measurements rescaled by the cost ratio of the levels
-    (the median ignores the slow first tomogram, which pays for CUDA warm-up). A level fits when::
+    Time is modelled as ``rate x voxels x level cost``: ``rate`` (seconds per voxel per unit cost) is the
+    median of the recent measurements (of the level itself once it has three, else of every level), or the
+    pessimistic prior ``prior_s_per_voxel`` before anything is measured. With ``V`` the voxels of this
+    tomogram and of every later one (``sizes``), a level fits when::
 
-        elapsed + remaining_tomograms * estimate(level) + safety * total + slowest_tomogram <= total
+        elapsed + (1 + safety) * rate(level) * V * cost(level) <= total - reserve
 
-    and, as a hard stop, a tomogram starts only if ``elapsed + worst(level) <= total - reserve`` where
-    ``worst`` is the slowest measured time per unit cost times the level's cost. When even the cheapest
-    level cannot start, :meth:`next_level` returns ``None``: the caller stops and writes ``-1`` rows.
+    As a hard stop, a tomogram starts only if ``elapsed + worst <= total - reserve`` where ``worst`` is the
+    highest recent rate (the warm-up of the first measurement left out once there are three) times its voxels
+    and the level's cost. Before any measurement the cheapest level always may start: it calibrates the
+    rate, and :meth:`should_stop` cuts it short if it nears the deadline. When no level can start,
+    :meth:`next_level` returns ``None``: the caller stops and writes ``-1`` rows.
 
     Args:
         total_s: the budget in seconds, counted from ``start`` (default: now).
         n_items: tomograms to predict.
         levels: from the richest to the cheapest (see :func:`build_levels`).
-        safety: fraction of ``total_s`` kept in reserve by the projection.
+        safety: fraction of the projected remaining time kept free.
         reserve_s: time kept after the last tomogram (writing the submission); default
             ``min(60, 0.1 * total_s)``.
         clock: monotonic clock in seconds (injectable for tests).
         start: clock value at which the budget started (default: ``clock()`` now).
         on_change: called with a message whenever the level changes (default: a log warning/info).
+        sizes: voxels of each tomogram in order (from the folder listing); default 1 each.
+        prior_s_per_voxel: rate assumed before the first measurement (default :data:`PRIOR_S_PER_VOXEL`).
     """
 
     def __init__(
@@ -135,12 +197,12 @@ class BudgetPlanner:
         clock: Callable[[], float] = time.monotonic,
         start: float | None = None,
         on_change: Callable[[int, str], None] | None = None,
+        sizes: Sequence[float] | None = None,
+        prior_s_per_voxel: float = PRIOR_S_PER_VOXEL,
     ):
         if not levels:
             raise ValueError("BudgetPlanner needs at least one level")
-        if total_s <= 0:
-            raise ValueError(f"time budget must be positive, got {total_s}")
-        self.total_s = float(total_s)
+        self.total_s = check_budget(total_s) or 0.0
         self.n_items = int(n_items)
         self.levels = list(levels)
         self.safety = float(safety)
@@ -148,90 +210,122 @@ class BudgetPlanner:
         self.clock = clock
         self.start = clock() if start is None else float(start)
         self.on_change = on_change or (lambda lvl, msg: log.log(lvl, msg))
-        self.observed: list[tuple[int, float]] = []  # (level, seconds) per predicted tomogram
+        self.sizes = [float(v) for v in sizes] if sizes is not None else [1.0] * self.n_items
+        self.sizes += [max(self.sizes, default=1.0)] * (self.n_items - len(self.sizes))
+        self._after = [0.0] * (len(self.sizes) + 1)  # _after[k]: voxels of tomograms k, k+1, ...
+        for k in range(len(self.sizes) - 1, -1, -1):
+            self._after[k] = self._after[k + 1] + self.sizes[k]
+        self.prior = float(prior_s_per_voxel)
+        self.observed: list[tuple[int, float, float]] = []  # (level, seconds, voxels) per predicted tomogram
+        self._all_rates: list[float] = []  # seconds per voxel per unit cost, in order, every level
+        self._by_level: dict[int, list[float]] = {}  # the same per level
         self.done = 0
         self.level = 0
         self.changes: list[str] = []
         self.stopped = False
+        self.cut = 0
 
     def elapsed(self) -> float:
         """Seconds since the budget started."""
         return self.clock() - self.start
 
-    def _rates(self) -> list[float]:
-        return [t / self.levels[lv].cost for lv, t in self.observed]
+    def deadline(self) -> float:
+        """Seconds after the start by which every tomogram must have ended: ``total - reserve``."""
+        return self.total_s - self.reserve_s
 
-    def estimate(self, level: int) -> float | None:
-        """Expected seconds per tomogram at ``level`` (``None`` before any measurement)."""
-        own = [t for lv, t in self.observed if lv == level]
-        if len(own) >= 3:
-            return statistics.median(own[-9:])
-        rates = self._rates()
-        if not rates:
+    def _rates(self, level: int | None = None, skip_first: bool = False) -> list[float]:
+        """Seconds per voxel per unit cost of the recent measurements (of ``level`` only when given)."""
+        rates = self._by_level.get(level, []) if level is not None else self._all_rates
+        first = int(skip_first and bool(self.observed) and level in (None, self.observed[0][0]))
+        return rates[max(first, len(rates) - RECENT) :]
+
+    def rate(self, level: int) -> float:
+        """Expected seconds per voxel per unit cost at ``level`` (the prior before any measurement)."""
+        own = self._rates(level)
+        rates = own if len(own) >= 3 else self._rates()
+        return statistics.median(rates) if rates else self.prior
+
+    def worst_rate(self, level: int) -> float:
+        """Highest recent rate, of every level and of ``level`` itself (the prior before any measurement);
+        the first measurement, which pays the warm-up, is left out once there are three."""
+        if not self.observed:
+            return self.prior
+        skip = len(self.observed) >= 3
+        return max(self._rates(None, skip) + self._rates(level, skip))
+
+    def estimate(self, level: int, voxels: float | None = None) -> float:
+        """Expected seconds for a tomogram of ``voxels`` (default: the next one's) at ``level``."""
+        return self.rate(level) * self._voxels(voxels) * self.levels[level].cost
+
+    def worst(self, level: int, voxels: float | None = None) -> float:
+        """Pessimistic seconds for a tomogram of ``voxels`` (default: the next one's) at ``level``."""
+        return self.worst_rate(level) * self._voxels(voxels) * self.levels[level].cost
+
+    def _voxels(self, voxels: float | None) -> float:
+        if voxels is not None:
+            return float(voxels)
+        return self.sizes[self.done] if self.done < len(self.sizes) else max(self.sizes, default=1.0)
+
+    def fits(self, level: int, voxels: float, factor: float = 1.0) -> bool:
+        """Whether ``voxels`` of work at ``level`` (``factor`` x the estimate, plus safety) end by the deadline."""
+        need = (1.0 + self.safety) * factor * self.rate(level) * voxels * self.levels[level].cost
+        return self.elapsed() + need <= self.deadline()
+
+    def can_start(self, level: int, voxels: float | None = None) -> bool:
+        """Hard stop: whether a tomogram of ``voxels`` at ``level`` surely ends before ``total - reserve``.
+
+        Before any measurement only the cheapest level may start on the prior's word being uncertain (it is
+        the calibration, cut short by :meth:`should_stop` when needed) as long as time is left at all.
+        """
+        if not self.observed and level == len(self.levels) - 1:
+            return self.elapsed() < self.deadline()
+        return self.elapsed() + self.worst(level, voxels) <= self.deadline()
+
+    def should_stop(self) -> bool:
+        """Whether a tomogram in progress must be abandoned now (the deadline ``total - reserve`` is reached)."""
+        return self.elapsed() >= self.deadline()
+
+    def next_level(self, voxels: float | None = None) -> int | None:
+        """The level for the next tomogram (of ``voxels``, default its listed size), or ``None`` when no
+        level can finish it in time (or a tomogram was cut short)."""
+        if self.stopped:
             return None
-        return statistics.median(rates[-9:]) * self.levels[level].cost
-
-    def worst(self, level: int) -> float:
-        """Pessimistic seconds for one tomogram at ``level`` (0 before any measurement)."""
-        rates = self._rates()
-        return max(rates) * self.levels[level].cost if rates else 0.0
-
-    def margin(self) -> float:
-        """Time the projection keeps free: ``safety * total`` plus the slowest tomogram seen."""
-        slowest = max((t for _, t in self.observed), default=0.0)
-        return self.safety * self.total_s + slowest
-
-    def fits(self, level: int, remaining: int, factor: float = 1.0) -> bool:
-        """Whether ``remaining`` tomograms at ``level`` (``factor`` x the estimate) end inside the budget."""
-        est = self.estimate(level)
-        if est is None:
-            return True
-        return self.elapsed() + remaining * est * factor + self.margin() <= self.total_s
-
-    def can_start(self, level: int) -> bool:
-        """Hard stop: whether one more tomogram at ``level`` ends before ``total - reserve``."""
-        return self.elapsed() + self.worst(level) <= self.total_s - self.reserve_s
-
-    def next_level(self) -> int | None:
-        """The level for the next tomogram, or ``None`` when no level can finish it in time."""
-        remaining = max(1, self.n_items - self.done)
+        voxels = self._voxels(voxels)
+        work = voxels + self._after[min(self.done + 1, len(self._after) - 1)]
         # Going back to a richer level asks for 15% slack, so the plan does not flap between two levels.
         chosen = next(
-            (
-                lv
-                for lv in range(len(self.levels))
-                if self.fits(lv, remaining, 1.15 if lv < self.level else 1.0)
-            ),
+            (lv for lv in range(len(self.levels)) if self.fits(lv, work, 1.15 if lv < self.level else 1.0)),
             len(self.levels) - 1,
         )
-        while chosen < len(self.levels) and not self.can_start(chosen):
+        while chosen < len(self.levels) and not self.can_start(chosen, voxels):
             chosen += 1
         if chosen >= len(self.levels):
-            if not self.stopped:
-                self.stopped = True
-                msg = (
-                    f"time budget: stopping after {self.done} of {self.n_items} tomograms: "
-                    f"{self.elapsed():.1f} s of {self.total_s:.1f} s used and even the cheapest level needs "
-                    f"~{self.worst(len(self.levels) - 1):.1f} s; the rest get -1 rows"
-                )
-                self.changes.append(msg)
-                self.on_change(logging.WARNING, msg)
+            self._stop(f"even the cheapest level needs ~{self.worst(len(self.levels) - 1, voxels):.1f} s")
             return None
         if chosen != self.level:
-            self._announce(chosen, remaining)
+            self._announce(chosen, self.n_items - self.done, work)
             self.level = chosen
         return chosen
 
-    def _announce(self, new: int, remaining: int) -> None:
+    def _stop(self, why: str) -> None:
+        self.stopped = True
+        msg = (
+            f"time budget: stopping after {self.done} of {self.n_items} tomograms: "
+            f"{self.elapsed():.1f} s of {self.total_s:.1f} s used and {why}; the rest get -1 rows"
+        )
+        self.changes.append(msg)
+        self.on_change(logging.WARNING, msg)
+
+    def _announce(self, new: int, remaining: int, work: float) -> None:
         old = self.level
-        est_old = self.estimate(old) or 0.0
+        est_old = self.rate(old) * work * self.levels[old].cost
         left = self.total_s - self.elapsed()
         if new > old:
             dropped = "; ".join(self.levels[k].shed or self.levels[k].name for k in range(old + 1, new + 1))
             msg = (
                 f"time budget: shedding {dropped} (level {old} -> {new}: {self.levels[new].name}): "
-                f"{remaining} tomograms x ~{est_old:.1f} s at level {old} + {self.margin():.1f} s margin "
-                f"exceed the {left:.1f} s left"
+                f"{remaining} tomograms need ~{est_old:.1f} s at level {old} (+{self.safety:.0%} safety), "
+                f"more than the {left:.1f} s left less the {self.reserve_s:.1f} s reserve"
             )
             level = logging.WARNING
         else:
@@ -243,10 +337,21 @@ class BudgetPlanner:
         self.changes.append(msg)
         self.on_change(level, msg)
 
-    def record(self, level: int, seconds: float) -> None:
-        """Record the wall time of one predicted tomogram at ``level``."""
-        self.observed.append((int(level), float(seconds)))
+    def record(self, level: int, seconds: float, voxels: float | None = None) -> None:
+        """Record the wall time of one predicted tomogram at ``level`` (``voxels``: its size, default listed)."""
+        voxels = self._voxels(voxels)
+        self.observed.append((int(level), float(seconds), voxels))
+        rate = float(seconds) / (max(voxels, 1.0) * self.levels[level].cost)
+        self._all_rates.append(rate)
+        self._by_level.setdefault(int(level), []).append(rate)
         self.done += 1
+
+    def record_cut(self, tomo_id: str) -> None:
+        """A tomogram was cut short at the deadline: count it and start no other."""
+        self.done += 1
+        self.cut += 1
+        if not self.stopped:
+            self._stop(f"tomogram {tomo_id} was cut short at the deadline")
 
     def skip(self) -> None:
         """Count a tomogram that needed no prediction (e.g. unreadable) as done."""

@@ -26,7 +26,7 @@ import pandas as pd
 
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram
-from byu_motor.infer.budget import build_levels
+from byu_motor.infer.budget import build_levels, check_budget
 from byu_motor.infer.previews import write_previews
 from byu_motor.infer.resume import PartialFile, partial_header, split_resumed
 from byu_motor.infer.testset import compose_reader, list_test_tomograms, prediction_reader, read_repaired
@@ -158,10 +158,11 @@ def run_prediction(
         run summary in ``df.attrs["summary"]``.
 
     Raises:
-        ValueError: a bad checkpoint (naming it), no checkpoint, or an unknown setting.
+        ValueError: a bad checkpoint (naming it), no checkpoint, an unknown setting, a budget not finite and > 0.
     """
     t_start = time.monotonic()
-    budget_end = None if time_budget_s is None else time.time() + float(time_budget_s)
+    time_budget_s = check_budget(time_budget_s)  # None or > 0 (0, < 0, NaN, inf: ValueError before any work)
+    budget_end = time_budget_s and time.time() + time_budget_s  # None: no budget
     config = config or InferConfig()
     data_dir, out_csv = Path(data_dir), Path(out_csv)
     paths = [str(p) for p in checkpoints]
@@ -188,9 +189,17 @@ def run_prediction(
         summary["previews"] = write_previews(
             Path(preview_dir), ids, ok, folders, threshold, template, labels_csv
         )
-    summary["seconds"] = round(time.monotonic() - t_start, 3)
+    summary.update(_budget_fields(time_budget_s, time.monotonic() - t_start))
     df.attrs["summary"] = summary
     return df
+
+
+def _budget_fields(budget_s: float | None, used_s: float) -> dict[str, Any]:
+    """Summary fields: ``seconds`` = ``used_s`` (this call's wall time), ``budget_s`` (``None``: no budget) and
+    ``slack_s`` = budget - used (negative: overrun)."""
+    used_s = round(used_s, 3)
+    slack = None if budget_s is None else round(budget_s - used_s, 3)
+    return {"seconds": used_s, "budget_s": budget_s, "used_s": used_s, "slack_s": slack}
 
 
 def _predict(partial: PartialFile, jobs: list[WorkerJob]) -> Collector:
@@ -253,7 +262,8 @@ def _summary(
         "read_errors": statuses.get("read_error", 0),
         "predict_errors": statuses.get("predict_error", 0),
         "missing_folders": sum(t not in folders for t in ids),
-        "not_reached": len(not_reached),
+        "not_reached": sum(t not in collect.cut for t in not_reached),  # never started
+        "cut": len(collect.cut),  # started, cut short at the deadline (-1 rows; a resume retries them)
         "resumed": len(resumed),
         "levels": dict(Counter(records[t].get("level") for t in ok)),
         "shed": collect.changes,

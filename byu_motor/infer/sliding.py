@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -12,6 +12,7 @@ from torch import nn
 
 from byu_motor.data.grid import Grid
 from byu_motor.data.normalize import Normalizer
+from byu_motor.infer.budget import PredictionCut, check_stop
 from byu_motor.infer.tta import View, get_views
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,7 @@ class SlidingWindow:
         device: str | torch.device | None = None,
         amp: bool = True,
         channels_last: bool = False,
+        should_stop: Callable[[], bool] | None = None,
     ):
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge {merge!r}; choose from {MERGE_MODES}")
@@ -176,6 +178,7 @@ class SlidingWindow:
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.amp = amp
         self.channels_last = bool(channels_last)
+        self.should_stop = should_stop
         self.oom_retries = 0  # how often the batch was halved (for logs and tests)
 
     def layout(
@@ -271,6 +274,10 @@ class SlidingWindow:
         i = 0
         bs = self.batch_windows
         while i < len(windows):
+            # Between batches: abandon the tomogram when the time budget's deadline is near.
+            if self.should_stop is not None and self.should_stop():
+                raise PredictionCut("time budget: deadline reached, tomogram cut short")
+            check_stop()
             chunk = windows[i : i + bs]
             try:
                 logits = self._forward(model, volume, chunk, patch, cells, normalizer, pad_grey)

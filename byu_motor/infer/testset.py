@@ -5,12 +5,13 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram
+from byu_motor.infer.budget import DEFAULT_VOXELS
 
 log = logging.getLogger(__name__)
 
@@ -107,3 +108,42 @@ def list_test_tomograms(data_dir: Path) -> tuple[list[str], dict[str, Path]]:
             ", ".join(missing[:10]),
         )
     return ids, {t: folders[t] for t in ids if t in folders}
+
+
+def tomogram_shape(folder: Any) -> tuple[int, int, int] | None:
+    """``(Z, Y, X)`` of a tomogram folder without decoding it: the slice count and the first slice's header.
+
+    Pillow reads only the image header on open, so this costs a directory listing and a few bytes per
+    tomogram; the time budget plans from it before any tomogram is read.
+
+    Args:
+        folder: a tomogram folder of ``slice_<index>.jpg`` files.
+
+    Returns:
+        The shape in voxels, or ``None`` when the folder or its first slice cannot be read (the caller
+        assumes a pessimistic size).
+    """
+    from PIL import Image
+
+    from byu_motor.data.io import list_slices
+
+    try:
+        slices = list_slices(folder)
+        with Image.open(slices[0]) as im:
+            width, height = im.size
+    except Exception as err:  # any unreadable folder: unknown size, never fatal here
+        log.debug("%s: size unknown (%s)", folder, err)
+        return None
+    return len(slices), int(height), int(width)
+
+
+def listed_sizes(folders: Sequence[Any]) -> list[float]:
+    """Voxels of each tomogram from its folder listing and first slice header (:func:`tomogram_shape`).
+
+    A tomogram of unknown size (unreadable folder or header, or not a folder) counts as the largest known
+    one, or :data:`~byu_motor.infer.budget.DEFAULT_VOXELS` when none is known: the plan errs on the slow side.
+    """
+    shapes = [tomogram_shape(folder) for folder in folders]
+    known = [float(z * y * x) for z, y, x in (s for s in shapes if s is not None)]
+    fallback = max(known, default=float(DEFAULT_VOXELS))
+    return [fallback if s is None else float(s[0] * s[1] * s[2]) for s in shapes]

@@ -18,10 +18,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from byu_motor.config import InferConfig
-from byu_motor.infer.budget import BudgetPlanner, PlanLevel
+from byu_motor.infer.budget import BudgetPlanner, PlanLevel, PredictionCut, stop_when
 from byu_motor.infer.loader import PrefetchLoader
 from byu_motor.infer.resume import PartialFile
 from byu_motor.infer.spacing import resolve_spacing
+from byu_motor.infer.testset import listed_sizes
 
 log = logging.getLogger(__name__)
 
@@ -156,8 +157,9 @@ def run_worker(job: WorkerJob, emit: Callable[[dict[str, Any]], None]) -> None:
             emit({"event": "done", "worker": job.worker, "changes": [], "stopped": True})
             return
         # The clock is looked up here, not bound at import, so a test can run the whole loop on virtual time.
+        sizes = listed_sizes([folder for _, folder in job.items])  # from the headers, before any decoding
         planner = BudgetPlanner(
-            left, n, job.levels, safety=job.config.budget_safety, clock=time.monotonic, on_change=say
+            left, n, job.levels, job.config.budget_safety, clock=time.monotonic, on_change=say, sizes=sizes
         )
     _predict_items(job, planner, emit, say)
     emit(
@@ -196,18 +198,23 @@ def _predict_items(
                     planner.skip()
                 t_prev = time.monotonic()
                 continue
-            level = 0 if planner is None else planner.next_level()
+            voxels = float(getattr(volume, "size", 0)) or None
+            level = 0 if planner is None else planner.next_level(voxels)
             if level is None:
                 break  # out of time: the remaining tomograms get -1 rows from the caller
+            t_build = time.monotonic()
             predictor, config = predictors.get(level)
-            _predict_one(record, predictor, config, volume, job, level, say)
+            build_s = time.monotonic() - t_build  # a one-off (model loading), not a cost per voxel
+            _predict_one(record, predictor, config, volume, job, level, say, planner and planner.should_stop)
             del volume
             now = time.monotonic()
             # Wall time since the previous tomogram ended: prediction plus any wait for the loader.
             record["seconds"] = round(now - t_prev, 4)
             t_prev = now
-            if planner is not None:
-                planner.record(level, record["seconds"])
+            if planner is not None and record["status"] == "cut":
+                planner.record_cut(tomo_id)
+            elif planner is not None:
+                planner.record(level, max(record["seconds"] - build_s, 0.0), voxels)
             emit(record)
 
 
@@ -241,20 +248,26 @@ def _predict_one(
     job: WorkerJob,
     level: int,
     say: Callable[[int, str], None],
+    should_stop: Callable[[], bool] | None = None,
 ) -> None:
     """Predict one tomogram into ``record`` (shape, level, spacing, status, candidates); never raises
-    ``Exception``: a failure becomes a ``predict_error`` record and a warning."""
+    ``Exception``: a failure becomes a ``predict_error`` record and a warning, a prediction cut short because
+    ``should_stop()`` became true (checked between window batches) a ``cut`` record."""
     tomo_id = record["tomo_id"]
     shape = [int(s) for s in volume.shape]
     record.update(shape=shape, level=job.levels[level].name)
     try:
         spacing_a = resolve_spacing(shape, config, job.model_spacing_a)
         record["spacing_a"] = spacing_a
-        if _accepts_tomo_id(predictor.predict_volume):
-            raw = predictor.predict_volume(volume, spacing_a, tomo_id=tomo_id)
-        else:
-            raw = predictor.predict_volume(volume, spacing_a)
+        with stop_when(should_stop):
+            if _accepts_tomo_id(predictor.predict_volume):
+                raw = predictor.predict_volume(volume, spacing_a, tomo_id=tomo_id)
+            else:
+                raw = predictor.predict_volume(volume, spacing_a)
         record.update(status="ok", candidates=_as_candidates(raw))
+    except PredictionCut:
+        say(logging.WARNING, f"tomogram {tomo_id}: cut short at the time budget's deadline, writing -1")
+        record.update(status="cut", candidates=[])
     except Exception as err:
         say(
             logging.WARNING,
@@ -318,17 +331,21 @@ class Collector:
         changes: budget level changes announced by the workers (filled from their ``done`` events).
         stopped: a worker stopped early for lack of time.
         crashes: what each crashed worker reported.
+        cut: tomograms cut short at the deadline (not stored in the partial file, so a resume retries them).
     """
 
     partial: PartialFile
     changes: list[str] = field(default_factory=list)
     stopped: bool = False
     crashes: list[str] = field(default_factory=list)
+    cut: list[str] = field(default_factory=list)
 
     def __call__(self, event: dict[str, Any]) -> None:
         """Handle one event (a dict with an ``event`` key: ``result``, ``log``, ``done`` or ``crash``)."""
         kind = event.get("event")
-        if kind == "result":
+        if kind == "result" and event.get("status") == "cut":
+            self.cut.append(str(event["tomo_id"]))
+        elif kind == "result":
             self.partial.append(event)
         elif kind == "log":
             log.log(int(event["level"]), event["msg"])

@@ -7,7 +7,19 @@ import logging
 import pytest
 
 from byu_motor.config import InferConfig
-from byu_motor.infer.budget import BudgetPlanner, PlanLevel, build_levels, level_cost, window_factor
+from byu_motor.infer.budget import (
+    DEFAULT_VOXELS,
+    BudgetPlanner,
+    PlanLevel,
+    PredictionCut,
+    build_levels,
+    check_budget,
+    check_stop,
+    level_cost,
+    stop_when,
+    window_factor,
+)
+from byu_motor.infer.testset import listed_sizes, tomogram_shape
 
 
 def test_ladder_order_and_costs() -> None:
@@ -141,3 +153,149 @@ def test_level_cost_scales() -> None:
     assert level_cost(("a", "b"), 2, 0.0) == 6
     assert level_cost((), 1, 0.5) == pytest.approx(8.0)
     assert level_cost((), 1, 0.0, (1.0, 2.0)) == pytest.approx(9.0)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Size-aware planning, the pessimistic prior, cutting short, budget validation.
+
+SMALL, HUGE = 1_000.0, 200_000.0  # voxels
+RATE = 1e-7  # true seconds per voxel per unit cost (below the planner's prior of 1e-6)
+LADDER = [PlanLevel("full", 6.0), PlanLevel("mid", 2.0), PlanLevel("min", 1.0)]
+
+
+def run_sized(
+    sizes: list[float], total_s: float, warmup_s: float = 0.0, batches: int = 10
+) -> tuple[FakeClock, BudgetPlanner, list[int | None]]:
+    """Plan ``sizes`` on a fake clock: a tomogram takes RATE x voxels x cost (+ warm-up on the first), slept
+    in ``batches`` steps with a cut check before each, as the sliding window does."""
+    clock = FakeClock()
+    planner = BudgetPlanner(total_s, len(sizes), LADDER, clock=clock, on_change=lambda *a: None, sizes=sizes)
+    chosen: list[int | None] = []
+    for k, voxels in enumerate(sizes):
+        level = planner.next_level(voxels)
+        chosen.append(level)
+        if level is None:
+            break
+        t0 = clock.t
+        seconds = RATE * voxels * LADDER[level].cost + (warmup_s if k == 0 else 0.0)
+        try:
+            for _ in range(batches):
+                if planner.should_stop():
+                    raise PredictionCut("deadline")
+                clock.t += seconds / batches
+        except PredictionCut:
+            planner.record_cut(f"t{k}")
+            continue
+        planner.record(level, clock.t - t0, voxels)
+    return clock, planner, chosen
+
+
+ORDERS = {
+    "small_then_huge": [SMALL] * 8 + [HUGE] * 4,
+    "huge_first": [HUGE] * 4 + [SMALL] * 8,
+    "alternating": [SMALL, HUGE] * 6,
+}
+
+
+@pytest.mark.parametrize("order", sorted(ORDERS))
+def test_sizes_in_adversarial_order_stay_inside_the_budget(order: str) -> None:
+    sizes = ORDERS[order]
+    cheapest, richest = RATE * sum(sizes), RATE * sum(sizes) * 6.0
+    total = 0.5 * richest  # the richest level does not fit, the cheapest easily does
+    assert cheapest < 0.5 * total
+    clock, planner, chosen = run_sized(sizes, total)
+    assert clock.t <= planner.total_s - planner.reserve_s
+    assert None not in chosen and planner.cut == 0 and planner.done == len(sizes)
+    # nothing measured yet and a pessimistic prior: the first tomogram calibrates at the cheapest level
+    assert chosen[0] == len(LADDER) - 1
+    # the budget is then put to use: some tomogram runs richer than the cheapest level
+    assert min(chosen) < len(LADDER) - 1  # type: ignore[type-var]
+
+
+def test_generous_budget_runs_the_first_tomogram_at_the_richest_level() -> None:
+    sizes = ORDERS["huge_first"]
+    # the prior (1e-6 s per voxel and cost) times every voxel at the richest level, with room to spare
+    clock, planner, chosen = run_sized(sizes, total_s=2.0 * 1e-6 * sum(sizes) * 6.0)
+    assert chosen == [0] * len(sizes) and planner.changes == []
+
+
+def test_slow_first_tomogram_warm_up_keeps_the_budget() -> None:
+    sizes = [SMALL] * 3 + [HUGE] * 3 + [SMALL] * 3
+    total = 0.5 * RATE * sum(sizes) * 6.0
+    clock, planner, chosen = run_sized(sizes, total, warmup_s=0.25 * total)
+    assert clock.t <= planner.total_s - planner.reserve_s
+    # the warm-up is left out of the worst rate once three tomograms are measured: the run goes on
+    assert planner.done == len(sizes) and planner.cut == 0 and None not in chosen
+
+
+def test_a_tomogram_slower_than_measured_is_cut_and_nothing_starts_after() -> None:
+    clock = FakeClock()
+    sizes = [SMALL] * 5
+    planner = BudgetPlanner(1.0, 5, LADDER, clock=clock, on_change=lambda *a: None, sizes=sizes)
+    level = planner.next_level(SMALL)
+    clock.t += 0.01
+    planner.record(level, 0.01, SMALL)
+    assert planner.next_level(SMALL) is not None and not planner.should_stop()
+    clock.t = planner.deadline()  # this tomogram is far slower than any before: the deadline arrives
+    assert planner.should_stop()
+    planner.record_cut("t1")
+    assert planner.cut == 1 and planner.stopped and planner.next_level(SMALL) is None
+    assert "cut short" in planner.changes[-1]
+
+
+def test_stop_when_makes_check_stop_raise_only_inside() -> None:
+    flag = [False]
+    with stop_when(lambda: flag[0]):
+        check_stop()  # not yet
+        flag[0] = True
+        with pytest.raises(PredictionCut):
+            check_stop()
+    check_stop()  # outside: no deadline applies
+
+
+def test_sliding_window_checks_should_stop_between_batches() -> None:
+    import numpy as np
+    import torch
+
+    from byu_motor.data.normalize import Normalizer
+    from byu_motor.infer.sliding import SlidingWindow
+
+    calls = []
+
+    class Model(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            calls.append(x.shape[0])
+            return x[:, :, ::2, ::2, ::2]
+
+    volume = np.full((16, 16, 16), 100, dtype=np.uint8)
+    sw = SlidingWindow(patch_size=8, overlap=0.0, batch_windows=2, should_stop=lambda: len(calls) >= 1)
+    with pytest.raises(PredictionCut):
+        sw(Model().eval(), volume, 2, Normalizer())
+    assert calls == [2]  # 8 windows in batches of 2: the first batch ran, then the cut
+    calls.clear()
+    logits = SlidingWindow(patch_size=8, overlap=0.0, batch_windows=2)(
+        Model().eval(), volume, 2, Normalizer()
+    )
+    assert len(calls) == 4 and tuple(logits.shape) == (8, 8, 8)
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf"), float("-inf"), "soon"])
+def test_unusable_budgets_are_refused_naming_the_value(bad: object) -> None:
+    with pytest.raises(ValueError, match=repr(bad).replace("(", r"\(")):
+        check_budget(bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="time budget"):
+        BudgetPlanner(bad, 3, LADDER)  # type: ignore[arg-type]
+    assert check_budget(None) is None and check_budget(12) == 12.0
+
+
+def test_tomogram_shape_reads_only_the_listing_and_a_header(tmp_path) -> None:
+    import numpy as np
+
+    from byu_motor.data.io import write_tomogram
+
+    write_tomogram(np.zeros((5, 12, 20), dtype=np.uint8), tmp_path / "t")
+    assert tomogram_shape(tmp_path / "t") == (5, 12, 20)
+    assert tomogram_shape(tmp_path / "missing") is None
+    # an unknown size counts as the largest known one, or the pessimistic default when none is known
+    assert listed_sizes([tmp_path / "t", tmp_path / "missing"]) == [1200.0, 1200.0]
+    assert listed_sizes([tmp_path / "missing"]) == [float(DEFAULT_VOXELS)]

@@ -558,3 +558,108 @@ def test_wrapped_tomogram_is_repaired_when_the_checkpoint_was_trained_so(tmp_pat
     # Without the checkpoint asking for it, the volume is predicted as stored.
     df = run(tmp_path / "data", ckpts, tmp_path / "sub2.csv")
     assert df.set_index("tomo_id").loc["tomo_wrapped"].tolist() != rows.loc["tomo_ok"].tolist()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Budgets with tomograms of very different sizes, warm-up, cutting short, refused budgets (virtual time).
+
+SIZED_SHAPES = {"s": (4, 16, 16), "h": (40, 64, 64)}  # 1024 and 163840 voxels
+SIZED_RATE = 1e-7  # seconds per voxel per unit level cost (below the planner's pessimistic prior)
+
+
+class SizedPredictor:
+    """Takes ``rate x voxels x level cost`` of virtual time (x ``slow[tomo_id]``; + ``warmup_s`` on its first
+    call per process), in 64 batches with the deadline checked before each, as the sliding window does."""
+
+    warmed = False
+
+    def __init__(self, checkpoints, config, device, sleep, slow=None, warmup_s=0.0):
+        from byu_motor.infer.budget import level_cost
+
+        self.cost = level_cost(config.tta, len(checkpoints), config.overlap, config.scales)
+        self.sleep, self.slow, self.warmup_s = sleep, slow or {}, warmup_s
+
+    def predict_volume(self, volume, spacing_a, tomo_id=None):
+        from byu_motor.infer.budget import check_stop
+
+        if not SizedPredictor.warmed:
+            SizedPredictor.warmed = True
+            self.sleep(self.warmup_s)
+        seconds = SIZED_RATE * volume.size * self.cost * self.slow.get(tomo_id, 1.0)
+        for _ in range(64):
+            check_stop()
+            self.sleep(seconds / 64)
+        z, y, x = volume.shape
+        return [(z // 2, y // 2, x // 2, 0.9)]
+
+
+def sized_run(clock, tmp_path, ckpts, kinds: str, budget_s: float, **kw):
+    """Tomograms ``t00, t01, ...`` of the sizes ``kinds`` names (``s`` small, ``h`` huge), run on virtual time."""
+    root = tmp_path / f"data_{kinds}"
+    for k, kind in enumerate(kinds):
+        write_tomogram(np.full(SIZED_SHAPES[kind], 90, dtype=np.uint8), root / "test" / f"t{k:02d}")
+    SizedPredictor.warmed = False
+
+    def make(checkpoints, config, device):
+        return SizedPredictor(checkpoints, config, device, sleep=clock.sleep, **kw)
+
+    out = tmp_path / f"s_{kinds}.csv"
+    t0 = clock.monotonic()
+    df = run(root, ckpts, out, config=BUDGET_CFG, time_budget_s=budget_s, predictor_factory=make)
+    return df, clock.monotonic() - t0, out
+
+
+def sized_budget(kinds: str) -> float:
+    """Half of what the richest level (3 views x 2 models) needs: the cheapest level (cost 1) fits easily."""
+    voxels = sum(int(np.prod(SIZED_SHAPES[k])) for k in kinds)
+    return 0.5 * SIZED_RATE * voxels * 6
+
+
+@pytest.mark.parametrize("kinds", ["sssssssshh", "hhssssssss", "shshshshsh"])
+def test_budget_holds_whatever_the_order_of_sizes(vclock, tmp_path, ckpts, kinds) -> None:
+    budget_s = sized_budget(kinds)
+    df, wall, out = sized_run(vclock, tmp_path, ckpts, kinds, budget_s)
+    s = df.attrs["summary"]
+    assert wall <= budget_s
+    assert s["predicted"] == len(kinds) and s["cut"] == 0 and len(pd.read_csv(out)) == len(kinds)
+    # the first tomogram calibrates at the cheapest level, later ones use the time left
+    levels = level_sequence(out)
+    assert levels[0] == "tta=none|models=1|overlap=0" and len(set(levels)) > 1
+    assert s["budget_s"] == budget_s and s["used_s"] == pytest.approx(wall, abs=1e-3)
+    assert s["slack_s"] == pytest.approx(budget_s - s["used_s"], abs=1e-3) and s["slack_s"] >= 0
+
+
+def test_budget_holds_after_a_slow_first_tomogram(vclock, tmp_path, ckpts) -> None:
+    kinds = "sssshhssss"
+    budget_s = sized_budget(kinds)
+    df, wall, out = sized_run(vclock, tmp_path, ckpts, kinds, budget_s, warmup_s=0.3 * budget_s)
+    s = df.attrs["summary"]
+    assert wall <= budget_s and len(pd.read_csv(out)) == len(kinds)
+    assert s["predicted"] + s["not_reached"] + s["cut"] == len(kinds) and s["predicted"] >= 8
+
+
+def test_a_tomogram_cut_short_gets_minus_one_and_every_row_is_written(vclock, tmp_path, ckpts) -> None:
+    kinds = "sssshsssss"
+    budget_s = sized_budget(kinds)
+    # t04 runs 5x slower per voxel than anything measured before it: only the cut keeps the budget
+    df, wall, out = sized_run(vclock, tmp_path, ckpts, kinds, budget_s, slow={"t04": 5.0})
+    s = df.attrs["summary"]
+    assert wall <= budget_s
+    assert s["cut"] == 1 and s["predicted"] == 4 and s["not_reached"] == 5
+    written = pd.read_csv(out)
+    assert written["tomo_id"].tolist() == [f"t{k:02d}" for k in range(10)]
+    assert (written.iloc[4:, 1:] == -1).all().all() and (written.iloc[:4, 1] >= 0).all()
+    assert any("cut short" in m for m in s["shed"])
+    # the cut tomogram is not stored as done: a resume predicts it again
+    partial = out.with_name(out.name + ".partial.jsonl").read_text()
+    assert '"t04"' not in partial
+
+
+@pytest.mark.parametrize("bad", [0, -5, float("nan"), float("inf")])
+def test_unusable_budgets_are_refused_before_any_work(data_dir, ckpts, tmp_path, bad) -> None:
+    reads = []
+    out = tmp_path / "s.csv"
+    with pytest.raises(ValueError, match="time budget") as err:
+        run(data_dir, ckpts, out, time_budget_s=bad, reader=lambda f: reads.append(f))
+    assert repr(bad) in str(err.value)
+    assert reads == [] and not out.exists() and not out.with_name(out.name + ".partial.jsonl").exists()
