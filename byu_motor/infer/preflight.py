@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 # Device types a prediction runs on; "cuda" alone means the current CUDA device.
 _DEVICE_TYPES = ("cpu", "cuda")
+# (path, device) -> (size, mtime) of the checkpoint file when check_models put its model in the spec cache
+_CHECKED: dict[tuple[str, str], tuple[int, int]] = {}
 
 
 def check_output(out_csv: str | os.PathLike) -> Path:
@@ -166,12 +168,19 @@ def check_model(path: str, device: str) -> Any:
     return spec
 
 
+def _stamp(path: str | os.PathLike) -> tuple[int, int]:
+    """``(size, mtime in ns)`` of a file: tells a checkpoint rewritten in place from the one cached."""
+    st = os.stat(path)
+    return st.st_size, st.st_mtime_ns
+
+
 def check_models(paths: Sequence[str], devices: Sequence[str], cache: dict[tuple[str, str], Any]) -> None:
     """Check every checkpoint with :func:`check_model` on the first device, before any tomogram is read.
 
     With one device the run predicts in this process, so the loaded specs go into ``cache`` (the workers'
     spec cache, keyed ``(path, device)``) and each checkpoint is loaded once. With several, the workers are
-    other processes that load their own; the checked models are dropped here.
+    other processes that load their own; the checked models are dropped here. A cached model is reused only
+    while its file keeps the size and modification time it had when checked.
 
     Args:
         paths: checkpoint paths as the workers will name them.
@@ -183,12 +192,13 @@ def check_models(paths: Sequence[str], devices: Sequence[str], cache: dict[tuple
     """
     device = str(devices[0])
     for path in paths:
-        key = (str(path), device)
-        if key in cache:
-            continue
+        key, stamp = (str(path), device), _stamp(path)
+        if key in cache and _CHECKED.get(key) == stamp:
+            continue  # checked and cached earlier in this process, and the file is unchanged since
+        cache.pop(key, None)  # a file rewritten since (retrained): its cached model is stale
         spec = check_model(str(path), device)
         if len(devices) == 1:
-            cache[key] = spec
+            cache[key], _CHECKED[key] = spec, stamp
     if len(devices) > 1 and device.startswith("cuda"):
         import torch
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import os
 from pathlib import Path
 
 import numpy as np
@@ -154,9 +155,14 @@ def test_models_are_loaded_once_and_the_worker_reuses_them(tmp_path, monkeypatch
     assert sorted(workers_module._SPEC_CACHE) == [(p, "cpu") for p in paths] and len(loads) == 2
     default_predictor_factory(paths, InferConfig(), "cpu")
     assert len(loads) == 2  # the predictor took the checked models from the cache
+    preflight.check_models(paths, ["cpu"], workers_module._SPEC_CACHE)
+    assert len(loads) == 2  # checked before and unchanged: not loaded again
+    os.utime(paths[1], ns=(1, 1))  # rewritten in place (retrained): checked and loaded afresh
+    preflight.check_models(paths, ["cpu"], workers_module._SPEC_CACHE)
+    assert loads[2:] == [paths[1]]
     workers_module._SPEC_CACHE.clear()
     preflight.check_models(paths, ["cpu", "cpu"], workers_module._SPEC_CACHE)
-    assert workers_module._SPEC_CACHE == {} and len(loads) == 4  # several workers: other processes load
+    assert workers_module._SPEC_CACHE == {} and len(loads) == 5  # several workers: other processes load
 
 
 def test_checkpoint_without_a_training_record_warns(tmp_path, caplog) -> None:
