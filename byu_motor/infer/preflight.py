@@ -35,14 +35,14 @@ def check_output(out_csv: str | os.PathLike) -> Path:
         ``out_csv`` as an absolute path with ``..`` and symlinks resolved.
 
     Raises:
-        ValueError: an empty path, an existing directory, a path under a file, or a folder that cannot be
-            written, naming the path.
+        ValueError: an empty path, a directory (existing, or written with a trailing slash), a path under a
+            file, or a folder that cannot be written, naming the path.
     """
     raw = os.fspath(out_csv)
     if not str(raw).strip():
         raise ValueError("output path is empty: name the submission CSV, e.g. --out submission.csv")
     path = Path(raw).expanduser().resolve()
-    if path.is_dir():
+    if path.is_dir() or str(raw).endswith(("/", os.sep)):  # "out/" names a folder even before it exists
         raise ValueError(
             f"output {raw}: is a directory; name a file in it, e.g. {Path(raw) / 'submission.csv'}"
         )
@@ -56,8 +56,6 @@ def check_output(out_csv: str | os.PathLike) -> Path:
         raise ValueError(f"output {raw}: {folder} is a file, not a folder")
     if not os.access(folder, os.W_OK | os.X_OK):
         raise ValueError(f"output {raw}: folder {folder} is not writable")
-    if path.exists() and not os.access(path, os.W_OK):
-        raise ValueError(f"output {raw}: the existing file is not writable")
     return path
 
 

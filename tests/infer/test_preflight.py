@@ -211,13 +211,16 @@ def test_cpu_devices_pass(no_cuda) -> None:
 # The output path: checked first, nothing created when it is bad; the partial file follows its resolved path.
 
 
-@pytest.mark.parametrize("case", ["directory", "empty", "under_a_file", "deep_under_a_file", "unwritable"])
+@pytest.mark.parametrize(
+    "case", ["directory", "new_directory", "empty", "under_a_file", "deep_under_a_file", "unwritable"]
+)
 def test_bad_output_fails_before_any_tomogram(data_dir, tmp_path, reads, reader, monkeypatch, case) -> None:
     ckpt = tiny_checkpoint(tmp_path / "ckpt" / "good.pt")
     (tmp_path / "a_dir").mkdir()
     (tmp_path / "a_file").write_text("x")
     out, named = {
         "directory": (tmp_path / "a_dir", "a_dir"),
+        "new_directory": (f"{tmp_path / 'new_dir'}/", "new_dir"),
         "empty": ("", "empty"),
         "under_a_file": (tmp_path / "a_file" / "sub.csv", "a_file"),
         "deep_under_a_file": (tmp_path / "a_file" / "x" / "sub.csv", "a_file"),
