@@ -26,7 +26,9 @@ import pandas as pd
 
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram
+from byu_motor.infer import workers as workers_module
 from byu_motor.infer.budget import build_levels, check_budget
+from byu_motor.infer.preflight import check_models, check_output, warn_if_untrained
 from byu_motor.infer.previews import write_previews
 from byu_motor.infer.resume import PartialFile, partial_header, split_resumed
 from byu_motor.infer.testset import compose_reader, list_test_tomograms, prediction_reader, read_repaired
@@ -88,6 +90,7 @@ def inspect_checkpoint(path: str | os.PathLike) -> CheckpointInfo:
     from byu_motor.models.checkpoint import read_checkpoint_config
 
     header = read_checkpoint_config(path)
+    warn_if_untrained(path, header.extra)
     thr = (header.extra or {}).get("threshold")
     return CheckpointInfo(
         path=str(path),
@@ -112,6 +115,32 @@ def _inspect_all(paths: list[str], inspector: Callable[[str], CheckpointInfo]) -
     return infos
 
 
+def _preflight(
+    out_csv: str | os.PathLike,
+    devices: str | Sequence[str] | None,
+    paths: list[str],
+    inspector: Callable[[str], CheckpointInfo],
+    predictor_factory: PredictorFactory | None,
+) -> tuple[Path, list[str], list[CheckpointInfo]]:
+    """Everything checked before the first tomogram; only then is the output folder created.
+
+    The output path (:func:`check_output`), the devices (:func:`resolve_devices`), every checkpoint's header
+    (``inspector``), and with the default predictor every model built, loaded strictly and run once on the
+    first device (:func:`check_models`, which fills the in-process spec cache). Each failure is a
+    ``ValueError`` (or ``FileNotFoundError``) naming the path, device or checkpoint at fault.
+
+    Returns:
+        ``(resolved out_csv, devices, checkpoint infos)``.
+    """
+    out_path = check_output(out_csv)
+    device_list = resolve_devices(devices)
+    infos = _inspect_all(paths, inspector)
+    if predictor_factory is None:  # a foreign predictor loads its own models: nothing to check here
+        check_models(paths, device_list, workers_module._SPEC_CACHE)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    return out_path, device_list, infos
+
+
 def run_prediction(
     data_dir: str | os.PathLike,
     checkpoints: Sequence[str | os.PathLike],
@@ -127,7 +156,8 @@ def run_prediction(
 ) -> pd.DataFrame:
     """Predict every test tomogram of ``data_dir`` and write the submission CSV.
 
-    Order of work: validate every checkpoint (before reading any tomogram); list ``data_dir/test`` and
+    Order of work: the preflight (:func:`_preflight`: output path, devices, checkpoints, before anything is
+    created or any tomogram read); list ``data_dir/test`` and
     ``data_dir/sample_submission.csv`` (which fixes the set and order of rows when present); resume from
     ``<out_csv>.partial.jsonl``; predict the rest on each device (one spawned worker per device when
     several, in-process when one), shedding extras to stay inside ``time_budget_s``; apply the threshold;
@@ -140,7 +170,8 @@ def run_prediction(
     Args:
         data_dir: competition folder holding ``test/`` (and optionally ``sample_submission.csv``).
         checkpoints: checkpoint files, the most valuable first (budget shedding drops from the end).
-        out_csv: submission path; ``<out_csv>.partial.jsonl`` keeps per-tomogram candidates.
+        out_csv: submission path; ``<out_csv resolved>.partial.jsonl`` keeps per-tomogram candidates (so
+            ``./a/../sub.csv`` and ``sub.csv`` share it); its folder is created after the preflight.
         config: inference settings (default :class:`InferConfig`).
         time_budget_s: wall-clock budget in seconds for this call, or ``None`` for no limit.
         preview_dir: write a PNG per tomogram here (``config.preview_top`` best only when > 0).
@@ -158,20 +189,19 @@ def run_prediction(
         run summary in ``df.attrs["summary"]``.
 
     Raises:
-        ValueError: a bad checkpoint (naming it), no checkpoint, an unknown setting, a budget not finite and > 0.
+        ValueError: no checkpoint, an unknown setting, a budget not finite and > 0, or a bad checkpoint,
+            device or output (naming it).
     """
     t_start = time.monotonic()
     time_budget_s = check_budget(time_budget_s)  # None or > 0 (0, < 0, NaN, inf: ValueError before any work)
     budget_end = time_budget_s and time.time() + time_budget_s  # None: no budget
     config = config or InferConfig()
-    data_dir, out_csv = Path(data_dir), Path(out_csv)
-    paths = [str(p) for p in checkpoints]
-    infos = _inspect_all(paths, checkpoint_inspector)
+    data_dir, paths = Path(data_dir), [str(p) for p in checkpoints]
+    out_csv, device_list, infos = _preflight(out_csv, devices, paths, checkpoint_inspector, predictor_factory)
     ids, folders = list_test_tomograms(data_dir)
     partial = PartialFile(Path(f"{out_csv}.partial.jsonl"), partial_header(data_dir, paths, config))
     resumed, pending = split_resumed(partial, ids, folders)
     levels = build_levels(config, [Path(p).name for p in paths])[: 1 if time_budget_s is None else None]
-    device_list = resolve_devices(devices)
     reader = prediction_reader(reader, config, any(info.fix_wraparound for info in infos))
     template = WorkerJob(0, device_list[0], [], paths, config, levels, budget_end, infos[0].spacing_a,
                          predictor_factory or default_predictor_factory, reader)  # fmt: skip

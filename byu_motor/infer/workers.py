@@ -67,19 +67,22 @@ def resolve_devices(devices: str | Sequence[str] | None) -> list[str]:
         devices: ``None``, ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:0,cuda:1"`` or a list of device names.
 
     Raises:
-        ValueError: ``"cuda"`` asked on a machine without a GPU.
+        ValueError: ``device NAME: ...`` naming the device: an unknown name (``gpu``), CUDA asked on a machine
+            without it, or a CUDA index that is not visible (see :func:`byu_motor.infer.preflight.check_devices`).
     """
+    from byu_motor.infer.preflight import check_devices
+
     if isinstance(devices, str):
         devices = [d.strip() for d in devices.split(",") if d.strip()]
-    devices = list(devices or ["auto"])
+    devices = [str(d).strip() for d in devices or ["auto"]]
     if devices in (["auto"], ["cuda"]):
         import torch
 
-        n_gpus = torch.cuda.device_count()
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
         if n_gpus == 0 and devices == ["cuda"]:
-            raise ValueError("--devices cuda: no CUDA device is visible")
+            raise ValueError("device cuda: no CUDA device is visible on this machine (use --devices cpu)")
         return [f"cuda:{i}" for i in range(n_gpus)] or ["cpu"]
-    return devices
+    return check_devices(devices)
 
 
 # ----------------------------------------------------------------------------------------------------------

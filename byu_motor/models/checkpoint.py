@@ -169,6 +169,21 @@ def _read(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[dict[str,
     return payload, config, extra
 
 
+def _check_finite(path: str | os.PathLike, state_dict: Mapping[str, Any]) -> None:
+    """Refuse weights holding NaN or inf (a diverged run): such a model predicts nothing, silently."""
+    bad = [
+        key
+        for key, value in state_dict.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    ]
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: {len(bad)} weight tensor(s) hold NaN or inf, e.g. {', '.join(bad[:3])}"
+        )
+
+
 def read_checkpoint_config(path: str | os.PathLike) -> CheckpointHeader:
     """Validate a checkpoint and return its config and extra values without building the model.
 
@@ -194,7 +209,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Loade
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        CheckpointError: as :func:`read_checkpoint_config`, or weights that do not fit the rebuilt model.
+        CheckpointError: as :func:`read_checkpoint_config`, a model its config cannot rebuild (bad kwargs),
+            weights that do not fit the rebuilt model (missing or unexpected keys, other shapes), or NaN / inf
+            weights.
     """
     from byu_motor.models.detector import create_model
 
@@ -203,8 +220,15 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Loade
     model_cfg = dataclasses.replace(config.model, pretrained_file=None)
     try:
         model = create_model(model_cfg)
-    except ValueError as err:
-        raise CheckpointError(f"checkpoint {str(path)!r}: cannot rebuild the model: {err}") from err
+    except (
+        ValueError,
+        TypeError,
+    ) as err:  # TypeError: kwargs that another encoder / neck / head does not take
+        raise CheckpointError(
+            f"checkpoint {str(path)!r}: cannot rebuild the {config.model.encoder}/{config.model.neck} model: "
+            f"{type(err).__name__}: {err}"
+        ) from err
+    _check_finite(path, payload["state_dict"])
     try:
         result = model.load_state_dict(payload["state_dict"], strict=False)
     except RuntimeError as err:  # shape mismatches raise even with strict=False

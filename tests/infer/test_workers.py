@@ -28,8 +28,13 @@ def test_split_jobs_deals_round_robin_and_drops_idle_devices() -> None:
     assert [(j.worker, j.items) for j in split_jobs(_template(), [], ["cuda:0", "cuda:1"])] == [(0, [])]
 
 
-def test_resolve_devices_lists() -> None:
+def test_resolve_devices_lists(monkeypatch) -> None:
+    import torch
+
     assert resolve_devices("cpu") == ["cpu"]
+    # CUDA names are checked against the machine (tests/infer/test_preflight.py): stand in for two GPUs
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
     assert resolve_devices("cuda:0, cuda:1") == ["cuda:0", "cuda:1"]
     assert resolve_devices(["cpu", "cpu"]) == ["cpu", "cpu"]
 

@@ -151,3 +151,21 @@ def test_bad_config_and_extra_values(tmp_path):
     with pytest.raises(TypeError, match="extra.when"):
         save_checkpoint(tmp_path / "x.pt", create_model(_config().model), _config(), extra={"when": object()})
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_nan_weights_are_rejected_naming_the_file(tmp_path):
+    cfg = _config()
+    state = create_model(cfg.model).state_dict()
+    key = next(k for k, v in state.items() if v.is_floating_point())
+    state[key] = torch.full_like(state[key], float("inf"))
+    path = save_checkpoint(tmp_path / "diverged.pt", state, cfg)
+    with pytest.raises(CheckpointError, match=f"diverged.pt.*NaN or inf.*{key}"):
+        load_checkpoint(path)
+
+
+def test_kwargs_the_encoder_does_not_take_are_a_checkpoint_error(tmp_path):
+    cfg = _config(encoder_kwargs={"no_such_option": 1})
+    path = tmp_path / "kwargs.pt"
+    torch.save({"format": FORMAT, "config": cfg.to_dict(), "state_dict": {}, "extra": {}}, path)
+    with pytest.raises(CheckpointError, match="kwargs.pt.*cannot rebuild.*TypeError.*no_such_option"):
+        load_checkpoint(path)
