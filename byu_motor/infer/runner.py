@@ -3,7 +3,8 @@
 What the Kaggle notebook runs. Guarantees: every test tomogram gets exactly one row (a -1 row when it
 cannot be read, its prediction fails or the budget runs out); checkpoints are validated before any
 tomogram is read; every result is appended to ``<out_csv>.partial.jsonl`` as soon as it exists, so a
-rerun after a crash predicts only what is missing; the CSV is checked and written atomically.
+rerun after a crash predicts only what is missing, failed, changed or was shed; the CSV is checked
+and written atomically.
 
 The parts live by job: :mod:`byu_motor.infer.testset` (which tomograms, and the reader),
 :mod:`byu_motor.infer.resume` (the partial file), :mod:`byu_motor.infer.workers` (devices, predictors,
@@ -13,6 +14,7 @@ the per-tomogram loop, processes), :mod:`byu_motor.postprocess.threshold_rules` 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -28,7 +30,14 @@ from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram
 from byu_motor.infer.budget import build_levels
 from byu_motor.infer.previews import write_previews
-from byu_motor.infer.resume import PartialFile, partial_header, split_resumed
+from byu_motor.infer.resume import (
+    PartialFile,
+    ResumePlan,
+    mark_finished,
+    open_partial,
+    partial_header,
+    plan_resume,
+)
 from byu_motor.infer.testset import compose_reader, list_test_tomograms, prediction_reader, read_repaired
 from byu_motor.infer.workers import (
     Collector,
@@ -133,9 +142,9 @@ def run_prediction(
     several, in-process when one), shedding extras to stay inside ``time_budget_s``; apply the threshold;
     check and atomically write the CSV; write previews.
 
-    Resume skips every tomogram recorded in the partial file, failures included (they are deterministic: a
-    corrupt file stays corrupt); tomograms the budget did not reach are not recorded and are retried.
-    A partial file made with other checkpoints, settings or data is moved aside, not reused.
+    Resume reuses a recorded row only when its input is unchanged, it was predicted and at level 0; failed
+    and changed rows are redone, shed-level ones after the rest while time remains (the rules, and the
+    finished-run marker: :mod:`byu_motor.infer.resume`).
 
     Args:
         data_dir: competition folder holding ``test/`` (and optionally ``sample_submission.csv``).
@@ -167,14 +176,15 @@ def run_prediction(
     paths = [str(p) for p in checkpoints]
     infos = _inspect_all(paths, checkpoint_inspector)
     ids, folders = list_test_tomograms(data_dir)
-    partial = PartialFile(Path(f"{out_csv}.partial.jsonl"), partial_header(data_dir, paths, config))
-    resumed, pending = split_resumed(partial, ids, folders)
-    levels = build_levels(config, [Path(p).name for p in paths])[: 1 if time_budget_s is None else None]
-    device_list = resolve_devices(devices)
+    device_list = resolve_devices(devices)  # before the partial file: a bad --devices creates nothing
+    ladder = build_levels(config, [Path(p).name for p in paths])
+    levels = ladder[: 1 if time_budget_s is None else None]
+    partial = open_partial(Path(f"{out_csv}.partial.jsonl"), out_csv, partial_header(data_dir, paths, config))
+    plan = plan_resume(partial, ids, folders, [lv.name for lv in ladder])
     reader = prediction_reader(reader, config, any(info.fix_wraparound for info in infos))
     template = WorkerJob(0, device_list[0], [], paths, config, levels, budget_end, infos[0].spacing_a,
                          predictor_factory or default_predictor_factory, reader)  # fmt: skip
-    collect = _predict(partial, split_jobs(template, pending, device_list))
+    collect = _predict(partial, template, plan, device_list)
     records = partial.records
     ok = {t: records[t] for t in ids if t in records and records[t].get("status") == "ok"}
     candidates = {t: rec["candidates"] for t, rec in ok.items()}
@@ -182,8 +192,9 @@ def run_prediction(
     not_reached = _not_reached(ids, folders, records)
     df = _write_csv(ids, ok, candidates, threshold, out_csv)
     summary = _summary(
-        df, ids, folders, records, (threshold, threshold_source), resumed, not_reached, collect, device_list
+        df, ids, folders, records, (threshold, threshold_source), plan, not_reached, collect, device_list
     )
+    summary["finished"] = mark_finished(partial, ids, folders, ladder[0].name)
     if preview_dir is not None:
         summary["previews"] = write_previews(
             Path(preview_dir), ids, ok, folders, threshold, template, labels_csv
@@ -193,14 +204,50 @@ def run_prediction(
     return df
 
 
-def _predict(partial: PartialFile, jobs: list[WorkerJob]) -> Collector:
-    """Run the workers, storing each result in ``partial`` as it arrives; closes ``partial`` in any case."""
+def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, devices: list[str]) -> Collector:
+    """Run the workers on ``plan.pending``, then on ``plan.redo`` while time remains, storing each result in
+    ``partial`` as it arrives; closes ``partial`` in any case."""
     collect = Collector(partial)
     try:
-        run_jobs(jobs, collect)
+        run_jobs(split_jobs(template, plan.pending, devices), collect)
+        redo = _redo_jobs(template, plan, devices, partial.records)
+        if redo:
+            run_jobs(redo, collect)
     finally:
         partial.close()
     return collect
+
+
+def _redo_jobs(
+    template: WorkerJob, plan: ResumePlan, devices: list[str], records: dict[str, dict[str, Any]]
+) -> list[WorkerJob]:
+    """Jobs that redo the shed-level rows of ``plan``, or none when the budget has no room for one more.
+
+    Only levels richer than the most shed stored row are offered (a redo at that level or below would be
+    discarded anyway). With a budget, the first redo must fit what is left after the planner's reserve and
+    safety, at the slowest rate (seconds per unit of level cost) seen in this run's rows.
+    """
+    if not plan.redo:
+        return []
+    levels = template.levels[: max(1, plan.redo_level)]
+    if template.budget_end is not None:
+        left = template.budget_end - time.time()
+        rates = [
+            rec["seconds"] / template.levels[rec["level_index"]].cost
+            for rec in records.values()
+            if rec.get("status") == "ok"
+            and rec.get("seconds")
+            and rec.get("level_index") in range(len(template.levels))
+        ]
+        room = left - min(60.0, 0.1 * left) - template.config.budget_safety * left
+        if not rates or max(rates) * levels[0].cost > room:
+            log.warning(
+                "time budget: %d row(s) predicted at a shed level kept as they are (no time to redo them)",
+                len(plan.redo),
+            )
+            return []
+    log.info("redoing %d row(s) predicted at a shed level while time remains", len(plan.redo))
+    return split_jobs(dataclasses.replace(template, levels=levels), plan.redo, devices)
 
 
 def _not_reached(ids: list[str], folders: dict[str, Path], records: dict[str, dict[str, Any]]) -> list[str]:
@@ -236,7 +283,7 @@ def _summary(
     folders: dict[str, Path],
     records: dict[str, dict[str, Any]],
     threshold: tuple[float, str],
-    resumed: list[str],
+    plan: ResumePlan,
     not_reached: list[str],
     collect: Collector,
     devices: list[str],
@@ -254,7 +301,8 @@ def _summary(
         "predict_errors": statuses.get("predict_error", 0),
         "missing_folders": sum(t not in folders for t in ids),
         "not_reached": len(not_reached),
-        "resumed": len(resumed),
+        "resumed": len(plan.reused),
+        "redo_offered": len(plan.redo),
         "levels": dict(Counter(records[t].get("level") for t in ok)),
         "shed": collect.changes,
         "worker_crashes": collect.crashes,
