@@ -142,9 +142,8 @@ def run_prediction(
     several, in-process when one), shedding extras to stay inside ``time_budget_s``; apply the threshold;
     check and atomically write the CSV; write previews.
 
-    Resume reuses a recorded row only when its input is unchanged, it was predicted and at level 0; failed
-    and changed rows are redone, shed-level ones after the rest while time remains (the rules, and the
-    finished-run marker: :mod:`byu_motor.infer.resume`).
+    Resume reuses a row only when its input is unchanged and it was predicted at level 0; failed and changed
+    rows are redone, shed-level ones after the rest while time remains (:mod:`byu_motor.infer.resume`).
 
     Args:
         data_dir: competition folder holding ``test/`` (and optionally ``sample_submission.csv``).
