@@ -209,7 +209,8 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
     collect = Collector(partial)
     try:
         run_jobs(split_jobs(template, plan.pending, devices), collect)
-        redo = _redo_jobs(template, plan, devices, partial.records)
+        # a phase that stopped for lack of time leaves none for redos (its -1 rows matter more)
+        redo = [] if collect.stopped else _redo_jobs(template, plan, devices, partial.records)
         if redo:
             run_jobs(redo, collect)
     finally:

@@ -213,3 +213,16 @@ def test_kill_9_then_rerun_gives_a_byte_identical_csv(data, ckpts, tmp_path) -> 
     assert 3 <= df.attrs["summary"]["resumed"] < 10
     assert out.read_bytes() == clean.read_bytes()
     assert pd.read_csv(out)["tomo_id"].tolist() == sorted(BLOBS)
+
+
+def test_no_redo_when_the_first_phase_ran_out_of_time(vclock, data, ckpts, tmp_path) -> None:  # noqa: F811
+    out = tmp_path / "s.csv"
+    shed = shed_run(vclock, data, ckpts, out)
+    # two new tomograms too slow for the budget: the first phase stops, the shed rows are not touched
+    for tomo_id in ("tomo_k", "tomo_l"):
+        write_tomogram(make_volume("tomo_a"), data / "test" / tomo_id, quality=100)
+    before = level_sequence(out)
+    df, _ = virtual_run(vclock, data, ckpts, out, 0.35, unit_s=0.1)
+    assert df.attrs["summary"]["not_reached"] == 1 and df.attrs["summary"]["redo_offered"] == len(shed)
+    assert level_sequence(out) == [*before, LEVEL0]  # tomo_k only
+    assert df.set_index("tomo_id").loc["tomo_k"].tolist() == [2, 5, 6]
