@@ -377,6 +377,7 @@ def read_motor_table(path: str | Path) -> dict[str, np.ndarray]:
     Returns:
         ``{tomo_id: (n, 3) float64 motors in original voxels}`` (``(0, 3)`` when none).
     """
+    _check_text_csv(Path(path))  # before pandas reads the header: name the file if it is no CSV
     header = pd.read_csv(path, nrows=0).columns.str.strip()
     if COUNT_COLUMN in header:
         return {tid: rec.motors for tid, rec in read_labels(path).items()}
