@@ -2,6 +2,11 @@
 
 Each command module exposes ``HELP`` (one line), ``add_arguments(parser)`` and ``run(args) -> int``.
 Command modules import heavy libraries (torch, ...) inside ``run`` so that ``--help`` stays fast.
+
+Errors take one path, here in :func:`main`: an expected error (bad input file, bad setting, unwritable
+output: ``ValueError`` and its subclasses, ``OSError``) prints ``byu-motor CMD: error: ...`` and exits 2;
+commands check their inputs before creating anything, so nothing is left behind. Any other exception
+prints one ``unexpected error`` line and exits 1; ``--debug`` adds the traceback.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import traceback
 from collections.abc import Sequence
 
 from byu_motor import __version__
@@ -32,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="byu-motor", description="Locate flagellar motors in cryo-ET tomograms."
     )
     parser.add_argument("--version", action="version", version=f"byu-motor {__version__}")
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, module_name in COMMANDS.items():
         try:
@@ -42,18 +49,48 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # command not shipped in this build
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
+        # also after the command; SUPPRESS keeps a --debug given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         p.set_defaults(_run=module.run)
     return parser
 
 
+# Errors a user can fix (a bad file, setting or output path): one line and exit 2. The library's own
+# error classes (LabelError, SubmissionError, ExternalVolumeError, ...) subclass ValueError.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `byu-motor` console script; returns the process exit code."""
+    """Entry point of the `byu-motor` console script; returns the process exit code.
+
+    0 on success, 2 on a usage or expected error (one ``byu-motor CMD: error: ...`` line on stderr), 1 on
+    an unexpected error (one line; the traceback too with ``--debug``).
+    """
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()
         return 2
-    return int(args._run(args) or 0)
+    prog = f"byu-motor {args.command}"
+    try:
+        return int(args._run(args) or 0)
+    except EXPECTED_ERRORS as err:
+        if args.debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if args.debug:
+            traceback.print_exc()
+        hint = "" if args.debug else " (rerun with --debug for the traceback)"
+        print(f"{prog}: unexpected error: {type(err).__name__}: {_one_line(err)}{hint}", file=sys.stderr)
+        return 1
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (a multi-line message is joined with `` | ``)."""
+    text = str(err) or type(err).__name__
+    return " | ".join(line.strip() for line in text.splitlines() if line.strip())
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 from byu_motor import __version__
 from byu_motor.cli import main
@@ -60,3 +61,77 @@ def test_score_names_what_false_positives_hit(tmp_path, capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert "false positives hit: granule 1" in lines and "misplaced predictions hit: none" in lines
     assert lines[-1].startswith("F2 = ")
+
+
+def _score_files(tmp_path, sub_text: str):
+    """A valid solution and a submission made of ``sub_text``; returns the score command's argv."""
+    ax = ["Motor axis 0", "Motor axis 1", "Motor axis 2"]
+    sol = pd.DataFrame(
+        [("a", 10, 10, 10, 10.0), ("b", -1, -1, -1, 10.0)], columns=["tomo_id", *ax, "Voxel spacing"]
+    )
+    sol.to_csv(tmp_path / "sol.csv", index=False)
+    path = tmp_path / "sub.csv"
+    if isinstance(sub_text, bytes):
+        path.write_bytes(sub_text)
+    else:
+        path.write_text(sub_text)
+    return ["score", str(tmp_path / "sol.csv"), str(path)]
+
+
+def test_unexpected_error_is_one_line_and_exit_1(tmp_path, capsys, monkeypatch):
+    from byu_motor.commands import score
+
+    def broken(args):
+        raise TypeError("boom")
+
+    monkeypatch.setattr(score, "run", broken)
+    argv = _score_files(tmp_path, "tomo_id,Motor axis 0,Motor axis 1,Motor axis 2\na,1,1,1\nb,-1,-1,-1\n")
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "byu-motor score: unexpected error: TypeError: boom (rerun with --debug for the traceback)"
+    ]
+    assert main(["--debug", *argv]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err and "TypeError: boom" in err
+    assert main([*argv, "--debug"]) == 1  # also after the command
+    assert "Traceback" in capsys.readouterr().err
+
+
+def test_expected_errors_exit_2_naming_the_file_and_create_nothing(tmp_path, capsys):
+    missing = tmp_path / "nothere.csv"
+    assert main(["score", str(missing), str(missing)]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("byu-motor score: error: ") and "nothere.csv" in err[0]
+    (tmp_path / "data" / "test").mkdir(parents=True)
+    out = tmp_path / "new_folder" / "sub.csv"
+    argv = ["predict", str(tmp_path / "data"), "--checkpoints", str(tmp_path / "no.pt"), "--out", str(out)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("byu-motor predict: error: ") and "no.pt" in err[0]
+    assert not (tmp_path / "new_folder").exists()
+    assert main(["recipe", str(tmp_path / "bad.json")]) == 2
+    assert "bad.json" in capsys.readouterr().err
+
+
+HEADER = "tomo_id,Motor axis 0,Motor axis 1,Motor axis 2\n"
+
+
+@pytest.mark.parametrize(
+    "text,expected",
+    [
+        (HEADER + "a,1,1,1\nb,-1,-5,-1\n", "line 3 (data row 2, b)"),  # negative, not the -1 triple
+        (HEADER + "a,1,-2,1\nb,-1,-1,-1\n", "line 2 (data row 1, a)"),
+        (HEADER + "a,1,1,1\na,-1,-1,-1\n", "line 3: tomo_id 'a' appears twice"),
+        (HEADER + "a,1,nan,1\nb,-1,-1,-1\n", "line 2 (a): column 'Motor axis 1'"),
+        (HEADER + "a,1,x,1\nb,-1,-1,-1\n", "line 2 (a): column 'Motor axis 1' holds 'x'"),
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+        ('{"tomo_id": "a", "Motor axis 0": 1}', "looks like JSON"),
+    ],
+)
+def test_score_rejects_a_bad_submission_with_file_and_line(tmp_path, capsys, text, expected):
+    argv = _score_files(tmp_path, text)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith(f"byu-motor score: error: {tmp_path / 'sub.csv'}: ")
+    assert expected in err[0]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "run the whole job on synthetic data: generate, train two folds, predict with TTA, score, report"
 
@@ -70,11 +69,7 @@ def run(args: argparse.Namespace) -> int:
     from byu_motor.demo import DemoSettings, fold_configs, pick_preset, run_demo
     from byu_motor.synth import format_sources
 
-    try:
-        fold_overrides = parse_fold_sets(args.fold_sets, args.same_folds)
-    except ValueError as err:
-        print(f"byu-motor demo: {err}", file=sys.stderr)
-        return 2
+    fold_overrides = parse_fold_sets(args.fold_sets, args.same_folds)
     try:
         settings = DemoSettings(
             n_train=args.n_train,
@@ -91,14 +86,12 @@ def run(args: argparse.Namespace) -> int:
             fold_overrides=fold_overrides,
             time_budget_s=args.time_budget,
         )
-    except ValueError as err:
-        print(f"byu-motor demo: --folds {args.folds}, --n-folds {args.n_folds}: {err}", file=sys.stderr)
-        return 2
+    except ValueError as err:  # reported by byu_motor.cli.main, with the flags it concerns
+        raise ValueError(f"--folds {args.folds}, --n-folds {args.n_folds}: {err}") from err
     try:
         fold_configs(pick_preset(settings), settings)  # a bad --set / --fold-set fails here, before any work
     except ValueError as err:
-        print(f"byu-motor demo: --set / --fold-set: {err}", file=sys.stderr)
-        return 2
+        raise ValueError(f"--set / --fold-set: {err}") from err
     r = run_demo(args.out, settings)
     for stage, seconds in r["timings_s"].items():
         print(f"{stage:>14}: {seconds:7.1f} s")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import sys
 
 HELP = "Predict motors in DATA_DIR/test and write a submission CSV (one row per test tomogram)."
 
@@ -50,7 +49,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run the prediction and print a short summary; returns 0, or 2 on bad input."""
+    """Run the prediction and print a short summary; returns 0 (bad input raises: see :func:`byu_motor.cli.main`)."""
     from byu_motor.infer.recipe import Member, read_recipe_file, resolve_infer
     from byu_motor.infer.runner import run_prediction
 
@@ -60,26 +59,22 @@ def run(args: argparse.Namespace) -> int:
             format="%(asctime)s %(levelname)s %(message)s",
             datefmt="%H:%M:%S",
         )
-    try:
-        if args.recipe:
-            recipe = read_recipe_file(args.recipe)
-            members, overrides = recipe.members, [*recipe.sets, *args.set]
-        else:
-            members, overrides = [Member(c) for c in args.checkpoints], list(args.set)
-        config = resolve_infer(members, overrides)
-        df = run_prediction(
-            args.data_dir,
-            [m.checkpoint for m in members],
-            args.out,
-            config,
-            time_budget_s=args.time_budget,
-            preview_dir=args.preview,
-            labels_csv=args.labels,
-            devices=args.devices,
-        )
-    except (ValueError, FileNotFoundError) as err:
-        print(f"byu-motor predict: error: {err}", file=sys.stderr)
-        return 2
+    if args.recipe:
+        recipe = read_recipe_file(args.recipe)
+        members, overrides = recipe.members, [*recipe.sets, *args.set]
+    else:
+        members, overrides = [Member(c) for c in args.checkpoints], list(args.set)
+    config = resolve_infer(members, overrides)
+    df = run_prediction(
+        args.data_dir,
+        [m.checkpoint for m in members],
+        args.out,
+        config,
+        time_budget_s=args.time_budget,
+        preview_dir=args.preview,
+        labels_csv=args.labels,
+        devices=args.devices,
+    )
     s = df.attrs.get("summary", {})
     n = max(1, s.get("predicted", 0))
     print(

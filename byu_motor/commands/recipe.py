@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 HELP = (
@@ -56,11 +55,6 @@ def resolve(source: str, overrides: list[str]) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Print the JSON; returns 0, or 2 on bad input."""
-    try:
-        out = resolve(args.source, args.set)
-    except (ValueError, FileNotFoundError) as err:
-        print(f"byu-motor recipe: error: {err}", file=sys.stderr)
-        return 2
-    print(json.dumps(out, indent=2))
+    """Print the JSON; returns 0 (bad input raises: see :func:`byu_motor.cli.main`)."""
+    print(json.dumps(resolve(args.source, args.set), indent=2))
     return 0

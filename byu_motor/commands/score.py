@@ -26,21 +26,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Print precision, recall, TP/FP/FN and, last, ``F2 = 0.xxxx``."""
-    import pandas as pd
-
     from byu_motor import metric
+    from byu_motor.data.layout import read_labels, read_sample_submission
 
-    solution = pd.read_csv(args.solution)
-    submission = pd.read_csv(args.submission)
-    if "Number of motors" in solution.columns or solution["tomo_id"].duplicated().any():
-        from byu_motor.data.layout import read_labels
-
+    # Both files are checked row by row first (not CSV, NaN or negative coordinates, repeated tomo_ids):
+    # a bad one raises LabelError naming the file and line, reported by byu_motor.cli.main.
+    submission = read_sample_submission(args.submission)
+    if _is_label_file(args.solution):
         # A train label file: several motors per tomogram, a hit is near any of them.
         d = metric.validation_details(read_labels(args.solution), submission, args.distance_a, args.beta)
         mode = "validation rule (hit = any motor)"
         if args.synth_meta:
-            raise SystemExit("--synth-meta needs a one-row-per-tomogram solution (e.g. test_labels.csv)")
+            raise ValueError("--synth-meta needs a one-row-per-tomogram solution (e.g. test_labels.csv)")
     else:
+        solution = read_sample_submission(args.solution)
         d = metric.score_details(solution, submission, args.distance_a, args.beta)
         mode = "competition rule"
     print(f"tomograms: {d['tp'] + d['fp'] + d['fn'] + d['tn']} ({mode})")
@@ -53,10 +52,19 @@ def run(args: argparse.Namespace) -> int:
 
         from byu_motor.synth import error_sources, format_sources
 
-        src = error_sources(
+        src = error_sources(  # only reached with a one-row-per-tomogram solution
             solution, submission, json.loads(Path(args.synth_meta).read_text()), args.distance_a
         )
         print(f"false positives hit: {format_sources(src['false_positive'])}")
         print(f"misplaced predictions hit: {format_sources(src['misplaced'])}")
     print(f"F{args.beta:g} = {d['f2']:.4f}")
     return 0
+
+
+def _is_label_file(path: str) -> bool:
+    """Whether ``path`` is a train label file (it has a ``Number of motors`` column): one row per motor."""
+    from byu_motor.data.layout import COUNT_COLUMN
+
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
+        header = fh.readline()
+    return COUNT_COLUMN in [c.strip() for c in header.split(",")]

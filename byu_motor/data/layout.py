@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +126,40 @@ def _is_motor(coords: tuple, shape: tuple, tomo_id: str, where: str) -> bool:
     return True
 
 
+def _check_text_csv(path: Path) -> None:
+    """Reject a file that cannot be a CSV table, naming it: binary (a NUL byte, or not UTF-8 text in its
+    first 64 KiB), JSON, or a folder. A missing file raises ``FileNotFoundError`` (naming it)."""
+    if path.is_dir():
+        raise LabelError(f"{path}: is a folder, not a CSV file")
+    with open(path, "rb") as fh:
+        head = fh.read(65536)
+    if b"\x00" in head:
+        raise LabelError(f"{path}: binary file (NUL bytes), not a CSV table")
+    try:
+        text = head.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        if len(head) < 65536 or err.start < len(head) - 3:  # not a character cut at the 64 KiB mark
+            raise LabelError(f"{path}: not UTF-8 text (byte {err.start}), not a CSV table") from None
+        text = head[: err.start].decode("utf-8-sig")
+    if text.lstrip()[:1] in ("{", "["):
+        raise LabelError(f"{path}: looks like JSON, not a CSV table")
+
+
+def _rows(reader: csv.DictReader, path: Path) -> Iterator[dict[str, str]]:
+    """The rows of ``reader``; text the csv module cannot read (bad quoting, bad encoding) raises
+    :class:`LabelError` naming the file and line."""
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            raise LabelError(f"{path}: line {reader.line_num}: not CSV text ({err})") from None
+        except UnicodeDecodeError as err:  # decoded by blocks: the bad line is at or after the next one
+            raise LabelError(f"{path}: after line {reader.line_num}: not UTF-8 CSV text ({err})") from None
+        yield row
+
+
 def read_labels(csv_path: str | Path) -> dict[str, TomoRecord]:
     """Read ``train_labels.csv`` into one :class:`TomoRecord` per tomogram.
 
@@ -144,6 +178,7 @@ def read_labels(csv_path: str | Path) -> dict[str, TomoRecord]:
             motor rows. The message names the file, the ``row_id`` and the line.
     """
     csv_path = Path(csv_path)
+    _check_text_csv(csv_path)
     with open(csv_path, newline="", encoding="utf-8-sig") as fh:  # -sig: tolerate a BOM
         reader = csv.DictReader(fh)
         header = [name.strip() for name in (reader.fieldnames or [])]
@@ -157,7 +192,7 @@ def read_labels(csv_path: str | Path) -> dict[str, TomoRecord]:
         motors: dict[str, list[tuple[float, float, float]]] = {}
         empty_row: dict[str, str] = {}  # tomo_id -> where its -1 row was, to report a mix with motors
         first_row: dict[str, str] = {}
-        for row in reader:
+        for row in _rows(reader, csv_path):
             where = f"{csv_path}: row_id {row.get('row_id')!r} (line {reader.line_num})"
             tomo_id, coords, shape, spacing_a, count = _parse_row(row, where)
             if tomo_id not in shapes:
@@ -289,10 +324,16 @@ def read_sample_submission(path: str | Path) -> pd.DataFrame:
         DataFrame with ``tomo_id`` as str and float64 coordinates (``-1`` = no motor).
 
     Raises:
-        LabelError: a missing column, a non-numeric coordinate or a repeated tomo_id.
+        LabelError: not a CSV table (binary, JSON), a missing column, a non-numeric coordinate, a negative
+            one other than the ``-1, -1, -1`` (no motor) triple, or a repeated tomo_id; naming the file and
+            the line (the header is line 1, so data row ``n`` is line ``n + 1``).
     """
     path = Path(path)
-    frame = pd.read_csv(path, dtype={"tomo_id": str})
+    _check_text_csv(path)
+    try:
+        frame = pd.read_csv(path, dtype={"tomo_id": str})
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, csv.Error) as err:
+        raise LabelError(f"{path}: not a readable CSV table ({_first_line(err)})") from None
     frame.columns = [str(c).strip() for c in frame.columns]
     missing = [c for c in SUBMISSION_COLUMNS if c not in frame.columns]
     if missing:
@@ -307,11 +348,24 @@ def read_sample_submission(path: str | Path) -> pd.DataFrame:
                 f"{frame[column].iloc[i]!r}, not a number"
             )
         frame[column] = values.astype(np.float64)
+    coords = frame[list(MOTOR_COLUMNS)].to_numpy(np.float64)
+    negative = (coords < 0).any(axis=1) & ~(coords == -1).all(axis=1)
+    if negative.any():
+        i = int(np.flatnonzero(negative)[0])
+        raise LabelError(
+            f"{path}: line {i + 2} (data row {i + 1}, {frame['tomo_id'].iloc[i]}): coordinates "
+            f"{coords[i].tolist()} are negative; only -1, -1, -1 (no motor) may be"
+        )
     dup = frame["tomo_id"].duplicated()
     if dup.any():
         i = int(np.flatnonzero(dup.to_numpy())[0])
         raise LabelError(f"{path}: line {i + 2}: tomo_id {frame['tomo_id'].iloc[i]!r} appears twice")
     return frame
+
+
+def _first_line(err: BaseException) -> str:
+    """The first line of an error's message (pandas' parser errors run over several)."""
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def read_motor_table(path: str | Path) -> dict[str, np.ndarray]:
@@ -323,6 +377,7 @@ def read_motor_table(path: str | Path) -> dict[str, np.ndarray]:
     Returns:
         ``{tomo_id: (n, 3) float64 motors in original voxels}`` (``(0, 3)`` when none).
     """
+    _check_text_csv(Path(path))  # before pandas reads the header: name the file if it is no CSV
     header = pd.read_csv(path, nrows=0).columns.str.strip()
     if COUNT_COLUMN in header:
         return {tid: rec.motors for tid, rec in read_labels(path).items()}

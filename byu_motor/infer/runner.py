@@ -3,7 +3,8 @@
 What the Kaggle notebook runs. Guarantees: every test tomogram gets exactly one row (a -1 row when it
 cannot be read, its prediction fails or the budget runs out); checkpoints are validated before any
 tomogram is read; every result is appended to ``<out_csv>.partial.jsonl`` as soon as it exists, so a
-rerun after a crash predicts only what is missing; the CSV is checked and written atomically.
+rerun after a crash predicts only what is missing, failed, changed or was shed; the CSV is checked
+and written atomically.
 
 The parts live by job: :mod:`byu_motor.infer.testset` (which tomograms, and the reader),
 :mod:`byu_motor.infer.resume` (the partial file), :mod:`byu_motor.infer.workers` (devices, predictors,
@@ -13,6 +14,7 @@ the per-tomogram loop, processes), :mod:`byu_motor.postprocess.threshold_rules` 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -30,7 +32,14 @@ from byu_motor.infer import workers as workers_module
 from byu_motor.infer.budget import build_levels, check_budget
 from byu_motor.infer.preflight import check_models, check_output, warn_if_untrained
 from byu_motor.infer.previews import write_previews
-from byu_motor.infer.resume import PartialFile, partial_header, split_resumed
+from byu_motor.infer.resume import (
+    PartialFile,
+    ResumePlan,
+    mark_finished,
+    open_partial,
+    partial_header,
+    plan_resume,
+)
 from byu_motor.infer.testset import compose_reader, list_test_tomograms, prediction_reader, read_repaired
 from byu_motor.infer.workers import (
     Collector,
@@ -156,16 +165,12 @@ def run_prediction(
 ) -> pd.DataFrame:
     """Predict every test tomogram of ``data_dir`` and write the submission CSV.
 
-    Order of work: the preflight (:func:`_preflight`: output path, devices, checkpoints, before anything is
-    created or any tomogram read); list ``data_dir/test`` and
-    ``data_dir/sample_submission.csv`` (which fixes the set and order of rows when present); resume from
-    ``<out_csv>.partial.jsonl``; predict the rest on each device (one spawned worker per device when
-    several, in-process when one), shedding extras to stay inside ``time_budget_s``; apply the threshold;
-    check and atomically write the CSV; write previews.
+    Order of work: the preflight (:func:`_preflight`, before anything is created or read); list
+    ``data_dir/test`` (``sample_submission.csv`` fixes the rows and their order); resume; predict the rest on
+    each device, shedding extras to stay inside ``time_budget_s``; threshold; write the CSV; previews.
 
-    Resume skips every tomogram recorded in the partial file, failures included (they are deterministic: a
-    corrupt file stays corrupt); tomograms the budget did not reach are not recorded and are retried.
-    A partial file made with other checkpoints, settings or data is moved aside, not reused.
+    Resume reuses a row only when its input is unchanged and it was predicted at level 0; failed and changed
+    rows are redone, shed-level ones after the rest while time remains (:mod:`byu_motor.infer.resume`).
 
     Args:
         data_dir: competition folder holding ``test/`` (and optionally ``sample_submission.csv``).
@@ -199,13 +204,14 @@ def run_prediction(
     data_dir, paths = Path(data_dir), [str(p) for p in checkpoints]
     out_csv, device_list, infos = _preflight(out_csv, devices, paths, checkpoint_inspector, predictor_factory)
     ids, folders = list_test_tomograms(data_dir)
-    partial = PartialFile(Path(f"{out_csv}.partial.jsonl"), partial_header(data_dir, paths, config))
-    resumed, pending = split_resumed(partial, ids, folders)
-    levels = build_levels(config, [Path(p).name for p in paths])[: 1 if time_budget_s is None else None]
+    ladder = build_levels(config, [Path(p).name for p in paths])
+    levels = ladder[: 1 if time_budget_s is None else None]
+    partial = open_partial(Path(f"{out_csv}.partial.jsonl"), out_csv, partial_header(data_dir, paths, config))
+    plan = plan_resume(partial, ids, folders, [lv.name for lv in ladder])
     reader = prediction_reader(reader, config, any(info.fix_wraparound for info in infos))
     template = WorkerJob(0, device_list[0], [], paths, config, levels, budget_end, infos[0].spacing_a,
                          predictor_factory or default_predictor_factory, reader)  # fmt: skip
-    collect = _predict(partial, split_jobs(template, pending, device_list))
+    collect = _predict(partial, template, plan, device_list)
     records = partial.records
     ok = {t: records[t] for t in ids if t in records and records[t].get("status") == "ok"}
     candidates = {t: rec["candidates"] for t, rec in ok.items()}
@@ -213,8 +219,9 @@ def run_prediction(
     not_reached = _not_reached(ids, folders, records)
     df = _write_csv(ids, ok, candidates, threshold, out_csv)
     summary = _summary(
-        df, ids, folders, records, (threshold, threshold_source), resumed, not_reached, collect, device_list
+        df, ids, folders, records, (threshold, threshold_source), plan, not_reached, collect, device_list
     )
+    summary["finished"] = mark_finished(partial, ids, folders, ladder[0].name)
     if preview_dir is not None:
         summary["previews"] = write_previews(
             Path(preview_dir), ids, ok, folders, threshold, template, labels_csv
@@ -232,14 +239,51 @@ def _budget_fields(budget_s: float | None, used_s: float) -> dict[str, Any]:
     return {"seconds": used_s, "budget_s": budget_s, "used_s": used_s, "slack_s": slack}
 
 
-def _predict(partial: PartialFile, jobs: list[WorkerJob]) -> Collector:
-    """Run the workers, storing each result in ``partial`` as it arrives; closes ``partial`` in any case."""
+def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, devices: list[str]) -> Collector:
+    """Run the workers on ``plan.pending``, then on ``plan.redo`` while time remains, storing each result in
+    ``partial`` as it arrives; closes ``partial`` in any case."""
     collect = Collector(partial)
     try:
-        run_jobs(jobs, collect)
+        run_jobs(split_jobs(template, plan.pending, devices), collect)
+        # a phase that stopped for lack of time leaves none for redos (its -1 rows matter more)
+        redo = [] if collect.stopped else _redo_jobs(template, plan, devices, partial.records)
+        if redo:
+            run_jobs(redo, collect)
     finally:
         partial.close()
     return collect
+
+
+def _redo_jobs(
+    template: WorkerJob, plan: ResumePlan, devices: list[str], records: dict[str, dict[str, Any]]
+) -> list[WorkerJob]:
+    """Jobs that redo the shed-level rows of ``plan``, or none when the budget has no room for one more.
+
+    Only levels richer than the most shed stored row are offered (a redo at that level or below would be
+    discarded anyway). With a budget, the first redo must fit what is left after the planner's reserve and
+    safety, at the slowest rate (seconds per unit of level cost) seen in this run's rows.
+    """
+    if not plan.redo:
+        return []
+    levels = template.levels[: max(1, plan.redo_level)]
+    if template.budget_end is not None:
+        left = template.budget_end - time.time()
+        rates = [
+            rec["seconds"] / template.levels[rec["level_index"]].cost
+            for rec in records.values()
+            if rec.get("status") == "ok"
+            and rec.get("seconds")
+            and rec.get("level_index") in range(len(template.levels))
+        ]
+        room = left - min(60.0, 0.1 * left) - template.config.budget_safety * left
+        if not rates or max(rates) * levels[0].cost > room:
+            log.warning(
+                "time budget: %d row(s) predicted at a shed level kept as they are (no time to redo them)",
+                len(plan.redo),
+            )
+            return []
+    log.info("redoing %d row(s) predicted at a shed level while time remains", len(plan.redo))
+    return split_jobs(dataclasses.replace(template, levels=levels), plan.redo, devices)
 
 
 def _not_reached(ids: list[str], folders: dict[str, Path], records: dict[str, dict[str, Any]]) -> list[str]:
@@ -275,7 +319,7 @@ def _summary(
     folders: dict[str, Path],
     records: dict[str, dict[str, Any]],
     threshold: tuple[float, str],
-    resumed: list[str],
+    plan: ResumePlan,
     not_reached: list[str],
     collect: Collector,
     devices: list[str],
@@ -294,7 +338,8 @@ def _summary(
         "missing_folders": sum(t not in folders for t in ids),
         "not_reached": sum(t not in collect.cut for t in not_reached),  # never started
         "cut": len(collect.cut),  # started, cut short at the deadline (-1 rows; a resume retries them)
-        "resumed": len(resumed),
+        "resumed": len(plan.reused),
+        "redo_offered": len(plan.redo),
         "levels": dict(Counter(records[t].get("level") for t in ok)),
         "shed": collect.changes,
         "worker_crashes": collect.crashes,

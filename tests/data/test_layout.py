@@ -182,3 +182,40 @@ def test_read_motor_table_reads_both_label_formats(tmp_path, real_labels_csv):
     table = read_motor_table(sol)
     assert table["tomo_a"].tolist() == [[10.0, 20.0, 30.0]]
     assert table["tomo_b"].shape == (0, 3)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "binary file"),
+        (b'[{"tomo_id": "a"}]', "looks like JSON"),
+        (b"tomo_id,Motor axis 0\n\xe9t\xe9,1\n", "not UTF-8 text"),  # Latin-1, say
+    ],
+)
+def test_label_readers_reject_files_that_are_not_csv(tmp_path: Path, content: bytes, message: str) -> None:
+    path = tmp_path / "labels.csv"
+    path.write_bytes(content)
+    for reader in (read_labels, read_sample_submission):
+        with pytest.raises(LabelError, match=f"labels.csv: {message}"):
+            reader(path)
+    with pytest.raises(LabelError, match="is a folder"):
+        read_labels(tmp_path)
+
+
+def test_label_reader_names_a_binary_line_past_the_first_64_kib(tmp_path: Path) -> None:
+    rows = [f"{i},tomo_{i},-1,-1,-1,10,20,20,15.0,0" for i in range(3000)]
+    path = write_csv(tmp_path / "labels.csv", rows)
+    path.write_bytes(path.read_bytes() + b"3000,tomo_\xe9,1,1,1,10,20,20,15.0,1\n")
+    with pytest.raises(LabelError, match=r"labels.csv: after line \d+: not UTF-8 CSV text"):
+        read_labels(path)
+
+
+def test_sample_submission_rejects_negative_coordinates_but_the_minus_one_triple(tmp_path: Path) -> None:
+    path = tmp_path / "sub.csv"
+    path.write_text("tomo_id,Motor axis 0,Motor axis 1,Motor axis 2\na,-1,-1,-1\nb,3,-0.5,4\n")
+    with pytest.raises(
+        LabelError, match=r"sub.csv: line 3 \(data row 2, b\): coordinates \[3.0, -0.5, 4.0\]"
+    ):
+        read_sample_submission(path)
+    path.write_text("tomo_id,Motor axis 0,Motor axis 1,Motor axis 2\na,-1,-1,-1\nb,0,0,0\n")
+    assert read_sample_submission(path)["Motor axis 0"].tolist() == [-1.0, 0.0]
