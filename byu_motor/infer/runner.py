@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -240,11 +241,13 @@ def _budget_fields(budget_s: float | None, used_s: float) -> dict[str, Any]:
 
 
 def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, devices: list[str]) -> Collector:
-    """Run the workers on ``plan.pending``, then on ``plan.redo`` while time remains, storing each result in
-    ``partial`` as it arrives; closes ``partial`` in any case."""
+    """Run the workers on ``plan.pending``, then on ``plan.redo`` (and this run's own shed-level rows, such as
+    the first tomogram, which the planner predicts cheaply before it has measured anything) while time remains,
+    storing each result in ``partial`` as it arrives; closes ``partial`` in any case."""
     collect = Collector(partial)
     try:
         run_jobs(split_jobs(template, plan.pending, devices), collect)
+        _add_shed_rows(plan, plan.pending, partial.records, [lv.name for lv in template.levels])
         # a phase that stopped for lack of time leaves none for redos (its -1 rows matter more)
         redo = [] if collect.stopped else _redo_jobs(template, plan, devices, partial.records)
         if redo:
@@ -254,6 +257,17 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
     return collect
 
 
+def _add_shed_rows(
+    plan: ResumePlan, items: list[tuple[str, str]], records: dict[str, dict[str, Any]], names: list[str]
+) -> None:
+    """Append to ``plan.redo`` the ``items`` whose new row was predicted below level 0 (``names[0]``)."""
+    for tomo_id, folder in items:
+        rec = records.get(tomo_id) or {}
+        if rec.get("status") == "ok" and rec.get("level") not in (None, names[0]) and rec["level"] in names:
+            plan.redo.append((tomo_id, folder))
+            plan.redo_level = max(plan.redo_level, names.index(rec["level"]))
+
+
 def _redo_jobs(
     template: WorkerJob, plan: ResumePlan, devices: list[str], records: dict[str, dict[str, Any]]
 ) -> list[WorkerJob]:
@@ -261,7 +275,8 @@ def _redo_jobs(
 
     Only levels richer than the most shed stored row are offered (a redo at that level or below would be
     discarded anyway). With a budget, the first redo must fit what is left after the planner's reserve and
-    safety, at the slowest rate (seconds per unit of level cost) seen in this run's rows.
+    safety, at the slowest rate (seconds per voxel per unit of level cost) seen in this run's rows; the redo's
+    planner starts from that rate instead of its pessimistic prior, which would shed every redo again.
     """
     if not plan.redo:
         return []
@@ -269,19 +284,22 @@ def _redo_jobs(
     if template.budget_end is not None:
         left = template.budget_end - time.time()
         rates = [
-            rec["seconds"] / template.levels[rec["level_index"]].cost
+            rec["seconds"] / (math.prod(rec["shape"]) * template.levels[rec["level_index"]].cost)
             for rec in records.values()
             if rec.get("status") == "ok"
             and rec.get("seconds")
+            and rec.get("shape")
             and rec.get("level_index") in range(len(template.levels))
         ]
         room = left - min(60.0, 0.1 * left) - template.config.budget_safety * left
-        if not rates or max(rates) * levels[0].cost > room:
+        biggest = max((math.prod(rec["shape"]) for rec in records.values() if rec.get("shape")), default=0)
+        if not rates or max(rates) * biggest * levels[0].cost > room:
             log.warning(
                 "time budget: %d row(s) predicted at a shed level kept as they are (no time to redo them)",
                 len(plan.redo),
             )
             return []
+        template = dataclasses.replace(template, prior_s_per_voxel=max(rates))
     log.info("redoing %d row(s) predicted at a shed level while time remains", len(plan.redo))
     return split_jobs(dataclasses.replace(template, levels=levels), plan.redo, devices)
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from byu_motor.config import InferConfig
 from byu_motor.infer.budget import BudgetPlanner, PlanLevel, PredictionCut, stop_when
+from byu_motor.infer.factory import _SPEC_CACHE, default_predictor_factory  # noqa: F401 (re-exported)
 from byu_motor.infer.loader import PrefetchLoader
 from byu_motor.infer.resume import PartialFile
 from byu_motor.infer.spacing import resolve_spacing
@@ -27,37 +28,6 @@ from byu_motor.infer.testset import listed_sizes
 log = logging.getLogger(__name__)
 
 PredictorFactory = Callable[[list[str], InferConfig, str], Any]
-
-_SPEC_CACHE: dict[tuple[str, str], Any] = {}
-
-
-def default_predictor_factory(checkpoints: list[str], config: InferConfig, device: str) -> Any:
-    """Build a :class:`byu_motor.infer.predictor.Predictor` for ``checkpoints`` on ``device``.
-
-    Models are loaded once per process and device (``_SPEC_CACHE``) and shared by the predictors of all
-    budget levels.
-
-    Args:
-        checkpoints: checkpoint paths, the ensemble members of this predictor.
-        config: inference settings (views, overlap, assumed spacings of one budget level).
-        device: torch device name, e.g. ``"cuda:1"``.
-
-    Returns:
-        A predictor whose ``predict_volume(volume uint8 (Z, Y, X), spacing_a)`` gives candidates
-        ``[(z, y, x, score), ...]`` in original voxels, best first.
-    """
-    from byu_motor.infer.predictor import Predictor
-    from byu_motor.infer.recipe import apply_member
-    from byu_motor.infer.spec import ModelSpec
-
-    specs = []
-    for path in checkpoints:
-        key = (str(path), str(device))
-        if key not in _SPEC_CACHE:
-            _SPEC_CACHE[key] = ModelSpec.from_checkpoint(path, device)
-        # the member's own weight, views and window (InferConfig.members, from the recipe)
-        specs.append(apply_member(_SPEC_CACHE[key], config.members.get(str(path))))
-    return Predictor(specs, config, device)
 
 
 def resolve_devices(devices: str | Sequence[str] | None) -> list[str]:
@@ -104,6 +74,7 @@ class WorkerJob:
         model_spacing_a: the first model's spacing (for the ``longest_edge`` spacing policy).
         predictor_factory: ``factory(checkpoints, config, device) -> predictor``.
         reader: ``reader(folder) -> uint8 volume``.
+        prior_s_per_voxel: the planner's rate before it measures one (``None``: its pessimistic default).
     """
 
     worker: int
@@ -116,6 +87,7 @@ class WorkerJob:
     model_spacing_a: tuple[float, ...] | float | None
     predictor_factory: PredictorFactory
     reader: Callable[[Any], Any]
+    prior_s_per_voxel: float | None = None
 
 
 def _accepts_tomo_id(fn: Callable[..., Any]) -> bool:
@@ -161,8 +133,16 @@ def run_worker(job: WorkerJob, emit: Callable[[dict[str, Any]], None]) -> None:
             return
         # The clock is looked up here, not bound at import, so a test can run the whole loop on virtual time.
         sizes = listed_sizes([folder for _, folder in job.items])  # from the headers, before any decoding
+        prior = {} if job.prior_s_per_voxel is None else {"prior_s_per_voxel": job.prior_s_per_voxel}
         planner = BudgetPlanner(
-            left, n, job.levels, job.config.budget_safety, clock=time.monotonic, on_change=say, sizes=sizes
+            left,
+            n,
+            job.levels,
+            job.config.budget_safety,
+            clock=time.monotonic,
+            on_change=say,
+            sizes=sizes,
+            **prior,
         )
     _predict_items(job, planner, emit, say)
     emit(

@@ -273,4 +273,9 @@ def test_same_resolved_output_shares_the_partial_file(data_dir, tmp_path, reader
         assert df.attrs["summary"]["resumed"] == 3, again
         assert df.values.tolist() == first.values.tolist()
     assert len(log_path.read_text().splitlines()) == 3  # nothing predicted twice
-    assert sorted(p.name for p in work.iterdir()) == ["sub.csv", "sub.csv.partial.jsonl"]  # no stray a/
+    # no stray a/ (the marker says the run finished)
+    assert sorted(p.name for p in work.iterdir()) == [
+        "sub.csv",
+        "sub.csv.partial.done",
+        "sub.csv.partial.jsonl",
+    ]

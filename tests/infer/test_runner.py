@@ -663,3 +663,18 @@ def test_unusable_budgets_are_refused_before_any_work(data_dir, ckpts, tmp_path,
         run(data_dir, ckpts, out, time_budget_s=bad, reader=lambda f: reads.append(f))
     assert repr(bad) in str(err.value)
     assert reads == [] and not out.exists() and not out.with_name(out.name + ".partial.jsonl").exists()
+
+
+def test_the_first_tomogram_shed_by_the_prior_is_redone_at_level_0_when_time_remains(vclock, tmp_path, ckpts):
+    # the budget fits every tomogram at the richest level at the real rate, but not at the planner's
+    # pessimistic prior: the first one runs at the cheapest level, then is redone from the measured rate
+    kinds = "ssssssssss"
+    budget_s = 4 * sized_budget(kinds)
+    df, wall, out = sized_run(vclock, tmp_path, ckpts, kinds, budget_s)
+    assert wall <= budget_s and df.attrs["summary"]["redo_offered"] == 1
+    richest = "tta=flip_z,rot90|models=2|overlap=0"
+    lines = [json.loads(x) for x in out.with_name(out.name + ".partial.jsonl").read_text().splitlines()[1:]]
+    first = [r["level"] for r in lines if r.get("tomo_id") == "t00"]
+    assert first == ["tta=none|models=1|overlap=0", richest]
+    assert {r["level"] for r in lines if r.get("tomo_id") != "t00"} == {richest}
+    assert df.attrs["summary"]["finished"]
