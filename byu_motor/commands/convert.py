@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import pandas as pd
 
-    from byu_motor.data.external import ExternalVolumeError, read_volume, source_stem, to_uint8
+    from byu_motor.data.external import read_volume, source_stem, to_uint8
     from byu_motor.data.io import write_tomogram
     from byu_motor.data.layout import LABEL_COLUMNS, LabelError, read_labels
 
@@ -116,9 +116,8 @@ def run(args: argparse.Namespace) -> int:
         unused = set(motors_by_id) - {j[1] for j in jobs} - {source_stem(j[0]) for j in jobs}
         if unused:
             raise ValueError(f"{args.motors}: tomo_id(s) {sorted(unused)} match no INPUT")
-    except (ValueError, OSError) as err:  # LabelError and ExternalVolumeError are ValueErrors
-        print(f"error: {err}")
-        return 1
+    except OSError as err:  # ValueErrors (LabelError, ExternalVolumeError too) go to the CLI's error path
+        raise ValueError(str(err)) from err
 
     for source, tomo_id, motors in jobs:
         try:
@@ -131,9 +130,8 @@ def run(args: argparse.Namespace) -> int:
                 bad = zyx[outside.any(axis=1)][0].tolist()
                 raise ValueError(f"{source}: motor {bad} (z, y, x) lies outside the volume shape {shape}")
             data = to_uint8(volume.data, args.low_pct, args.high_pct)
-        except (ValueError, ExternalVolumeError, ImportError) as err:
-            print(f"error: {err}")
-            return 1
+        except ImportError as err:  # a missing optional reader (mrcfile, zarr): one line, exit 2
+            raise ValueError(f"{source}: {err}") from err
         write_tomogram(data, split_dir / tomo_id, quality=args.quality)
         print(
             f"{source} -> {split_dir / tomo_id}  shape {shape}  spacing {spacing_a:.3f} A  motors {len(zyx)}"
@@ -155,6 +153,5 @@ def run(args: argparse.Namespace) -> int:
         try:
             read_labels(labels_csv)  # what we appended must read back
         except LabelError as err:
-            print(f"error: {labels_csv} no longer reads back: {err}")
-            return 1
+            raise ValueError(f"{labels_csv} no longer reads back: {err}") from err
     return 0

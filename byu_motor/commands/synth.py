@@ -34,17 +34,15 @@ def run(args: argparse.Namespace) -> int:
 
     from byu_motor.synth import ablation_kinds, generate_dataset
 
+    # bad values raise ValueError before anything is written: the CLI prints one line and exits 2
     if args.n_train < 0 or args.n_test < 0:
-        print(f"synth: --n-train and --n-test must be >= 0, got {args.n_train}, {args.n_test}")
-        return 2
+        raise ValueError(f"--n-train and --n-test must be >= 0, got {args.n_train}, {args.n_test}")
     if not args.scale > 0:
-        print(f"synth: --scale must be > 0, got {args.scale}")
-        return 2
+        raise ValueError(f"--scale must be > 0, got {args.scale}")
     try:
         without = ablation_kinds(k for k in args.without.split(",") if k)
     except ValueError as err:
-        print(f"synth: --{err}")
-        return 2
+        raise ValueError(f"--{err}") from err
     start = time.perf_counter()
     generate_dataset(
         args.out_dir,

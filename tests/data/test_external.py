@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -11,7 +10,6 @@ import numpy as np
 import pytest
 import zarr
 
-from byu_motor.commands import convert
 from byu_motor.data.external import (
     ExternalVolumeError,
     percentile_range,
@@ -161,9 +159,9 @@ def test_percentile_range_exact_then_sampled() -> None:
 
 
 def run_convert(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    convert.add_arguments(parser)
-    return convert.run(parser.parse_args(argv))
+    from byu_motor.cli import main
+
+    return main(["convert", *argv])
 
 
 def test_convert_mrc_and_zarr_to_layout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -174,7 +172,7 @@ def test_convert_mrc_and_zarr_to_layout(tmp_path: Path, capsys: pytest.CaptureFi
     motors.write_text("tomo_id,z,y,x\ncellA,2,3,4\n")
     data_dir = tmp_path / "data"
     rc = run_convert([str(mrc_path), str(zarr_path), "--out", str(data_dir), "--motors", str(motors)])
-    assert rc == 0, capsys.readouterr().out
+    assert rc == 0, capsys.readouterr().err
     assert sorted(p.name for p in (data_dir / "train").iterdir()) == ["cellA", "cellB"]
     assert len(list((data_dir / "train" / "cellA").glob("slice_*.jpg"))) == 6
     assert read_tomogram(data_dir / "train" / "cellB").shape == (5, 12, 14)
@@ -193,7 +191,7 @@ def test_convert_mrc_and_zarr_to_layout(tmp_path: Path, capsys: pytest.CaptureFi
         [str(mrc_path), "--out", str(data_dir), "--tomo-id-prefix", "ext_", "--spacing-a", "13.1"]
         + ["--motors", str(motors)]
     )
-    assert rc == 0, capsys.readouterr().out
+    assert rc == 0, capsys.readouterr().err
     records = read_labels(data_dir / "train_labels.csv")
     assert list(records) == ["cellA", "cellB", "ext_cellA"]
     assert records["ext_cellA"].motors.tolist() == [[5.0, 15.0, 19.0]]
@@ -206,28 +204,28 @@ def test_convert_refuses_bad_inputs(tmp_path: Path, capsys: pytest.CaptureFixtur
     data = np.random.default_rng(1).normal(0, 1, (4, 8, 8)).astype(np.float32)
     no_spacing = make_mrc(tmp_path / "nospacing.mrc", data, None)
     data_dir = tmp_path / "data"
-    assert run_convert([str(no_spacing), "--out", str(data_dir)]) == 1
-    assert "--spacing-a" in capsys.readouterr().out
+    assert run_convert([str(no_spacing), "--out", str(data_dir)]) == 2
+    assert "--spacing-a" in capsys.readouterr().err
     aniso = make_mrc(tmp_path / "aniso.mrc", data, (10.0, 10.0, 20.0))
-    assert run_convert([str(aniso), "--out", str(data_dir)]) == 1
-    assert "anisotropic" in capsys.readouterr().out
+    assert run_convert([str(aniso), "--out", str(data_dir)]) == 2
+    assert "anisotropic" in capsys.readouterr().err
     motors = tmp_path / "m.csv"
     motors.write_text("tomo_id,z,y,x\nnospacing,1,2,8\n")  # x = 8 is outside a width of 8
     assert (
         run_convert([str(no_spacing), "--out", str(data_dir), "--spacing-a", "10", "--motors", str(motors)])
-        == 1
+        == 2
     )
-    assert "outside" in capsys.readouterr().out
+    assert "outside" in capsys.readouterr().err
     motors.write_text("tomo_id,z,y,x\ntypo,1,2,3\n")
     assert (
         run_convert([str(no_spacing), "--out", str(data_dir), "--spacing-a", "10", "--motors", str(motors)])
-        == 1
+        == 2
     )
-    assert "match no INPUT" in capsys.readouterr().out
+    assert "match no INPUT" in capsys.readouterr().err
     assert not (data_dir / "train_labels.csv").exists()
     assert run_convert([str(no_spacing), "--out", str(data_dir), "--spacing-a", "10"]) == 0
-    assert run_convert([str(no_spacing), "--out", str(data_dir), "--spacing-a", "10"]) == 1  # same tomo_id
-    assert "already exists" in capsys.readouterr().out
+    assert run_convert([str(no_spacing), "--out", str(data_dir), "--spacing-a", "10"]) == 2  # same tomo_id
+    assert "already exists" in capsys.readouterr().err
 
 
 def test_convert_test_split_writes_no_labels(tmp_path: Path) -> None:

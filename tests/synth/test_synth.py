@@ -271,4 +271,4 @@ def test_cli_synth_without(tmp_path: Path, capsys) -> None:
     meta = json.loads((tmp_path / "d" / "synth_meta.json").read_text())
     assert all(e["without"] == ["decoy", "granule"] for e in meta.values())
     assert main([*args, "--without", "granule,ribosome"]) == 2
-    assert "ribosome" in capsys.readouterr().out
+    assert "ribosome" in capsys.readouterr().err
