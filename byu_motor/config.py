@@ -151,6 +151,11 @@ class InferConfig:
     batch_windows: int = 4
     border_weight: float = 0.5
     merge: str = "mean"  # "mean" or "max"
+    # "weighted": overlapping windows, border down-weighting, mean-grey padding; "seed": no overlap, last window
+    # flush, zero padding, equal-weight mean where windows meet (byu_motor.infer.tiling)
+    tiling: str = "weighted"
+    # logits upsampled this many times (trilinear) before accumulation, decoded at stride / decode_upsample
+    decode_upsample: int = 1
     tta: tuple[str, ...] = ()
     ensemble: str = "logits"  # "logits" or "fusion"
     fusion_radius_a: float = 400.0
