@@ -157,8 +157,9 @@ class InferConfig:
     # logits upsampled this many times (trilinear) before accumulation, decoded at stride / decode_upsample
     decode_upsample: int = 1
     tta: tuple[str, ...] = ()
-    ensemble: str = "logits"  # "logits" or "fusion"
+    ensemble: str = "logits"  # "logits", "fusion" or "wbf" (byu_motor.infer.merges)
     fusion_radius_a: float = 400.0
+    fusion_floor: float = 0.05  # ensemble="wbf": candidates scoring below this are dropped before fusion
     nms_kernel_a: float = 400.0
     topk: int = 5
     threshold: str = "checkpoint"  # "checkpoint", "fixed" or "quantile"

@@ -137,3 +137,19 @@ def test_seed_tiling_through_the_predictor_finds_the_ball():
     spec = ModelSpec(BallModel(4), 4, 20.0, patch_size=(16, 16, 16))
     cands = Predictor([spec], InferConfig(tiling="seed")).predict_volume(ball, 13.7)
     assert np.linalg.norm(np.asarray(cands[0][:3]) - centre) < 1.0
+
+
+def test_wbf_ensemble_of_two_identical_members_keeps_the_members_answer():
+    shape, centre = (45, 67, 53), (21.3, 30.7, 27.9)
+    ball = ball_volume(shape, centre, 80 / 13.7)
+    one = ModelSpec(BallModel(4), 4, 20.0, patch_size=(16, 16, 16))
+    two = ModelSpec(BallModel(4), 4, 20.0, patch_size=(16, 16, 16))
+    half = ModelSpec(BallModel(4, level=9.0), 4, 20.0, patch_size=(16, 16, 16))  # never fires
+    cfg = InferConfig(ensemble="wbf", fusion_radius_a=1000.0, topk=1)
+    alone = Predictor([one], InferConfig(topk=1)).predict_volume(ball, 13.7)
+    fused = Predictor([one, two], cfg).predict_volume(ball, 13.7)
+    assert np.allclose(fused, alone, atol=1e-9)
+    assert np.linalg.norm(np.asarray(fused[0][:3]) - centre) < 1.0
+    # a member that sees nothing (below fusion_floor) halves the confidence
+    lonely = Predictor([one, half], cfg).predict_volume(ball, 13.7)
+    assert lonely[0][3] == pytest.approx(alone[0][3] / 2, rel=1e-6)
