@@ -162,9 +162,14 @@ class InferConfig:
     fusion_floor: float = 0.05  # ensemble="wbf": candidates scoring below this are dropped before fusion
     nms_kernel_a: float = 400.0
     topk: int = 5
-    threshold: str = "checkpoint"  # "checkpoint", "fixed" or "quantile"
+    threshold: str = "checkpoint"  # "checkpoint", "fixed", "quantile" or "negative_share"
     threshold_value: float = 0.5
+    # threshold="quantile": the threshold is this quantile of the per-tomogram best scores, so 0.45 predicts
+    # about 55 % of tomograms POSITIVE (the opposite share of the seed's 0.55)
     threshold_quantile: float = 0.45
+    # threshold="negative_share": the same quantile, named by the share of tomograms predicted NEGATIVE
+    # (the seed's rule: 0.55 -> about 45 % positive)
+    negative_share: float = 0.55
     amp: bool = True
     # channels_last_3d weights and inputs for the forward pass (python bench/layout.py); presets turn it on
     # where it is faster.
