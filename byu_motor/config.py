@@ -151,14 +151,25 @@ class InferConfig:
     batch_windows: int = 4
     border_weight: float = 0.5
     merge: str = "mean"  # "mean" or "max"
+    # "weighted": overlapping windows, border down-weighting, mean-grey padding; "seed": no overlap, last window
+    # flush, zero padding, equal-weight mean where windows meet (byu_motor.infer.tiling)
+    tiling: str = "weighted"
+    # logits upsampled this many times (trilinear) before accumulation, decoded at stride / decode_upsample
+    decode_upsample: int = 1
     tta: tuple[str, ...] = ()
-    ensemble: str = "logits"  # "logits" or "fusion"
+    ensemble: str = "logits"  # "logits", "fusion" or "wbf" (byu_motor.infer.merges)
     fusion_radius_a: float = 400.0
+    fusion_floor: float = 0.05  # ensemble="wbf": candidates scoring below this are dropped before fusion
     nms_kernel_a: float = 400.0
     topk: int = 5
-    threshold: str = "checkpoint"  # "checkpoint", "fixed" or "quantile"
+    threshold: str = "checkpoint"  # "checkpoint", "fixed", "quantile" or "negative_share"
     threshold_value: float = 0.5
+    # threshold="quantile": the threshold is this quantile of the per-tomogram best scores, so 0.45 predicts
+    # about 55 % of tomograms POSITIVE (the opposite share of the seed's 0.55)
     threshold_quantile: float = 0.45
+    # threshold="negative_share": the same quantile, named by the share of tomograms predicted NEGATIVE
+    # (the seed's rule: 0.55 -> about 45 % positive)
+    negative_share: float = 0.55
     amp: bool = True
     # channels_last_3d weights and inputs for the forward pass (python bench/layout.py); presets turn it on
     # where it is faster.

@@ -5,7 +5,8 @@ Two registries, each chosen by name in the recipe:
 - **ensemble merges** (``InferConfig.ensemble``): ``merge(per_model, weights, decode, config, spacing_a)``
   turns one ``(logits, heatmap grid)`` per checkpoint into candidates. ``"logits"`` decodes the weighted
   logit mean; ``"fusion"`` decodes each checkpoint and fuses their points
-  (:func:`byu_motor.postprocess.fusion.fuse_points`).
+  (:func:`byu_motor.postprocess.fusion.fuse_points`); ``"wbf"`` decodes each checkpoint and fuses their
+  points with the seed's point WBF (:func:`byu_motor.postprocess.wbf.wbf_points`).
 - **scale merges** (``InferConfig.scale_merge``): ``merge(parts, merge_models, config, spacing_a)`` turns
   ``parts[model][scale]`` (one entry per assumed spacing of ``InferConfig.scales``) into candidates through
   ``merge_models`` (the ensemble merge). ``"mean"`` averages each checkpoint's logits over the spacings;
@@ -28,6 +29,7 @@ from byu_motor.data.grid import Grid, as_triple
 from byu_motor.infer.sliding import resample_heatmap
 from byu_motor.postprocess.fusion import fuse_points, lift_points
 from byu_motor.postprocess.peaks import Candidate
+from byu_motor.postprocess.wbf import wbf_points
 
 Logits = tuple[torch.Tensor, Grid]
 Decode = Callable[[torch.Tensor, Grid], list[Candidate]]
@@ -103,6 +105,25 @@ def point_fusion(
     lists = [decode(lg, g) for lg, g in per_model]
     return fuse_points(
         lists, as_triple(spacing_a), config.fusion_radius_a, weights=list(weights), topk=config.topk
+    )
+
+
+@register_ensemble_merge("wbf")
+def seed_point_fusion(
+    per_model: Sequence[Logits], weights: Sequence[float], decode: Decode, config: InferConfig, spacing_a: Any
+) -> list[Candidate]:
+    """Decode each checkpoint and fuse their points with the seed's point WBF: candidates above
+    ``config.fusion_floor``, clusters strictly within ``config.fusion_radius_a``, confidence = mean member
+    confidence x ``min(n_members, sum(weights)) / sum(weights)`` (:func:`byu_motor.postprocess.wbf.wbf_points`).
+    """
+    lists = [decode(lg, g) for lg, g in per_model]
+    return wbf_points(
+        lists,
+        as_triple(spacing_a),
+        config.fusion_radius_a,
+        weights=list(weights),
+        floor=config.fusion_floor,
+        topk=config.topk,
     )
 
 

@@ -14,6 +14,7 @@ from byu_motor.data.grid import Grid, resample_volume
 from byu_motor.infer.merges import ENSEMBLE_MERGES, SCALE_MERGES, mean_on_finest, weighted_mean
 from byu_motor.infer.sliding import SlidingWindow
 from byu_motor.infer.spec import ModelSpec
+from byu_motor.infer.tiling import FinerWindow, check_tiling, decode_stride, window_settings
 from byu_motor.postprocess.peaks import Candidate, decode_peaks, drop_border
 from byu_motor.postprocess.steps import build_steps, run_steps
 
@@ -48,6 +49,7 @@ class Predictor:
             raise ValueError(
                 f"unknown scale_merge {config.scale_merge!r}; choose from {sorted(SCALE_MERGES)}"
             )
+        check_tiling(config.tiling, config.decode_upsample, [spec.stride3 for spec in models])
         # checked here, not per tomogram: the runner turns a tomogram's error into a -1 row and goes on
         self.steps = build_steps(config.steps)
         self.models = list(models)
@@ -70,17 +72,19 @@ class Predictor:
     def _make_inferer(self, spec: ModelSpec) -> SlidingWindow:
         cfg = self.config
         patch = cfg.patch_size if cfg.patch_size is not None else spec.patch_size
-        return SlidingWindow(
+        kwargs = dict(
             patch_size=patch,
-            overlap=cfg.overlap,
             batch_windows=cfg.batch_windows,
-            border_weight=cfg.border_weight,
             merge=cfg.merge,
             views=cfg.tta if spec.views is None else tuple(v for v in spec.views if v in cfg.tta),
             device=self.device,
             amp=cfg.amp,
             channels_last=cfg.channels_last,
+            **window_settings(cfg.tiling, cfg.overlap, cfg.border_weight),
         )
+        if cfg.decode_upsample > 1:
+            return FinerWindow(factor=cfg.decode_upsample, **kwargs)
+        return SlidingWindow(**kwargs)
 
     def model_logits(
         self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
@@ -128,9 +132,10 @@ class Predictor:
                     vol = volume
                 else:
                     vol = resample_volume(volume, res_shape, mode=spec.interp, denoise=spec.denoise)
-                logits = inferer(module, vol, spec.stride3, spec.normalizer)
+                stride = decode_stride(spec.stride3, self.config.decode_upsample)
+                logits = inferer(module, vol, stride, spec.normalizer)
                 del vol
-                parts.append((logits, original.with_shape(res_shape).strided(spec.stride3)))
+                parts.append((logits, original.with_shape(res_shape).strided(stride)))
             out.append(parts)
         return out
 

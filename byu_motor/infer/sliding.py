@@ -150,6 +150,7 @@ class SlidingWindow:
         amp: fp16 autocast on CUDA (no-op elsewhere).
         channels_last: ``channels_last_3d`` inputs; faster for some models and slower for others, on any
             device (``python bench/layout.py`` measures each preset).
+        pad_value: raw grey (0-255, before normalisation) of the padding; ``None``: the volume's mean grey.
     """
 
     def __init__(
@@ -164,6 +165,7 @@ class SlidingWindow:
         amp: bool = True,
         channels_last: bool = False,
         should_stop: Callable[[], bool] | None = None,
+        pad_value: float | None = None,
     ):
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge {merge!r}; choose from {MERGE_MODES}")
@@ -179,6 +181,7 @@ class SlidingWindow:
         self.amp = amp
         self.channels_last = bool(channels_last)
         self.should_stop = should_stop
+        self.pad_value = pad_value
         self.oom_retries = 0  # how often the batch was halved (for logs and tests)
 
     def layout(
@@ -223,7 +226,7 @@ class SlidingWindow:
         dev = self.device
         # Padding stands for "average tomogram": the (normalised) mean grey of this volume.
         step = max(1, int(round((volume.size / 1e6) ** (1 / 3))))
-        pad_grey = float(volume[::step, ::step, ::step].mean())
+        pad_grey = float(volume[::step, ::step, ::step].mean()) if self.pad_value is None else self.pad_value
 
         profiles = self._weight_profiles(starts, patch, padded, cells)
         if self.merge == "mean":

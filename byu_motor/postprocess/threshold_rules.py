@@ -108,3 +108,24 @@ def _quantile(
         return float(config.threshold_value), "fixed (nothing to take a quantile of)"
     q = float(config.threshold_quantile)
     return quantile_threshold(candidates, q), f"quantile {q:g} of {len(candidates)} tomograms"
+
+
+@register_threshold_rule("negative_share")
+def _negative_share(
+    config: InferConfig, checkpoint_thresholds: Sequence[float | None], candidates: Candidates
+) -> tuple[float, str]:
+    """The seed's quantile rule (3rd place, BYU 2025): the threshold is the ``config.negative_share``-quantile
+    (numpy's linear interpolation) of the per-tomogram best scores, 0 for a tomogram without a candidate;
+    tomograms scoring below it are negative, so about ``negative_share`` of them are predicted negative
+    (0.55: about 45 % positive). The formula is the ``"quantile"`` rule's; the name says which share the
+    number is: ``threshold_quantile=0.45`` there predicts about 55 % POSITIVE, ``negative_share=0.55`` here
+    about 45 % positive. The fixed value when nothing was predicted.
+    """
+    if not candidates:
+        log.warning(
+            "threshold=negative_share but no tomogram was predicted; using the fixed %g",
+            config.threshold_value,
+        )
+        return float(config.threshold_value), "fixed (nothing to take a quantile of)"
+    q = float(config.negative_share)
+    return quantile_threshold(candidates, q), f"negative share {q:g} of {len(candidates)} tomograms"

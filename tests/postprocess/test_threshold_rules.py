@@ -1,4 +1,4 @@
-"""Threshold rules chosen by name: the three built-in rules, their fallbacks, and the registry itself."""
+"""Threshold rules chosen by name: the built-in rules, their fallbacks, and the registry itself."""
 
 from __future__ import annotations
 
@@ -66,9 +66,25 @@ def test_a_registered_rule_is_chosen_by_name(monkeypatch) -> None:
 
 
 def test_registry_is_left_unchanged_by_the_test_above() -> None:
-    assert sorted(THRESHOLD_RULES) == ["checkpoint", "fixed", "quantile"]
+    assert sorted(THRESHOLD_RULES) == ["checkpoint", "fixed", "negative_share", "quantile"]
 
 
 def test_unknown_rule_is_refused_naming_the_valid_ones() -> None:
-    with pytest.raises(ValueError, match="'median'.*'checkpoint', 'fixed', 'quantile'"):
+    with pytest.raises(ValueError, match="'median'.*'checkpoint', 'fixed', 'negative_share', 'quantile'"):
         choose_threshold(InferConfig(threshold="median"), [0.5], CANDIDATES)
+
+
+def test_negative_share_predicts_nine_of_twenty_positive_at_055() -> None:
+    from byu_motor.postprocess.threshold import submission_from_candidates
+
+    scores = [0.93, 0.12, 0.55, 0.71, 0.08, 0.34, 0.66, 0.27, 0.81, 0.49, 0.05, 0.77, 0.39, 0.6, 0.18]
+    cands = {f"t{i:02d}": [[1.0, 2.0, 3.0, s]] for i, s in enumerate(scores)}
+    cands.update({f"e{i}": [] for i in range(5)})  # 5 tomograms without a candidate count as 0
+    threshold, source = choose_threshold(InferConfig(threshold="negative_share"), [None], cands)
+    positives = [tid for tid, c in cands.items() if c and c[0][3] >= threshold]
+    assert len(positives) == 9 and source == "negative share 0.55 of 20 tomograms"
+    sub = submission_from_candidates(cands, threshold)
+    assert int((sub.iloc[:, 1] >= 0).sum()) == 9
+    # the "quantile" rule at its default 0.45 predicts the opposite share: 11 of 20 positive
+    t45, _ = choose_threshold(InferConfig(threshold="quantile"), [None], cands)
+    assert sum(1 for c in cands.values() if c and c[0][3] >= t45) == 11
