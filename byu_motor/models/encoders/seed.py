@@ -60,6 +60,7 @@ def inflate_state_dict(
     source: str,
     rename: Callable[[str], str] = lambda k: k,
     drop_prefixes: Sequence[str] = (),
+    unused_prefixes: Sequence[str] = (),
 ) -> dict[str, torch.Tensor]:
     """A 2D state dict made to fit the 3D ``target``: every k x k kernel repeated k times along depth / k.
 
@@ -74,14 +75,15 @@ def inflate_state_dict(
         source: file name for error messages.
         rename: maps a 2D key to the target's key.
         drop_prefixes: 2D key prefixes to ignore.
+        unused_prefixes: key prefixes of ``target`` the 2D file need not fill (its own classifier).
 
     Returns:
-        A state dict for ``target.load_state_dict(..., strict=True)``.
+        A state dict for every key of ``target`` but ``unused_prefixes``.
 
     Raises:
         ValueError: naming ``source`` and the first key that is missing, left over or of the wrong shape.
     """
-    own = target.state_dict()
+    own = {k: v for k, v in target.state_dict().items() if not k.startswith(tuple(unused_prefixes))}
     out: dict[str, torch.Tensor] = {}
     for key, value in state.items():
         if key.startswith(tuple(drop_prefixes)):
@@ -103,9 +105,11 @@ def inflate_state_dict(
     return out
 
 
-def _load_inflated(net: nn.Module, path: str, rename: Callable[[str], str], drop: Sequence[str]) -> None:
+def _load_inflated(
+    net: nn.Module, path: str, rename: Callable[[str], str], drop: Sequence[str], unused: Sequence[str] = ()
+) -> None:
     state = read_state_dict(Path(path))
-    net.load_state_dict(inflate_state_dict(state, net, str(path), rename, drop), strict=True)
+    net.load_state_dict(inflate_state_dict(state, net, str(path), rename, drop, unused), strict=False)
 
 
 def _check_stem(name: str, stem_stride: int | Sequence[int]) -> None:
@@ -190,7 +194,7 @@ def densenet121_seed(
         bn_size=4,
     )
     if pretrained_file:
-        _load_inflated(net, pretrained_file, torchvision_densenet_key, ("classifier.",))
+        _load_inflated(net, pretrained_file, torchvision_densenet_key, ("classifier.",), ("class_layers.",))
     f = net.features
     t1, t2, t3 = f.transition1, f.transition2, f.transition3
     stages = [
