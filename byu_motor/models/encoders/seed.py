@@ -5,7 +5,8 @@ transitions) and ``x3d_m_seed`` (24/24/48/96/192): five levels at isotropic stri
 starts with :class:`InputAdapter`: the grey input (in [0, 1] units, i.e. ``x / 255``) repeated to 3 channels
 and normalised with the mean/std its pretrained weights expect; the values are buffers, so a checkpoint
 carries them. ``pretrained_file`` is a local torchvision state dict (ResNeXt50/DenseNet121) inflated by
-:func:`inflate_state_dict`; nothing is downloaded.
+:func:`inflate_state_dict`, or for X3D-M SlowFast's Kinetics-400 ``x3d_m.pyth`` (:func:`load_slowfast_x3d`);
+nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -207,6 +208,74 @@ def densenet121_seed(
     return StagedEncoder(stages, [64, 256, 512, 1024, 1024], ISOTROPIC, grad_checkpointing)
 
 
+_SLOWFAST_BLOCK = {
+    "branch1": "shortcut.0",
+    "branch1_bn": "shortcut.1",
+    "branch2.a": "conv_a",
+    "branch2.a_bn": "bn_a",
+    "branch2.b": "conv_b",
+    "branch2.b_bn": "bn_b",
+    "branch2.se.fc1": "se.fc1",
+    "branch2.se.fc2": "se.fc2",
+    "branch2.c": "conv_c",
+    "branch2.c_bn": "bn_c",
+}
+_SLOWFAST_STEM = {"conv_xy": "1", "conv": "2", "bn": "3"}  # after the input adapter (index 0)
+_SLOWFAST_RES = re.compile(r"^s(\d)\.pathway0_res(\d+)\.(.+)\.([a-z_]+)$")
+_SLOWFAST_STEM_KEY = re.compile(r"^s1\.pathway0_stem\.([a-z_]+)\.([a-z_]+)$")
+
+
+def slowfast_x3d_key(key: str) -> str | None:
+    """SlowFast X3D key -> ours (``s3.pathway0_res2.branch2.b_bn.weight`` -> ``stages.2.2.bn_b.weight``).
+
+    Returns ``None`` for the classification head (``head.*``); raises ``KeyError`` for any other unknown key.
+    """
+    if key.startswith("head."):
+        return None
+    m = _SLOWFAST_STEM_KEY.match(key)
+    if m and m.group(1) in _SLOWFAST_STEM:
+        return f"stages.0.{_SLOWFAST_STEM[m.group(1)]}.{m.group(2)}"
+    m = _SLOWFAST_RES.match(key)
+    if m and m.group(3) in _SLOWFAST_BLOCK and 2 <= int(m.group(1)) <= 5:
+        return f"stages.{int(m.group(1)) - 1}.{m.group(2)}.{_SLOWFAST_BLOCK[m.group(3)]}.{m.group(4)}"
+    raise KeyError(key)
+
+
+def load_slowfast_x3d(encoder: nn.Module, path: str) -> None:
+    """Fill ``encoder`` (``x3d_m_seed``) from a SlowFast X3D checkpoint (``x3d_m.pyth``: ``{"model_state": ...}``).
+
+    Every tensor of the file but the head must find its place with the same shape, and every tensor of the
+    encoder but the input adapter's buffers must be filled.
+
+    Raises:
+        ValueError: naming ``path`` and the first key that is unknown, left over, of another shape or missing.
+    """
+    raw = torch.load(path, map_location="cpu", weights_only=True)
+    state = raw.get("model_state", raw) if isinstance(raw, dict) else raw
+    if not isinstance(state, dict):
+        raise ValueError(f"{path}: expected a SlowFast checkpoint dict, got {type(state).__name__}")
+    own = {k: v for k, v in encoder.state_dict().items() if not k.startswith("stages.0.0.")}
+    out: dict[str, torch.Tensor] = {}
+    for key, value in state.items():
+        try:
+            name = slowfast_x3d_key(key)
+        except KeyError:
+            raise ValueError(f"{path}: key {key!r} is not part of SlowFast's X3D layout") from None
+        if name is None:
+            continue
+        if name not in own:
+            raise ValueError(f"{path}: key {key!r} has no place in the encoder (as {name!r})")
+        if value.shape != own[name].shape:
+            raise ValueError(
+                f"{path}: key {key!r} has shape {tuple(value.shape)}, ours {tuple(own[name].shape)}"
+            )
+        out[name] = value
+    missing = [k for k in own if k not in out]
+    if missing:
+        raise ValueError(f"{path}: the encoder's {missing[0]!r} is not in the file ({len(missing)} missing)")
+    encoder.load_state_dict(out, strict=False)
+
+
 @ENCODERS.register("x3d_m_seed")
 def x3d_m_seed(
     *,
@@ -219,12 +288,13 @@ def x3d_m_seed(
     """X3D-M (SlowFast's network: widths 24-48-96-192, depths 3-5-11-7, expansion 2.25) with the seed's
     isotropic stride-2 stem and stages; channels 24/24/48/96/192 at strides 2-32; Kinetics normalisation.
 
-    ``pretrained_file``: a state dict of this encoder without its input adapter (our layout).
+    ``pretrained_file``: SlowFast's Kinetics-400 ``x3d_m.pyth`` (loaded by :func:`load_slowfast_x3d`; the
+    kernels keep their native shapes, only the strides differ).
     """
     check_no_extra_kwargs("x3d_m_seed", kwargs)
     _check_stem("x3d_m_seed", stem_stride)
-    enc = build_x3d(
-        "x3d_m_seed", in_channels=3, grad_checkpointing=grad_checkpointing, pretrained_file=pretrained_file
-    )
+    enc = build_x3d("x3d_m_seed", in_channels=3, grad_checkpointing=grad_checkpointing)
     enc.stages[0] = nn.Sequential(InputAdapter(in_channels, KINETICS_MEAN, KINETICS_STD), *enc.stages[0])
+    if pretrained_file:
+        load_slowfast_x3d(enc, pretrained_file)
     return enc
