@@ -1,6 +1,8 @@
 """Benchmark the production presets: parameters, GFLOPs per training patch, CPU (and GPU) forward time.
 
-Run: ``python bench/models.py [--presets a,b] [--cpu-patch 64,128,128] [--repeats 3] [--gpu]``.
+Run: ``python bench/models.py [--presets a,b] [--cpu-patch 64,128,128] [--repeats 3] [--gpu]``, e.g.
+``--presets seed_resnext50,seed_densenet121,seed_x3d_m`` for the seed's members. CPU forward times are also
+given relative to ``resnet18_unet_s16``, always measured first in the same run.
 FLOPs are counted by ``torch.utils.flop_counter.FlopCounterMode`` on the ``meta`` device (no memory, no
 compute); a multiply-add counts as 2 FLOPs. Prints a markdown table.
 """
@@ -59,8 +61,34 @@ def time_forward(model: torch.nn.Module, x: torch.Tensor, repeats: int, sync=Non
     return statistics.median(times)
 
 
+BASELINE = "resnet18_unet_s16"
+
+
+def measure(
+    name: str, cpu_patch: tuple[int, int, int], repeats: int, use_gpu: bool
+) -> tuple[list[str], float]:
+    """One table row for preset ``name`` (without the relative column) and its CPU forward time in ms."""
+    m = get_preset(name).model
+    gflops, how = count_gflops(m, FLOP_PATCH)
+    torch.manual_seed(0)
+    model = create_model(m).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    cpu_ms = time_forward(model, torch.randn(1, m.in_channels, *cpu_patch), repeats)
+    row = [name, m.encoder, m.neck, "x".join(map(str, model.stride)), f"{n_params / 1e6:.1f}"]
+    row += [f"{gflops:.0f}", how, f"{cpu_ms:.0f}"]
+    if use_gpu:
+        gm = model.cuda().to(memory_format=torch.channels_last_3d)
+        x = torch.randn(1, m.in_channels, *FLOP_PATCH, device="cuda")
+        with torch.autocast("cuda", dtype=torch.float16):
+            gpu_ms = time_forward(gm, x, repeats, sync=torch.cuda.synchronize)
+        row.append(f"{gpu_ms:.0f}")
+        del gm, x
+        torch.cuda.empty_cache()
+    return row, cpu_ms
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Measure and print the table."""
+    """Measure and print the table; CPU times also relative to ``resnet18_unet_s16`` (measured first)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--presets", default=",".join(p for p in list_presets() if p != "tiny"))
     parser.add_argument("--cpu-patch", default="64,128,128")
@@ -73,30 +101,20 @@ def main(argv: list[str] | None = None) -> int:
     use_gpu = args.gpu and torch.cuda.is_available()
 
     header = ["preset", "encoder", "neck", "stride", "params (M)", f"GFLOPs {FLOP_PATCH}", "FLOPs via"]
-    header.append(f"CPU fwd {cpu_patch} ms")
+    header += [f"CPU fwd {cpu_patch} ms", f"CPU fwd / {BASELINE}"]
     if use_gpu:
         header.append(f"GPU fp16 fwd {FLOP_PATCH} ms ({torch.cuda.get_device_name()})")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
-    for name in args.presets.split(","):
-        cfg = get_preset(name)
-        m = cfg.model
-        gflops, how = count_gflops(m, FLOP_PATCH)
-        torch.manual_seed(0)
-        model = create_model(m).eval()
-        n_params = sum(p.numel() for p in model.parameters())
-        cpu_ms = time_forward(model, torch.randn(1, m.in_channels, *cpu_patch), args.repeats)
-        row = [name, m.encoder, m.neck, "x".join(map(str, model.stride)), f"{n_params / 1e6:.1f}"]
-        row += [f"{gflops:.0f}", how, f"{cpu_ms:.0f}"]
-        if use_gpu:
-            gm = model.cuda().to(memory_format=torch.channels_last_3d)
-            x = torch.randn(1, m.in_channels, *FLOP_PATCH, device="cuda")
-            with torch.autocast("cuda", dtype=torch.float16):
-                gpu_ms = time_forward(gm, x, args.repeats, sync=torch.cuda.synchronize)
-            row.append(f"{gpu_ms:.0f}")
-            del gm, x
-            torch.cuda.empty_cache()
-        print("| " + " | ".join(row) + " |", flush=True)
+    names = args.presets.split(",")
+    order = [BASELINE] + [n for n in names if n != BASELINE]
+    base_ms = None
+    for name in order:
+        row, cpu_ms = measure(name, cpu_patch, args.repeats, use_gpu)
+        base_ms = base_ms or cpu_ms
+        row.insert(8, f"{cpu_ms / base_ms:.2f}")
+        if name in names:
+            print("| " + " | ".join(row) + " |", flush=True)
     return 0
 
 

@@ -221,3 +221,83 @@ def i3d_resnet34_fpn_s16() -> Config:
 def resnet18_unet_s16() -> Config:
     """3D ResNet18 + U-Net decoder at stride 16: the cheapest production model."""
     return _production("resnet18", "unet", 16)
+
+
+def _seed(encoder: str, branch_channels: int | None, steps: int, tta: tuple[str, ...]) -> Config:
+    """A 3D member of the 3rd-place solution as they built it (``../shared/docs/SEED_RECIPE.md`` 1-2, 11).
+
+    Encoder with ImageNet/Kinetics normalisation inside (the data stay ``x / 255``), ``factorized_fpn`` to
+    stride 16 with one 192-channel scSE decoder block, a 3x3x3 head at a 5e-5 prior; AdamW 5e-4, no weight
+    decay, effective batch 4, 3k warmup, cosine to 0.5 %, EMA 0.99, fp16, BCE on a 200 A Gaussian; at test
+    13.1 A assumed, non-overlapping windows, two views (identity + ``tta``), points fused over 1000 A, 55 % predicted negative.
+    ``model.pretrained_file`` is ``None``: point it at a local weights file (torchvision's state dict for
+    the inflated members).
+    """
+    return Config(
+        model=ModelConfig(
+            encoder=encoder,
+            neck="factorized_fpn",
+            head="conv3",
+            stride=(16, 16, 16),
+            neck_channels=192,
+            neck_kwargs={"target_level": -2, "branch_channels": branch_channels},
+            head_kwargs={"prior": 5e-5},
+        ),
+        data=DataConfig(
+            spacing_a=(16.0, 16.0, 16.0),
+            patch_size=(224, 448, 448),
+            norm="fixed",
+            norm_mean=0.0,
+            norm_std=1.0,
+        ),
+        train=TrainConfig(
+            steps=steps,
+            batch_size=2,
+            grad_accum=2,
+            lr=5e-4,
+            weight_decay=0.0,
+            warmup_steps=3000,
+            min_lr=5e-4 * 0.005,
+            amp="fp16",
+            ema=0.99,
+            sigma_a=200.0,
+            losses={"bce": 1.0},
+            pos_weight=1.0,
+        ),
+        infer=InferConfig(
+            test_spacing_a=13.1,
+            overlap=0.0,
+            tta=tta,
+            ensemble="fusion",
+            fusion_radius_a=1000.0,
+            threshold="quantile",
+            threshold_quantile=0.55,
+        ),
+    )
+
+
+@register_preset
+def seed_resnext50() -> Config:
+    """The seed's 3D ResNeXt50-32x4d member (49.9 M parameters, 0.862 private F2 alone).
+
+    Two views like theirs (``zyx_z``, ``zxy_z``: z flip, and z flip of the 90-degree turn); inference always
+    evaluates identity, so ours are identity and the z flip.
+    """
+    return _seed("resnext50_seed", 32, 32000, ("flip_z",))
+
+
+@register_preset
+def seed_densenet121() -> Config:
+    """The seed's 3D DenseNet121 member (27.6 M parameters, 0.858 private F2 alone).
+
+    Two views like theirs (x flip, y flip); inference always evaluates identity, so ours are identity and
+    the x flip.
+    """
+    return _seed("densenet121_seed", 32, 32000, ("flip_x",))
+
+
+@register_preset
+def seed_x3d_m() -> Config:
+    """The seed's X3D-M member (10.4 M parameters, 0.836 private F2 alone): full-width branches, 30k steps;
+    views identity and the 90-degree turn in (y, x)."""
+    return _seed("x3d_m_seed", None, 30000, ("rot90",))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from byu_motor.models import seed_neck  # noqa: F401  (registers the factorized_fpn neck and conv3 head)
 from byu_motor.models.checkpoint import (
     FORMAT,
     CheckpointError,

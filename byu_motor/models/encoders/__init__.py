@@ -8,8 +8,8 @@ Names ``i3d-<timm name>`` that are not registered exactly are built by ``build_i
 
 from __future__ import annotations
 
-from byu_motor.models.encoders import densenet, i3d, mednext, resnet, x3d
+from byu_motor.models.encoders import densenet, i3d, mednext, resnet, seed, x3d
 from byu_motor.models.encoders._registry import ENCODERS
 from byu_motor.models.encoders.i3d import build_i3d, inflate_2d_to_3d
 
-__all__ = ["ENCODERS", "build_i3d", "inflate_2d_to_3d", "densenet", "i3d", "mednext", "resnet", "x3d"]
+__all__ = ["ENCODERS", "build_i3d", "inflate_2d_to_3d", "densenet", "i3d", "mednext", "resnet", "seed", "x3d"]
