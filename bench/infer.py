@@ -1,4 +1,4 @@
-"""CPU benchmark of the inference engine: ours vs MONAI sliding window, pipeline overhead, peak memory.
+"""CPU benchmark of the inference engine: ours vs MONAI sliding window, pipeline overhead, the seed's path, peak memory.
 
 Run: ``python bench/infer.py [--quick]``. Prints one table; ratios are measured in this one run.
 """
@@ -111,6 +111,65 @@ def case_overhead(shape, patch, overlap, batch, stride) -> tuple[float, float]:
     return best_of(lambda: pred.predict_volume(vol, 16.0)), best_of(forward_only)
 
 
+# nine views for nine lists, as the seed fused 9 model x view lists
+NINE_VIEWS = ("flip_z", "flip_y", "flip_x", "rot90", "rot180", "rot270", "rot90+flip_z", "rot90+flip_x")
+
+
+def case_seed_path(shape, patch) -> dict[str, float]:
+    """(d) the seed's path against ours, same TinyNet stride 16 and volume (at the model's spacing), per step.
+
+    Tiling: predict_volume with ``tiling="seed"`` vs overlap 0.25 (weighted). Stride-8: seed tiling with
+    ``decode_upsample=2`` vs 1 (same max-pool decoder). Decoder: the seed's vs ours on one stride-8 heatmap.
+    Fusion: 9 views kept apart (9 lists, each decoded by the seed's decoder, WBF) vs 9 views averaged per
+    window (1 list, logit mean): forward passes and decoding+fusion timed apart.
+    """
+    torch.manual_seed(0)
+    model = TinyNet(16).eval()
+    vol = np.random.default_rng(2).integers(0, 256, shape, dtype=np.uint8)
+    spec = ModelSpec(model, 16, 16.0, patch_size=patch)
+
+    def pred(**kw) -> Predictor:
+        return Predictor([spec], InferConfig(amp=False, batch_windows=2, **kw), device="cpu")
+
+    out: dict[str, float] = {}
+    out["weighted"] = best_of(lambda: pred(tiling="weighted", overlap=0.25).predict_volume(vol, 16.0))
+    out["seed"] = best_of(lambda: pred(tiling="seed").predict_volume(vol, 16.0))
+    out["seed_s8"] = best_of(lambda: pred(tiling="seed", decode_upsample=2).predict_volume(vol, 16.0))
+    fine = pred(tiling="seed", decode_upsample=2, peak_decoder="seed")
+    parts = fine.scale_logits(vol, 16.0)
+    coarse = pred(tiling="seed", decode_upsample=2)
+    out["dec_ours"] = best_of(lambda: coarse.candidates_from_logits(parts, vol, 16.0))
+    out["dec_seed"] = best_of(lambda: fine.candidates_from_logits(parts, vol, 16.0))
+    common = dict(tiling="seed", decode_upsample=2, tta=("identity", *NINE_VIEWS))
+    apart = pred(views_apart=True, peak_decoder="seed", ensemble="wbf", fusion_radius_a=1000.0, **common)
+    together = pred(**common)
+    out["fwd_apart"] = best_of(lambda: apart.scale_logits(vol, 16.0), 1)
+    out["fwd_together"] = best_of(lambda: together.scale_logits(vol, 16.0), 1)
+    lists = apart.scale_logits(vol, 16.0)
+    out["n_lists"] = float(len(lists))
+    out["fuse9"] = best_of(lambda: apart.candidates_from_logits(lists, vol, 16.0))
+    one = together.scale_logits(vol, 16.0)
+    out["fuse1"] = best_of(lambda: together.candidates_from_logits(one, vol, 16.0))
+    return out
+
+
+def report_seed_path(r: dict[str, float], shape, patch) -> None:
+    print(
+        f"(d) the seed's path vs ours, TinyNet stride 16, vol {shape} at the model's spacing, windows {patch}:\n"
+        f"    tiling: seed (no overlap) {r['seed']:.2f} s  weighted overlap 0.25 {r['weighted']:.2f} s  "
+        f"ratio seed/weighted {r['seed'] / r['weighted']:.2f}\n"
+        f"    stride-8 decoding (seed tiling): {r['seed_s8']:.2f} s vs stride 16 {r['seed']:.2f} s  "
+        f"ratio {r['seed_s8'] / r['seed']:.2f}\n"
+        f"    peak decoder on one stride-8 map: seed {r['dec_seed'] * 1e3:.1f} ms  ours (max-pool box) "
+        f"{r['dec_ours'] * 1e3:.1f} ms  ratio {r['dec_seed'] / r['dec_ours']:.2f}\n"
+        f"    9 views: forward passes apart {r['fwd_apart']:.2f} s vs averaged per window "
+        f"{r['fwd_together']:.2f} s  ratio {r['fwd_apart'] / r['fwd_together']:.2f}\n"
+        f"    decode + fuse {int(r['n_lists'])} lists (seed decoder, WBF) {r['fuse9'] * 1e3:.1f} ms vs 1 list "
+        f"(logit mean) {r['fuse1'] * 1e3:.1f} ms  ratio {r['fuse9'] / r['fuse1']:.2f}; "
+        f"= {r['fuse9'] / r['fwd_apart']:.3f}x the forward passes"
+    )
+
+
 def memory_child(shape: tuple[int, int, int], batch: int) -> dict:
     """(c), run in a fresh process: RSS high-water before and after predict_volume."""
     torch.set_num_threads(2)
@@ -179,6 +238,10 @@ def main() -> None:
                 f"peak above volume+model {(r['after'] - r['before']) / 2**20:.0f} MiB = {extra:.2f}x volume "
                 f"(goal <= 2.5x), {r['s']:.1f} s"
             )
+    seed_shape, seed_patch = (
+        ((96, 192, 192), (64, 96, 96)) if args.quick else ((160, 384, 384), (96, 192, 192))
+    )
+    report_seed_path(case_seed_path(seed_shape, seed_patch), seed_shape, seed_patch)
 
 
 if __name__ == "__main__":

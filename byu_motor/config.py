@@ -176,6 +176,17 @@ class InferConfig:
     channels_last: bool = False
     compile: bool = False
     refine_peaks: bool = True  # sub-cell refinement of peaks (score-weighted 3x3x3 centroid)
+    # "maxpool": NMS box of nms_kernel_a, top-k, refine_peaks; "seed": 3x3x3 local maxima >= peak_floor, greedy
+    # L2 NMS within peak_radius_a, up to peak_max, no refinement (byu_motor.postprocess.seed_peaks)
+    peak_decoder: str = "maxpool"
+    peak_floor: float = 0.02
+    peak_radius_a: float = 1000.0
+    peak_max: int = 100
+    # each member x TTA view decoded as its own candidate list (with its member's weight) instead of the views'
+    # logits averaged per window (byu_motor.infer.views_apart)
+    views_apart: bool = False
+    # the identity view is added to every member's views; False: a member that lists views uses only those
+    tta_identity: bool = True
     border_margin: float = 0.0  # drop candidates within this fraction of each axis from a face
     # Candidate steps after peak decoding, in order (byu_motor.postprocess.steps): each a registered step's
     # name or {"name": ..., setting: value}, e.g. ({"name": "context_gate", "threshold": 0.1},).

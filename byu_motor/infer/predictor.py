@@ -15,7 +15,9 @@ from byu_motor.infer.merges import ENSEMBLE_MERGES, SCALE_MERGES, mean_on_finest
 from byu_motor.infer.sliding import SlidingWindow
 from byu_motor.infer.spec import ModelSpec
 from byu_motor.infer.tiling import FinerWindow, check_tiling, decode_stride, window_settings
+from byu_motor.infer.tta import view_groups
 from byu_motor.postprocess.peaks import Candidate, decode_peaks, drop_border
+from byu_motor.postprocess.seed_peaks import PEAK_DECODERS, seed_decode_peaks
 from byu_motor.postprocess.steps import build_steps, run_steps
 
 log = logging.getLogger(__name__)
@@ -49,6 +51,10 @@ class Predictor:
             raise ValueError(
                 f"unknown scale_merge {config.scale_merge!r}; choose from {sorted(SCALE_MERGES)}"
             )
+        if config.peak_decoder not in PEAK_DECODERS:
+            raise ValueError(
+                f"unknown infer.peak_decoder {config.peak_decoder!r}; choose from {PEAK_DECODERS}"
+            )
         check_tiling(config.tiling, config.decode_upsample, [spec.stride3 for spec in models])
         # checked here, not per tomogram: the runner turns a tomogram's error into a -1 row and goes on
         self.steps = build_steps(config.steps)
@@ -67,16 +73,28 @@ class Predictor:
             if config.compile:
                 module = torch.compile(module, dynamic=False)
             self._modules.append(module)
-        self._inferers = [self._make_inferer(spec) for spec in self.models]
+        # per member, one sliding window per candidate list (one per view with config.views_apart)
+        self._inferers = [
+            [
+                self._make_inferer(spec, group, config.tta_identity and not config.views_apart)
+                for group in view_groups(self._member_views(spec), config.views_apart, config.tta_identity)
+            ]
+            for spec in self.models
+        ]
 
-    def _make_inferer(self, spec: ModelSpec) -> SlidingWindow:
+    def _member_views(self, spec: ModelSpec) -> tuple[str, ...]:
+        cfg = self.config
+        return cfg.tta if spec.views is None else tuple(v for v in spec.views if v in cfg.tta)
+
+    def _make_inferer(self, spec: ModelSpec, views: tuple[str, ...], add_identity: bool) -> SlidingWindow:
         cfg = self.config
         patch = cfg.patch_size if cfg.patch_size is not None else spec.patch_size
         kwargs = dict(
             patch_size=patch,
             batch_windows=cfg.batch_windows,
             merge=cfg.merge,
-            views=cfg.tta if spec.views is None else tuple(v for v in spec.views if v in cfg.tta),
+            views=views,
+            add_identity=add_identity,
             device=self.device,
             amp=cfg.amp,
             channels_last=cfg.channels_last,
@@ -89,19 +107,21 @@ class Predictor:
     def model_logits(
         self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
     ) -> list[tuple[torch.Tensor, Grid]]:
-        """Per-model logits, each averaged over ``config.scales`` (and TTA views) on that model's grid.
+        """Per-list logits (one per model, or per model x view with ``config.views_apart``), each averaged
+        over ``config.scales`` (and the TTA views not kept apart) on that model's grid.
 
         See :meth:`scale_logits` for the resampling and the frame of the grids.
 
         Returns:
-            One ``(logits [D, H, W] float32 on the device, heatmap Grid)`` per model.
+            One ``(logits [D, H, W] float32 on the device, heatmap Grid)`` per list (:attr:`weights` in order).
         """
         return [mean_on_finest(parts) for parts in self.scale_logits(volume, spacing_a, tomo_id)]
 
     def scale_logits(
         self, volume: np.ndarray, spacing_a: float | Sequence[float], tomo_id: str | None = None
     ) -> list[list[tuple[torch.Tensor, Grid]]]:
-        """Per model, the logits at each assumed spacing of ``config.scales`` (TTA views averaged).
+        """Per model (per model x view with ``config.views_apart``), the logits at each assumed spacing of
+        ``config.scales`` (the TTA views averaged per window unless kept apart).
 
         For each scale the uint8 volume is resampled (chunked, never as float32) from the assumed spacing
         ``spacing_a * scale`` to the model's spacing; the heatmap grids are expressed in the TRUE frame of the
@@ -113,7 +133,8 @@ class Predictor:
             tomo_id: name used in error messages.
 
         Returns:
-            ``out[model][scale] = (logits [D, H, W] float32 on the device, heatmap Grid)``.
+            ``out[list][scale] = (logits [D, H, W] float32 on the device, heatmap Grid)``, lists in the order
+            of :attr:`weights` (members, each member's views in the order of ``tta.view_groups``).
         """
         where = f"tomogram {tomo_id}" if tomo_id else "volume"
         if not isinstance(volume, np.ndarray) or volume.ndim != 3 or volume.dtype != np.uint8:
@@ -123,8 +144,8 @@ class Predictor:
             )
         original = Grid(volume.shape, spacing_a)
         out = []
-        for spec, module, inferer in zip(self.models, self._modules, self._inferers):
-            parts: list[tuple[torch.Tensor, Grid]] = []
+        for spec, module, inferers in zip(self.models, self._modules, self._inferers):
+            lists: list[list[tuple[torch.Tensor, Grid]]] = [[] for _ in inferers]
             for scale in self.config.scales:
                 assumed = Grid(volume.shape, tuple(s * scale for s in original.spacing_a))
                 res_shape = assumed.resampled(spec.spacing3).shape
@@ -133,10 +154,11 @@ class Predictor:
                 else:
                     vol = resample_volume(volume, res_shape, mode=spec.interp, denoise=spec.denoise)
                 stride = decode_stride(spec.stride3, self.config.decode_upsample)
-                logits = inferer(module, vol, stride, spec.normalizer)
+                grid = original.with_shape(res_shape).strided(stride)
+                for parts, inferer in zip(lists, inferers):
+                    parts.append((inferer(module, vol, stride, spec.normalizer), grid))
                 del vol
-                parts.append((logits, original.with_shape(res_shape).strided(stride)))
-            out.append(parts)
+            out.extend(lists)
         return out
 
     def predict_heatmap(
@@ -193,6 +215,12 @@ class Predictor:
         original = Grid(volume.shape, spacing_a)
 
         def decode(logits: torch.Tensor, grid: Grid) -> list[Candidate]:
+            if cfg.peak_decoder == "seed":
+                k = cfg.peak_max if cfg.border_margin == 0 else 4 * cfg.peak_max
+                cands = seed_decode_peaks(
+                    torch.sigmoid(logits).cpu(), grid, original, cfg.peak_radius_a, cfg.peak_floor, k
+                )
+                return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.peak_max]
             # with a border margin, more peaks are decoded so that topk are left after dropping border ones
             k = cfg.topk if cfg.border_margin == 0 else 4 * cfg.topk
             cands = decode_peaks(
@@ -208,8 +236,8 @@ class Predictor:
 
     @property
     def weights(self) -> list[float]:
-        """The ensemble members' weights, in order."""
-        return [spec.weight for spec in self.models]
+        """One weight per candidate list, in order: the member's (repeated per view with ``views_apart``)."""
+        return [spec.weight for spec, infs in zip(self.models, self._inferers) for _ in infs]
 
     @staticmethod
     def _finite(logits: torch.Tensor, tomo_id: str | None) -> bool:

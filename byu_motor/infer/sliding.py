@@ -145,7 +145,8 @@ class SlidingWindow:
         batch_windows: windows per forward pass (halved on CUDA out-of-memory, down to 1).
         border_weight: minimum weight at interior window borders (1 disables down-weighting).
         merge: ``"mean"`` (weighted mean of overlapping windows) or ``"max"``.
-        views: TTA view names (identity is always included); logits are averaged over views per window.
+        views: TTA view names; logits are averaged over views per window.
+        add_identity: include the identity view even when ``views`` lacks it (``False``: exactly ``views``).
         device: where the model runs.
         amp: fp16 autocast on CUDA (no-op elsewhere).
         channels_last: ``channels_last_3d`` inputs; faster for some models and slower for others, on any
@@ -166,6 +167,7 @@ class SlidingWindow:
         channels_last: bool = False,
         should_stop: Callable[[], bool] | None = None,
         pad_value: float | None = None,
+        add_identity: bool = True,
     ):
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge {merge!r}; choose from {MERGE_MODES}")
@@ -176,7 +178,7 @@ class SlidingWindow:
         self.batch_windows = int(batch_windows)
         self.border_weight = float(border_weight)
         self.merge = merge
-        self.views: list[View] = get_views(views)
+        self.views: list[View] = get_views(views, add_identity)
         self.device = torch.device(device) if device is not None else torch.device("cpu")
         self.amp = amp
         self.channels_last = bool(channels_last)

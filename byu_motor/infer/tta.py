@@ -44,11 +44,33 @@ def register_view(name: str) -> Callable[[Callable[[], View]], Callable[[], View
 
 
 def get_view(name: str) -> View:
-    """The view registered as ``name``; unknown names raise ``KeyError`` listing the known ones."""
+    """The view registered as ``name``; unknown names raise ``KeyError`` listing the known ones.
+
+    ``"a+b"`` composes registered views: ``a`` applied first, then ``b`` (inverted in reverse order), e.g.
+    ``"rot90+flip_z"`` is the seed's ``zxy_z`` (rotation by 90 degrees in y-x, then a flip of z).
+    """
+    if "+" in name:
+        return _compose(name, [get_view(part) for part in name.split("+")])
     try:
         return TTA_VIEWS[name]()
     except KeyError:
         raise KeyError(f"unknown TTA view {name!r}; known: {', '.join(sorted(TTA_VIEWS))}") from None
+
+
+def _compose(name: str, parts: Sequence[View]) -> View:
+    """One view applying ``parts`` in order (the inverse undoes them in reverse order)."""
+
+    def forward(t: torch.Tensor) -> torch.Tensor:
+        for v in parts:
+            t = v.forward(t)
+        return t
+
+    def inverse(t: torch.Tensor) -> torch.Tensor:
+        for v in reversed(parts):
+            t = v.inverse(t)
+        return t
+
+    return View(name, forward, inverse, swaps_yx=sum(v.swaps_yx for v in parts) % 2 == 1)
 
 
 def _flip(dim: int) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -94,13 +116,21 @@ def _rot270() -> View:
     return View("rot270", _rot(3), _rot(-3), swaps_yx=True)
 
 
-def get_views(names: Sequence[str]) -> list[View]:
+def get_views(names: Sequence[str], add_identity: bool = True) -> list[View]:
     """The views for ``names``, identity first (added when missing), duplicates dropped.
+
+    Args:
+        names: view names (registered, or compositions ``"a+b"``, see :func:`get_view`).
+        add_identity: add the identity view when ``names`` lacks it; ``False``: exactly ``names`` (in their
+            order), identity alone when ``names`` is empty.
 
     Raises:
         KeyError: for an unknown name, listing the known ones.
     """
-    ordered = ["identity"] + [n for n in names if n != "identity"]
+    if add_identity or not names:
+        ordered = ["identity"] + [n for n in names if n != "identity"]
+    else:
+        ordered = list(names)
     seen: list[str] = []
     for n in ordered:
         if n not in seen:
@@ -111,3 +141,20 @@ def get_views(names: Sequence[str]) -> list[View]:
 def list_views() -> list[str]:
     """Registered view names."""
     return sorted(TTA_VIEWS)
+
+
+def view_groups(names: Sequence[str], apart: bool, add_identity: bool = True) -> list[tuple[str, ...]]:
+    """How one ensemble member's views are split among sliding windows (one candidate list per group).
+
+    Args:
+        names: the member's view names.
+        apart: one group per view (each decoded into its own candidate list) instead of one group whose
+            logits are averaged per window.
+        add_identity: as :func:`get_views`.
+
+    Returns:
+        ``[names]`` without ``apart``; else ``[(v,) for v in the views get_views(names, add_identity) gives]``.
+    """
+    if not apart:
+        return [tuple(names)]
+    return [(v.name,) for v in get_views(names, add_identity)]

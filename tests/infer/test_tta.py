@@ -85,3 +85,22 @@ def test_rotations_need_equal_in_plane_strides():
         SlidingWindow(views=("rot90",))(
             RampModel(1, 0), np.zeros((4, 4, 4), np.uint8), (1, 1, 2), Normalizer()
         )
+
+
+def test_composed_views_apply_in_order_and_invert_exactly():
+    (view,) = get_views(("rot90+flip_z",), add_identity=False)
+    assert view.name == "rot90+flip_z" and view.swaps_yx
+    x = torch.randn(2, 1, 5, 7, 7)
+    expected = torch.flip(torch.rot90(x, 1, dims=(3, 4)), dims=(2,))
+    torch.testing.assert_close(view.forward(x), expected, rtol=0, atol=0)
+    torch.testing.assert_close(view.inverse(view.forward(x)), x, rtol=0, atol=0)
+    assert not get_views(("rot90+rot90",), add_identity=False)[0].swaps_yx
+    with pytest.raises(KeyError, match="flip_w"):
+        get_views(("rot90+flip_w",))
+
+
+def test_identity_is_added_unless_asked_not_to():
+    assert [v.name for v in get_views(("flip_z", "rot90+flip_z"))] == ["identity", "flip_z", "rot90+flip_z"]
+    names = [v.name for v in get_views(("flip_z", "rot90+flip_z"), add_identity=False)]
+    assert names == ["flip_z", "rot90+flip_z"]
+    assert [v.name for v in get_views((), add_identity=False)] == ["identity"]
