@@ -229,7 +229,8 @@ def _seed(encoder: str, branch_channels: int | None, steps: int, tta: tuple[str,
     Encoder with ImageNet/Kinetics normalisation inside (the data stay ``x / 255``), ``factorized_fpn`` to
     stride 16 with one 192-channel scSE decoder block, a 3x3x3 head at a 5e-5 prior; AdamW 5e-4, no weight
     decay, effective batch 4, 3k warmup, cosine to 0.5 %, EMA 0.99, fp16, BCE on a 200 A Gaussian; at test
-    13.1 A assumed, non-overlapping windows, two views (identity + ``tta``), points fused over 1000 A, 55 % predicted negative.
+    13.1 A assumed, the seed's tiling, stride-8 decoding, views decoded apart, points fused over 1000 A, 55 % predicted
+    negative.
     ``model.pretrained_file`` is ``None``: point it at a local weights file (torchvision's state dict for
     the inflated members).
     """
@@ -264,14 +265,23 @@ def _seed(encoder: str, branch_channels: int | None, steps: int, tta: tuple[str,
             losses={"bce": 1.0},
             pos_weight=1.0,
         ),
+        # the seed's submission mechanics (SEED_RECIPE 1.3-1.6): flush tiling without overlap, logits upsampled
+        # to stride 8, each view decoded apart by the seed's peak decoder, points fused (WBF) over 1000 A,
+        # the 55 % lowest-scoring tomograms predicted negative
         infer=InferConfig(
             test_spacing_a=13.1,
             overlap=0.0,
+            tiling="seed",
+            decode_upsample=2,
             tta=tta,
-            ensemble="fusion",
+            tta_identity=False,
+            views_apart=True,
+            peak_decoder="seed",
+            topk=10,
+            ensemble="wbf",
             fusion_radius_a=1000.0,
-            threshold="quantile",
-            threshold_quantile=0.55,
+            threshold="negative_share",
+            negative_share=0.55,
         ),
     )
 
@@ -280,24 +290,22 @@ def _seed(encoder: str, branch_channels: int | None, steps: int, tta: tuple[str,
 def seed_resnext50() -> Config:
     """The seed's 3D ResNeXt50-32x4d member (49.9 M parameters, 0.862 private F2 alone).
 
-    Two views like theirs (``zyx_z``, ``zxy_z``: z flip, and z flip of the 90-degree turn); inference always
-    evaluates identity, so ours are identity and the z flip.
+    Their two views ``zyx_z`` and ``zxy_z``: the z flip, and the z flip of the 90-degree turn.
     """
-    return _seed("resnext50_seed", 32, 32000, ("flip_z",))
+    return _seed("resnext50_seed", 32, 32000, ("flip_z", "rot90+flip_z"))
 
 
 @register_preset
 def seed_densenet121() -> Config:
     """The seed's 3D DenseNet121 member (27.6 M parameters, 0.858 private F2 alone).
 
-    Two views like theirs (x flip, y flip); inference always evaluates identity, so ours are identity and
-    the x flip.
+    Their two views: the x flip and the y flip.
     """
-    return _seed("densenet121_seed", 32, 32000, ("flip_x",))
+    return _seed("densenet121_seed", 32, 32000, ("flip_x", "flip_y"))
 
 
 @register_preset
 def seed_x3d_m() -> Config:
     """The seed's X3D-M member (10.4 M parameters, 0.836 private F2 alone): full-width branches, 30k steps;
     views identity and the 90-degree turn in (y, x)."""
-    return _seed("x3d_m_seed", None, 30000, ("rot90",))
+    return _seed("x3d_m_seed", None, 30000, ("identity", "rot90"))

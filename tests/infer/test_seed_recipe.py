@@ -7,7 +7,7 @@ from pathlib import Path
 from byu_motor.config import Config
 from byu_motor.infer.recipe import read_recipe_file
 from byu_motor.infer.tta import get_views, view_groups
-from byu_motor.presets import list_presets
+from byu_motor.presets import get_preset, list_presets
 
 RECIPE = Path(__file__).resolve().parents[2] / "kernels" / "recipes" / "seed_3d.json"
 
@@ -15,7 +15,7 @@ RECIPE = Path(__file__).resolve().parents[2] / "kernels" / "recipes" / "seed_3d.
 def test_the_seed_recipe_names_the_seed_presets_and_their_views():
     recipe = read_recipe_file(RECIPE)
     names = [Path(m.checkpoint).name for m in recipe.members]
-    assert names == ["resnext50_fpn_s16.pt", "densenet121_unet_s16.pt", "x3d_m_fpn_s16.pt"]
+    assert names == ["seed_resnext50.pt", "seed_densenet121.pt", "seed_x3d_m.pt"]
     assert all(Path(n).stem in list_presets() for n in names)
     views = []
     for member in recipe.members:
@@ -37,6 +37,11 @@ def test_the_seed_recipe_names_the_seed_presets_and_their_views():
         )
     # the seed's pairs: ResNeXt50 {zyx_z, zxy_z}, DenseNet121 {zyx_x, zyx_y}, X3D-M {zyx, zxy}
     assert views == [("flip_z", "rot90+flip_z"), ("flip_x", "flip_y"), ("identity", "rot90")]
+    # the presets carry the same recipe: their checkpoints predict the seed's way with no file at all
+    for name, member, own in zip(names, recipe.members, views):
+        preset = get_preset(Path(name).stem).infer
+        resolved = Config(infer=preset).override([*recipe.sets, *member.sets]).infer
+        assert resolved == preset and preset.tta == own
 
 
 def test_the_seed_recipe_fuses_six_lists_and_finds_a_ball(monkeypatch):

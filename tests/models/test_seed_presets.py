@@ -50,8 +50,11 @@ def test_seed_recipe(name: str):
     assert cfg.train.warmup_steps == 3000 and cfg.train.ema == 0.99 and cfg.train.sigma_a == 200.0
     assert cfg.train.steps == (30000 if name == "seed_x3d_m" else 32000)
     assert cfg.infer.test_spacing_a == 13.1 and cfg.infer.overlap == 0.0
-    assert len(cfg.infer.tta) == 1 and "identity" not in cfg.infer.tta  # two views with identity
-    assert cfg.infer.threshold == "quantile" and cfg.infer.threshold_quantile == 0.55
+    # two views each, exactly the seed's (no implicit identity), decoded apart and fused as points
+    assert len(cfg.infer.tta) == 2 and not cfg.infer.tta_identity and cfg.infer.views_apart
+    assert (cfg.infer.tiling, cfg.infer.decode_upsample, cfg.infer.peak_decoder) == ("seed", 2, "seed")
+    assert (cfg.infer.ensemble, cfg.infer.fusion_radius_a) == ("wbf", 1000.0)
+    assert cfg.infer.threshold == "negative_share" and cfg.infer.negative_share == 0.55
     assert Config.from_dict(cfg.to_dict()) == cfg
 
 
