@@ -182,6 +182,9 @@ class InferConfig:
     peak_floor: float = 0.02
     peak_radius_a: float = 1000.0
     peak_max: int = 100
+    peak_blur_a: float = (
+        0.0  # "seed" decoder: Gaussian blur before the peak search, sigma in Angstrom (0: none)
+    )
     # each member x TTA view decoded as its own candidate list (with its member's weight) instead of the views'
     # logits averaged per window (byu_motor.infer.views_apart)
     views_apart: bool = False

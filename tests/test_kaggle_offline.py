@@ -75,6 +75,7 @@ def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
     import numpy
     import torch
 
+    from byu_motor.infer.recipe import read_recipe_file, resolve_infer
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score
     from byu_motor.presets import get_preset
@@ -142,3 +143,27 @@ def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(sub, direct.reset_index(drop=True), check_dtype=False)
     solution = pd.read_csv(data / "test_labels.csv")
     assert score(solution, sub) == pytest.approx(score(solution, direct))
+
+    # 6. the seed's 3D ensemble (kernels/recipes/seed_3d.json) end to end: tiny checkpoints under the seed
+    # members' file names, the recipe beside them as ensemble.json, which the notebook picks up by itself
+    seed_dir, out2 = tmp_path / "seed_checkpoints", tmp_path / "out2"
+    seed_dir.mkdir()
+    out2.mkdir()
+    recipe = json.loads((KERNELS / "recipes" / "seed_3d.json").read_text())
+    for member in recipe["members"]:
+        shutil.copy(ckpt, seed_dir / member["checkpoint"])
+    (seed_dir / "ensemble.json").write_text(json.dumps(recipe))
+    for key, value in {"BYU_CHECKPOINTS": seed_dir, "BYU_OUT": out2, "BYU_SET": ""}.items():
+        monkeypatch.setenv(key, str(value))
+    nb = nbformat.read(KERNELS / "byu-motor-infer" / "byu-motor-infer.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        nb, kernel_name="kaggle", timeout=600, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    seed_sub = pd.read_csv(out2 / "submission.csv")
+    assert seed_sub["tomo_id"].tolist() == sample["tomo_id"].tolist() and seed_sub.notna().all().all()
+    members = read_recipe_file(seed_dir / "ensemble.json")
+    seed_cfg = resolve_infer(members.members, members.sets)
+    assert (seed_cfg.ensemble, seed_cfg.views_apart, seed_cfg.peak_decoder) == ("wbf", True, "seed")
+    paths = [m.checkpoint for m in members.members]
+    direct2 = run_prediction(data, paths, tmp_path / "direct2.csv", seed_cfg)
+    pd.testing.assert_frame_equal(seed_sub, direct2.reset_index(drop=True), check_dtype=False)

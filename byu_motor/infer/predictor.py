@@ -217,8 +217,9 @@ class Predictor:
         def decode(logits: torch.Tensor, grid: Grid) -> list[Candidate]:
             if cfg.peak_decoder == "seed":
                 k = cfg.peak_max if cfg.border_margin == 0 else 4 * cfg.peak_max
+                probs = torch.sigmoid(logits).cpu()
                 cands = seed_decode_peaks(
-                    torch.sigmoid(logits).cpu(), grid, original, cfg.peak_radius_a, cfg.peak_floor, k
+                    probs, grid, original, cfg.peak_radius_a, cfg.peak_floor, k, cfg.peak_blur_a
                 )
                 return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.peak_max]
             # with a border margin, more peaks are decoded so that topk are left after dropping border ones

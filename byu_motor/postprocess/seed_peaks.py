@@ -75,6 +75,22 @@ def seed_find_peaks(
     return out
 
 
+def blur_heatmap(
+    heatmap: torch.Tensor | np.ndarray, cell_a: float | Sequence[float], sigma_a: float
+) -> torch.Tensor:
+    """``heatmap`` ``[D, H, W]`` smoothed by a Gaussian of ``sigma_a`` Angstrom (``sigma_a / cell_a`` cells per
+    axis, truncated at 3 sigma, edges reflected); ``sigma_a`` 0 returns it unchanged (float32)."""
+    h = torch.as_tensor(heatmap).float()
+    if sigma_a < 0:
+        raise ValueError(f"sigma_a must be >= 0, got {sigma_a}")
+    if sigma_a == 0:
+        return h
+    from scipy import ndimage
+
+    sigma = [sigma_a / c for c in as_triple(cell_a, "cell_a")]
+    return torch.from_numpy(ndimage.gaussian_filter(h.numpy(), sigma, mode="reflect", truncate=3.0))
+
+
 def seed_decode_peaks(
     heatmap: torch.Tensor | np.ndarray,
     heatmap_grid: Grid,
@@ -82,6 +98,7 @@ def seed_decode_peaks(
     radius_a: float = 1000.0,
     floor: float = 0.02,
     max_peaks: int = 100,
+    blur_a: float = 0.0,
 ) -> list[Candidate]:
     """Candidates ``(z, y, x, score)`` in ORIGINAL voxels by the seed's decoder (:func:`seed_find_peaks`).
 
@@ -94,6 +111,8 @@ def seed_decode_peaks(
         radius_a: NMS radius in Angstrom.
         floor: minimum probability of a peak.
         max_peaks: maximum number of candidates.
+        blur_a: optional Gaussian blur of the grid before the peak search, sigma in Angstrom (0: none; the
+            seed's option, off in its final scripts).
 
     Returns:
         ``[(z, y, x, score)]`` best first; cell centres mapped with ``heatmap_grid.map_to(original_grid, ...)``
@@ -104,6 +123,7 @@ def seed_decode_peaks(
         raise ValueError(f"heatmap shape {tuple(h.shape)} does not match its grid {heatmap_grid.shape}")
     if not bool(torch.isfinite(h).all()):
         return []
+    h = blur_heatmap(h.cpu(), heatmap_grid.spacing_a, blur_a)
     peaks = seed_find_peaks(h, heatmap_grid.spacing_a, radius_a, floor, max_peaks)
     if not peaks:
         return []

@@ -78,3 +78,30 @@ def test_non_finite_means_no_detection_and_shape_checked():
     assert seed_decode_peaks(h, g, g) == []
     with pytest.raises(ValueError):
         seed_decode_peaks(np.zeros((3, 3, 3)), g, g)
+
+
+def test_optional_blur_in_angstrom_merges_noise_into_the_broad_peak():
+    from byu_motor.postprocess.seed_peaks import blur_heatmap
+
+    # a broad Gaussian blob (sigma 2 cells) and a one-cell spike higher than it, 6 cells away
+    zz, yy, xx = np.meshgrid(*[np.arange(20)] * 3, indexing="ij")
+    heat = 0.6 * np.exp(-((zz - 8) ** 2 + (yy - 8) ** 2 + (xx - 8) ** 2) / (2 * 2.0**2))
+    heat[8, 8, 14] = 0.9
+    grid = Grid((20, 20, 20), 100.0)
+    original = Grid((20, 20, 20), 100.0)
+    plain = seed_decode_peaks(torch.as_tensor(heat), grid, original, radius_a=300.0, floor=0.05)
+    assert plain[0][:3] == (8.0, 8.0, 14.0)  # the spike wins unblurred
+    blurred = seed_decode_peaks(
+        torch.as_tensor(heat), grid, original, radius_a=300.0, floor=0.05, blur_a=200.0
+    )
+    assert blurred[0][:3] == (8.0, 8.0, 8.0)  # a 200 A (2-cell) blur leaves the broad blob on top
+    # the sigma is in Angstrom: the same blur on 50 A cells is 4 cells wide
+    one = torch.zeros(21, 21, 21)
+    one[10, 10, 10] = 1.0
+    b100, b50 = blur_heatmap(one, 100.0, 200.0), blur_heatmap(one, 50.0, 200.0)
+    assert float(b50[10, 10, 10]) < float(b100[10, 10, 10]) and float(b100.sum()) == pytest.approx(
+        1.0, abs=1e-4
+    )
+    assert torch.equal(blur_heatmap(one, 100.0, 0.0), one)
+    with pytest.raises(ValueError):
+        blur_heatmap(one, 100.0, -1.0)
