@@ -178,8 +178,6 @@ def test_finished_run_marker_and_fresh_start(data, ckpts, tmp_path) -> None:
 
 
 _KILLED_RUN = """
-import sys, time
-sys.path.insert(0, {root!r})
 from byu_motor.config import InferConfig
 from tests.infer.test_runner import FakePredictor, fake_inspector
 from byu_motor.infer.runner import run_prediction
@@ -198,8 +196,9 @@ def test_kill_9_then_rerun_gives_a_byte_identical_csv(data, ckpts, tmp_path) -> 
     out = tmp_path / "killed.csv"
     partial = tmp_path / "killed.csv.partial.jsonl"
     root = str(Path(__file__).resolve().parents[2])
-    script = _KILLED_RUN.format(root=root, data=str(data), ckpts=ckpts, out=str(out))
-    proc = subprocess.Popen([sys.executable, "-c", script])
+    script = _KILLED_RUN.format(data=str(data), ckpts=ckpts, out=str(out))
+    # run from the repository root: `python -c` puts the working directory first on the import path
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=root)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and proc.poll() is None:
         if partial.exists() and len(partial.read_text().splitlines()) >= 1 + 3:
