@@ -111,7 +111,31 @@ def level_cost(tta: Sequence[str], n_models: int, overlap: float, scales: Sequen
     return _views(tta) * n_models * window_factor(overlap) * sum(float(s) ** 3 for s in scales)
 
 
-def build_levels(config: InferConfig, model_names: Sequence[str]) -> list[PlanLevel]:
+def members_cost(
+    level_tta: Sequence[str],
+    member_views: Sequence[Sequence[str] | None],
+    add_identity: bool,
+    overlap: float,
+    scales: Sequence[float] = (1.0,),
+) -> float:
+    """Relative cost of one tomogram when each member runs its own views (``InferConfig.members``).
+
+    A member runs the views of its own list that ``level_tta`` still holds (``None``: all of ``level_tta``),
+    plus identity when ``add_identity``; without it, a member left with no view runs identity alone.
+    """
+    kept = set(level_tta)
+    views = 0
+    for own in member_views:
+        names = [v for v in (level_tta if own is None else own) if v in kept]
+        views += _views(names) if add_identity else max(1, len(set(names)))
+    return views * window_factor(overlap) * sum(float(s) ** 3 for s in scales)
+
+
+def build_levels(
+    config: InferConfig,
+    model_names: Sequence[str],
+    member_views: Sequence[Sequence[str] | None] | None = None,
+) -> list[PlanLevel]:
     """The shedding ladder for ``config``: extra spacings -> TTA views -> ensemble members -> overlap.
 
     Extra assumed spacings (``scales`` after the first) go first, last-listed first: each costs a whole pass
@@ -119,16 +143,21 @@ def build_levels(config: InferConfig, model_names: Sequence[str]) -> list[PlanLe
     first (list the most valuable checkpoint first), then the overlap is halved and finally set to 0.
 
     Args:
-        config: inference settings (``scales``, ``tta``, ``overlap``).
+        config: inference settings (``scales``, ``tta``, ``overlap``, ``tta_identity``).
         model_names: one name per ensemble member (e.g. checkpoint file names), in priority order.
+        member_views: each member's own views (``InferConfig.members[...]["tta"]``; ``None``: all of
+            ``config.tta``), so a level costs what the members really run (:func:`members_cost`). With
+            ``config.tta_identity`` off, identity is a view like the others: listed, costed and shed.
 
     Returns:
         Levels, richest first; level 0 is exactly ``config``.
     """
     if not model_names:
         raise ValueError("build_levels needs at least one model")
-    tta = [name for name in dict.fromkeys(config.tta) if name != "identity"]
+    implicit = config.tta_identity  # identity always runs, so it is neither listed nor shed
+    tta = [name for name in dict.fromkeys(config.tta) if not (implicit and name == "identity")]
     models = list(range(len(model_names)))
+    own = list(member_views) if member_views is not None else [None] * len(model_names)
     overlap = float(config.overlap)
     scales = [float(v) for v in config.scales]
     several = len(scales) > 1  # names carry the spacings only when there is a choice
@@ -137,7 +166,10 @@ def build_levels(config: InferConfig, model_names: Sequence[str]) -> list[PlanLe
         name = f"tta={','.join(tta) or 'none'}|models={len(models)}|overlap={overlap:g}"
         if several:
             name += f"|scales={','.join(f'{v:g}' for v in scales)}"
-        cost = level_cost(tta, len(models), overlap, scales)
+        if member_views is None and implicit:
+            cost = level_cost(tta, len(models), overlap, scales)
+        else:
+            cost = members_cost(tta, [own[m] for m in models], implicit, overlap, scales)
         return PlanLevel(name, cost, tuple(tta), tuple(models), overlap, shed, tuple(scales))
 
     levels = [make("")]

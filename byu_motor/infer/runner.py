@@ -205,7 +205,8 @@ def run_prediction(
     data_dir, paths = Path(data_dir), [str(p) for p in checkpoints]
     out_csv, device_list, infos = _preflight(out_csv, devices, paths, checkpoint_inspector, predictor_factory)
     ids, folders = list_test_tomograms(data_dir)
-    ladder = build_levels(config, [Path(p).name for p in paths])
+    own_views = [config.members.get(p, {}).get("tta") for p in paths]  # each member's own views, if any
+    ladder = build_levels(config, [Path(p).name for p in paths], own_views)
     levels = ladder[: 1 if time_budget_s is None else None]
     partial = open_partial(Path(f"{out_csv}.partial.jsonl"), out_csv, partial_header(data_dir, paths, config))
     plan = plan_resume(partial, ids, folders, [lv.name for lv in ladder])

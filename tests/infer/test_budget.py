@@ -299,3 +299,23 @@ def test_tomogram_shape_reads_only_the_listing_and_a_header(tmp_path) -> None:
     # an unknown size counts as the largest known one, or the pessimistic default when none is known
     assert listed_sizes([tmp_path / "t", tmp_path / "missing"]) == [1200.0, 1200.0]
     assert listed_sizes([tmp_path / "missing"]) == [float(DEFAULT_VOXELS)]
+
+
+def test_members_with_their_own_views_cost_what_they_run():
+    # the seed's three members: two views each, no implicit identity (kernels/recipes/seed_3d.json)
+    own = [("flip_z", "rot90+flip_z"), ("flip_x", "flip_y"), ("identity", "rot90")]
+    union = tuple(dict.fromkeys(v for views in own for v in views))
+    cfg = InferConfig(tta=union, tta_identity=False, overlap=0.0)
+    levels = build_levels(cfg, ["r.pt", "d.pt", "x.pt"], own)
+    assert "identity" in levels[0].tta  # an explicit view: the X3D member keeps it at level 0
+    assert levels[0].cost == 6  # 3 members x 2 views, not 3 x the 6 views of the union
+    # views are shed from the end of the union: rot90 (X3D left with identity), then identity (X3D runs
+    # identity alone, so the cost does not drop), then the DenseNet's y flip ...
+    assert [lv.cost for lv in levels[:4]] == [6, 5, 5, 4]
+    # members without their own list run every view of the level, identity implicit: the old cost
+    plain = InferConfig(tta=("flip_z", "rot90"), overlap=0.25)
+    with_none = build_levels(plain, ["a.pt", "b.pt"], [None, None])
+    assert [lv.cost for lv in with_none] == [lv.cost for lv in build_levels(plain, ["a.pt", "b.pt"])]
+    # implicit identity: one member listing one view runs 2, the other listing none runs all 3
+    mixed = build_levels(plain, ["a.pt", "b.pt"], [("flip_z",), None])
+    assert mixed[0].cost == pytest.approx((2 + 3) * window_factor(0.25))

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram, write_tomogram
@@ -678,3 +679,30 @@ def test_the_first_tomogram_shed_by_the_prior_is_redone_at_level_0_when_time_rem
     assert first == ["tta=none|models=1|overlap=0", richest]
     assert {r["level"] for r in lines if r.get("tomo_id") != "t00"} == {richest}
     assert df.attrs["summary"]["finished"]
+
+
+@pytest.mark.parametrize("budget_s", [None, 600.0])
+def test_a_member_listing_identity_keeps_it_through_the_runner(data_dir, ckpts, tmp_path, budget_s) -> None:
+    # the seed's X3D member lists identity explicitly (tta_identity off): the level configs must keep it
+    from byu_motor.infer.predictor import Predictor
+    from byu_motor.infer.recipe import apply_member
+    from byu_motor.infer.spec import ModelSpec
+
+    members = {ckpts[0]: {"tta": ["flip_z"]}, ckpts[1]: {"tta": ["identity", "rot90"]}}
+    cfg = InferConfig(
+        threshold="fixed", threshold_value=0.5, tta=("flip_z", "identity", "rot90"), tta_identity=False
+    )
+    cfg.members = members
+    seen = []
+
+    def recording(checkpoints, config, device):
+        seen.append((list(checkpoints), config.tta))
+        return FakePredictor(checkpoints, config, device)
+
+    run(data_dir, ckpts, tmp_path / "s.csv", config=cfg, time_budget_s=budget_s, predictor_factory=recording)
+    checkpoints, level0_tta = seen[0]
+    assert checkpoints == ckpts and "identity" in level0_tta
+    # what the Predictor then runs for the second member: exactly its two listed views
+    spec = apply_member(ModelSpec(torch.nn.Identity(), 1, 10.0), members[ckpts[1]])
+    level0 = dataclasses.replace(cfg, tta=level0_tta)
+    assert Predictor([spec], level0, "cpu")._member_views(spec) == ("identity", "rot90")
