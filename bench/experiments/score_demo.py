@@ -177,12 +177,8 @@ def apply_gate_all(
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("runs", type=Path, nargs="+", help="byu-motor demo --out folders")
-    p.add_argument("--n", type=int, default=20, help="tomograms per simulated test set (the demo's 20)")
-    p.add_argument("--prevalence", type=float, default=0.5, help="share of motor tomograms in a test set")
-    p.add_argument("--draws", type=int, default=1000)
+def add_recipe_arguments(p: argparse.ArgumentParser) -> None:
+    """``--tta``, ``--scale`` and ``--cache``: how the demo runs are re-predicted (shared with spacing_probe)."""
     p.add_argument(
         "--tta",
         default="flip_x",
@@ -195,6 +191,15 @@ def main() -> None:
         help="the demo's --scale, for the assumed test spacing 13.1 A / scale (default: the checkpoints' recipe)",
     )
     p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("runs", type=Path, nargs="+", help="byu-motor demo --out folders")
+    p.add_argument("--n", type=int, default=20, help="tomograms per simulated test set (the demo's 20)")
+    p.add_argument("--prevalence", type=float, default=0.5, help="share of motor tomograms in a test set")
+    p.add_argument("--draws", type=int, default=1000)
+    add_recipe_arguments(p)
     p.add_argument(
         "--seed", type=int, default=0, help="seed of compare_variants' training set (evals: +1000, +2000)"
     )

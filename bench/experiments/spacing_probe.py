@@ -32,7 +32,7 @@ from byu_motor.infer.runner import default_predictor_factory, read_repaired
 from byu_motor.synth import TEST_SPACING_A
 
 from .compare_variants import eval_sets, test_records
-from .score_demo import demo_checkpoints, run_infer_config
+from .score_demo import add_recipe_arguments, demo_checkpoints, run_infer_config
 
 MATCH_A = 1000.0  # the metric's distance threshold
 
@@ -42,18 +42,7 @@ def main() -> None:
     p.add_argument("run", type=Path, help="a byu-motor demo --out folder")
     p.add_argument("--sets", default="D,E", help="comma-separated sets among A-E")
     p.add_argument("--threshold", type=float, default=0.3, help="fixed threshold on the gated scores")
-    p.add_argument(
-        "--tta",
-        default="flip_x",
-        help="comma-separated TTA views (the demo's default; empty: the checkpoints' recipe)",
-    )
-    p.add_argument(
-        "--scale",
-        type=float,
-        default=None,
-        help="the demo's --scale, for the assumed test spacing 13.1 A / scale (default: the checkpoints' recipe)",
-    )
-    p.add_argument("--cache", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
+    add_recipe_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--n-eval", type=int, default=60)
     p.add_argument("--threads", type=int, default=2)

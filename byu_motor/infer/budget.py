@@ -189,6 +189,11 @@ def build_levels(
     return levels
 
 
+def default_reserve(total_s: float) -> float:
+    """Seconds a budget of ``total_s`` keeps after the last tomogram (writing the submission): 10 %, at most 60."""
+    return min(60.0, 0.1 * total_s)
+
+
 class BudgetPlanner:
     """Choose, before each tomogram, the richest level whose projected remaining work fits the budget.
 
@@ -238,7 +243,7 @@ class BudgetPlanner:
         self.n_items = int(n_items)
         self.levels = list(levels)
         self.safety = float(safety)
-        self.reserve_s = min(60.0, 0.1 * self.total_s) if reserve_s is None else float(reserve_s)
+        self.reserve_s = default_reserve(self.total_s) if reserve_s is None else float(reserve_s)
         self.clock = clock
         self.start = clock() if start is None else float(start)
         self.on_change = on_change or (lambda lvl, msg: log.log(lvl, msg))

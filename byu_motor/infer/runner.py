@@ -30,7 +30,7 @@ import pandas as pd
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram
 from byu_motor.infer import workers as workers_module
-from byu_motor.infer.budget import build_levels, check_budget
+from byu_motor.infer.budget import build_levels, check_budget, default_reserve
 from byu_motor.infer.preflight import check_models, check_output, warn_if_untrained
 from byu_motor.infer.previews import write_previews
 from byu_motor.infer.resume import (
@@ -292,7 +292,8 @@ def _redo_jobs(
             and rec.get("shape")
             and rec.get("level_index") in range(len(template.levels))
         ]
-        room = left - min(60.0, 0.1 * left) - template.config.budget_safety * left
+        # what the redo's own planner (a budget of ``left``) may use: less its reserve and safety margin
+        room = left - default_reserve(left) - template.config.budget_safety * left
         biggest = max((math.prod(rec["shape"]) for rec in records.values() if rec.get("shape")), default=0)
         if not rates or max(rates) * biggest * levels[0].cost > room:
             log.warning(

@@ -39,14 +39,6 @@ def data(tmp_path) -> Path:
     return root
 
 
-@pytest.fixture()
-def ckpts(tmp_path) -> list[str]:
-    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
-    a.write_text(json.dumps({"threshold": 0.6}))
-    b.write_text(json.dumps({"threshold": 0.8}))
-    return [str(a), str(b)]
-
-
 def predicted(log_path: Path) -> list[str]:
     """The tomograms a fake predictor was called on (then forgets them)."""
     if not log_path.exists():

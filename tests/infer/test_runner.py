@@ -112,14 +112,6 @@ def data_dir(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture()
-def ckpts(tmp_path) -> list[str]:
-    a, b = tmp_path / "a.pt", tmp_path / "b.pt"
-    a.write_text(json.dumps({"threshold": 0.6}))
-    b.write_text(json.dumps({"threshold": 0.8}))
-    return [str(a), str(b)]
-
-
 def expected_row(tomo_id: str, threshold: float) -> list:
     blob = BLOBS[tomo_id]
     if blob is None or blob[1] / 255 < threshold - 0.02:
