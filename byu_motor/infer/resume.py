@@ -218,6 +218,11 @@ class ResumePlan:
     redo: list[tuple[str, str]] = field(default_factory=list)
     redo_level: int = 0
 
+    def add_redo(self, item: tuple[str, str], level_index: int) -> None:
+        """Queue ``(tomo_id, folder)``, whose row stands at ladder index ``level_index``, for a redo."""
+        self.redo.append(item)
+        self.redo_level = max(self.redo_level, level_index)
+
 
 def plan_resume(
     partial: PartialFile, ids: Sequence[str], folders: dict[str, Path], level_names: Sequence[str]
@@ -254,9 +259,7 @@ def plan_resume(
         if rec is None or rec.get("status") in FAILED:
             plan.pending.append(item)
         elif rec.get("level") != level_names[0]:
-            plan.redo.append(item)
-            level = partial.level_index.get(rec.get("level"), len(level_names))
-            plan.redo_level = max(plan.redo_level, level)
+            plan.add_redo(item, partial.level_index.get(rec.get("level"), len(level_names)))
         else:
             plan.reused.append(tomo_id)
     if changed:

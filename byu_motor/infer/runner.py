@@ -265,8 +265,7 @@ def _add_shed_rows(
     for tomo_id, folder in items:
         rec = records.get(tomo_id) or {}
         if rec.get("status") == "ok" and rec.get("level") not in (None, names[0]) and rec["level"] in names:
-            plan.redo.append((tomo_id, folder))
-            plan.redo_level = max(plan.redo_level, names.index(rec["level"]))
+            plan.add_redo((tomo_id, folder), names.index(rec["level"]))
 
 
 def _redo_jobs(
