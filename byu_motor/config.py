@@ -205,6 +205,21 @@ class InferConfig:
     preview_top: int = 0  # with --preview: PNGs for the N best-scoring tomograms only (0: all)
 
 
+#: InferConfig fields that say how a machine runs a prediction and cannot change a single number of it
+INFER_NEUTRAL_RUN_FIELDS = (
+    "compile",
+    "batch_windows",
+    "prefetch",
+    "loader_threads",
+    "read_threads",
+    "budget_safety",
+    "preview_top",
+)
+#: all InferConfig fields that say how a machine runs a prediction (precision and memory layout round
+#: differently, so they can change the last digits)
+INFER_RUN_FIELDS = ("amp", "channels_last", *INFER_NEUTRAL_RUN_FIELDS)
+
+
 @dataclass
 class Config:
     """One experiment: what to build, how to preprocess, train and infer."""

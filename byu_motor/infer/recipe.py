@@ -34,22 +34,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from byu_motor.config import Config, InferConfig, apply_override
+from byu_motor.config import INFER_RUN_FIELDS, Config, InferConfig, apply_override
 
 #: settings each member keeps for itself (besides its weight)
 MEMBER_KEYS = ("tta", "patch_size")
 #: settings of the machine running the ensemble: the first member's, never checked for agreement
-RUN_KEYS = (
-    "amp",
-    "compile",
-    "channels_last",
-    "batch_windows",
-    "prefetch",
-    "loader_threads",
-    "read_threads",
-    "budget_safety",
-    "preview_top",
-)
+RUN_KEYS = INFER_RUN_FIELDS
 
 
 @dataclass

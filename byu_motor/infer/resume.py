@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from byu_motor.config import InferConfig
+from byu_motor.config import INFER_NEUTRAL_RUN_FIELDS, InferConfig
 
 log = logging.getLogger(__name__)
 
@@ -37,18 +37,7 @@ FAILED = frozenset({"read_error", "predict_error"})
 # InferConfig fields that change neither candidates nor their scores: a partial file made with other
 # values of these is still valid (thresholds are applied at the end, from the stored candidates).
 _RESULT_NEUTRAL_FIELDS = frozenset(
-    {
-        "threshold",
-        "threshold_value",
-        "threshold_quantile",
-        "prefetch",
-        "loader_threads",
-        "read_threads",
-        "budget_safety",
-        "preview_top",
-        "compile",
-        "batch_windows",
-    }
+    {"threshold", "threshold_value", "threshold_quantile", *INFER_NEUTRAL_RUN_FIELDS}
 )
 
 
