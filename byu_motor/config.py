@@ -132,6 +132,12 @@ class TrainConfig:
     val_max_bytes: float = 4e9  # held-out tomograms are kept in memory up to this total size
     val_limit: int = 0  # validate on at most this many held-out tomograms (0: all)
     augment: dict[str, float] = field(default_factory=dict)  # keys: byu_motor.data.augment.DEFAULT_AUGMENT
+    # the seed's window sampling and augmentation (byu_motor.data.seed_sampler, byu_motor.data.seed_augment)
+    sampler: str = "random"  # "random": PatchDataset crops (pos_ratio); "seed": every motor window x 16 views
+    bg_ratio: float = 0.05  # sampler "seed": background windows per foreground window-view
+    bg_from_pos: float = 0.25  # sampler "seed": weight of positive tomograms' background vs negative tomograms'
+    augment_set: str = "ours"  # sampler "seed": "ours" (train.augment) or "seed" (the seed's MONAI set)
+    sigma_rule: str = "same"  # sampler "seed": "same" (smallest principal std) or "covariance" (transformed)
 
 
 @dataclass
