@@ -135,7 +135,7 @@ class TrainConfig:
     # the seed's window sampling and augmentation (byu_motor.data.seed_sampler, byu_motor.data.seed_augment)
     sampler: str = "random"  # "random": PatchDataset crops (pos_ratio); "seed": every motor window x 16 views
     bg_ratio: float = 0.05  # sampler "seed": background windows per foreground window-view
-    bg_from_pos: float = 0.25  # sampler "seed": weight of positive tomograms' background vs negative tomograms'
+    bg_from_pos: float = 0.25  # sampler "seed": positive tomograms' background weight vs negative ones'
     augment_set: str = "ours"  # sampler "seed": "ours" (train.augment) or "seed" (the seed's MONAI set)
     sigma_rule: str = "same"  # sampler "seed": "same" (smallest principal std) or "covariance" (transformed)
 

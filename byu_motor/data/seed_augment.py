@@ -85,7 +85,12 @@ def sample_seed_matrix(rng: np.random.Generator) -> np.ndarray:
             angles[1:] = np.radians(rng.uniform(-TILT_DEG, TILT_DEG, size=2))
             shear = rng.uniform(-SHEAR_RANGE, SHEAR_RANGE, size=6)
         scale = 1.0 + rng.uniform(-SCALE_RANGE, SCALE_RANGE, size=3)
-        m = m @ _r3(create_rotate(3, angles)) @ _r3(create_shear(3, tuple(shear))) @ _r3(create_scale(3, scale))
+        m = (
+            m
+            @ _r3(create_rotate(3, angles))
+            @ _r3(create_shear(3, tuple(shear)))
+            @ _r3(create_scale(3, scale))
+        )
     return m
 
 
@@ -119,7 +124,9 @@ def resample_window(
     hi = np.clip(np.ceil(c + half).astype(np.int64) + 2, 0, shape)
     if np.any(hi <= lo):
         return torch.zeros(tuple(int(v) for v in p)), c
-    block = torch.from_numpy(np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32))
+    block = torch.from_numpy(
+        np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32)
+    )
     e = (hi - lo).astype(np.float64)
     # normalised coordinates (align_corners=False): n_in = diag(2/E) M diag(P/2) n_out + (2 (c - lo) + 1) / E - 1
     lin = np.diag(2.0 / e) @ m @ np.diag(p / 2.0)
@@ -229,7 +236,7 @@ class SeedPixelAugment:
         """
         seeds = rng.integers(0, 2**31 - 1, size=3)
         self.intensity.set_random_state(seed=int(seeds[0]))
-        t = _as_tensor(self.intensity(patch[None].float()))
+        t = _as_tensor(self.intensity(patch[None].float().clone()))  # MONAI may work in place
         if rng.random() < LOWRES_P:
             self.lowres.set_random_state(seed=int(seeds[1]))
             t = _as_tensor(self.lowres(t))

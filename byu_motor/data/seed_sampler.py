@@ -67,7 +67,9 @@ def tile_windows(volumes: Sequence[CachedVolume], patch: Sequence[int]) -> list[
     return out
 
 
-def background_weights(windows: Sequence[Window], positive_volumes: set[int], bg_from_pos: float) -> np.ndarray:
+def background_weights(
+    windows: Sequence[Window], positive_volumes: set[int], bg_from_pos: float
+) -> np.ndarray:
     """Draw probabilities of the background windows (``foreground`` False), in order; empty if there are none."""
     bg = [w for w in windows if not w.foreground]
     from_pos = np.array([w.volume in positive_volumes for w in bg], dtype=bool)

@@ -236,7 +236,9 @@ def peak_gaussian_heatmap(
         m2 = np.einsum("...i,ij,...j->...", d, np.linalg.inv(s), d)
         blob = np.exp(-0.5 * m2)
         blob /= blob.max()
-        blob[(m2 > chi2_cut) & (blob < 1.0)] = 0.0  # the peak cell stays, even for a blob narrower than a cell
+        blob[(m2 > chi2_cut) & (blob < 1.0)] = (
+            0.0  # the peak cell stays, even for a blob narrower than a cell
+        )
         a, b = np.maximum(lo, 0), np.minimum(hi, np.asarray(shape_t))
         if np.any(b <= a):
             continue

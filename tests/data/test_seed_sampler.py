@@ -23,12 +23,19 @@ def _volume(tomo_id: str, shape: tuple[int, int, int], motors: list[list[float]]
     vol = rng.integers(60, 200, size=shape).astype(np.uint8)
     grid = Grid(shape, 16.0)
     return CachedVolume(
-        tomo_id, vol, grid, grid, np.asarray(motors, np.float64).reshape(-1, 3), Normalizer("fixed", 0.5, 0.25)
+        tomo_id,
+        vol,
+        grid,
+        grid,
+        np.asarray(motors, np.float64).reshape(-1, 3),
+        Normalizer("fixed", 0.5, 0.25),
     )
 
 
 def _cfg(**kw: object) -> SimpleNamespace:
-    base = dict(bg_ratio=0.5, bg_from_pos=0.25, augment_set="seed", sigma_rule="same", sigma_a=200.0, augment={})
+    base = dict(
+        bg_ratio=0.5, bg_from_pos=0.25, augment_set="seed", sigma_rule="same", sigma_a=200.0, augment={}
+    )
     base.update(kw)
     return SimpleNamespace(**base)
 
@@ -82,7 +89,7 @@ def test_items_are_deterministic_and_motors_land_on_target_peaks(volumes: list[C
         assert np.array_equal(a["image"].numpy(), b["image"].numpy())
         assert a["image"].shape == (1, *PATCH) and a["target"].shape == (1, 2, 4, 4)
         for m in a["motors"][: int(a["n_motors"])].numpy():
-            cell = tuple(int(v) for v in np.floor(m / 4))
+            cell = tuple(int(v) for v in np.floor((m + 0.5) / 4))
             assert a["target"][0][cell] == 1.0  # peak cell of a motor's blob is exactly 1
 
 
