@@ -136,7 +136,7 @@ class TrainConfig:
     sampler: str = "random"  # "random": PatchDataset crops (pos_ratio); "seed": every motor window x 16 views
     bg_ratio: float = 0.05  # sampler "seed": background windows per foreground window-view
     bg_from_pos: float = 0.25  # sampler "seed": positive tomograms' background weight vs negative ones'
-    augment_set: str = "ours"  # sampler "seed": "ours" (train.augment) or "seed" (the seed's MONAI set)
+    augment_set: str = "ours"  # "ours" (train.augment) or "seed" (the seed's zoom/affine/views + MONAI set)
     sigma_rule: str = "same"  # sampler "seed": "same" (smallest principal std) or "covariance" (transformed)
 
 

@@ -102,3 +102,19 @@ def test_views_move_the_window_contents_exactly(volumes: list[CachedVolume]) -> 
     item = ds.sample(w, 1, np.random.default_rng(0))  # view 1: flip x only
     want = volumes[0].normalizer(torch.from_numpy(raw[:, :, ::-1].copy()))
     assert torch.equal(item["image"][0], want)
+
+
+def test_patch_dataset_draws_the_seed_set_too(volumes: list[CachedVolume]) -> None:
+    from byu_motor.data.dataset import PatchDataset
+
+    data_cfg = SimpleNamespace(patch_size=PATCH)
+    train = dict(pos_ratio=1.0, target="gaussian", label_smoothing=0.0)
+    seed_set = PatchDataset(volumes, data_cfg, _cfg(**train), stride=4, length=20, seed=1)
+    ours = PatchDataset(volumes, data_cfg, _cfg(**train, augment_set="ours"), stride=4, length=20, seed=1)
+    assert seed_set.augment_set == "seed" and ours.augment_set == "ours"
+    for i in range(8):
+        a, b = seed_set[i], seed_set[i]
+        assert torch.equal(a["image"], b["image"]) and int(a["n_motors"]) >= 1
+        assert not torch.equal(a["image"], ours[i]["image"])
+    with pytest.raises(ValueError, match="augment_set"):
+        PatchDataset(volumes, data_cfg, _cfg(**train, augment_set="theirs"), stride=4, length=2)
