@@ -96,6 +96,8 @@ def test_pixel_augment_is_reproducible_and_in_range() -> None:
     assert torch.equal(outs[0], outs[1])
     assert all(o.shape == patch.shape and o.min() >= 0 and o.max() <= 255 for o in outs)
     assert sum(not torch.equal(o, patch) for o in outs) >= 5  # about 60 % of draws change something
+    for pair in aug.lowres.transforms:  # every (down, up) interpolation pair runs and keeps the shape
+        assert pair(patch[None]).shape == (1, *patch.shape)
 
 
 def test_z_apart_resampling_equals_the_3d_path() -> None:

@@ -81,9 +81,13 @@ def test_background_draws_follow_bg_from_pos(volumes: list[CachedVolume]) -> Non
     assert abs(from_pos - 0.25 / 1.25) < 0.03  # positive tomograms' mass is 0.25 x the negative one's
 
 
-def test_items_are_deterministic_and_motors_land_on_target_peaks(volumes: list[CachedVolume]) -> None:
-    ds = SeedWindowDataset(volumes, PATCH, _cfg(), stride=4, length=200, seed=5, augment=False)
-    again = SeedWindowDataset(volumes, PATCH, _cfg(), stride=4, length=200, seed=5, augment=False)
+@pytest.mark.parametrize("augment, rule", [(False, "same"), (True, "same"), (True, "covariance")])
+def test_items_are_deterministic_and_motors_land_on_target_peaks(
+    volumes: list[CachedVolume], augment: bool, rule: str
+) -> None:
+    cfg = _cfg(sigma_rule=rule)
+    ds = SeedWindowDataset(volumes, PATCH, cfg, stride=4, length=200, seed=5, augment=augment)
+    again = SeedWindowDataset(volumes, PATCH, cfg, stride=4, length=200, seed=5, augment=augment)
     for i in range(0, 200, 13):
         a, b = ds[i], again[i]
         assert np.array_equal(a["image"].numpy(), b["image"].numpy())
