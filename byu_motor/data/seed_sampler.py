@@ -114,6 +114,10 @@ class SeedWindowDataset(Dataset):
         self.augment_set = str(train_cfg.augment_set)
         if self.augment_set not in AUGMENT_SETS:
             raise ValueError(f"unknown train.augment_set {self.augment_set!r}; choose from {AUGMENT_SETS}")
+        if float(train_cfg.bg_ratio) < 0 or float(train_cfg.bg_from_pos) < 0:
+            raise ValueError(
+                f"train.bg_ratio and train.bg_from_pos must be >= 0, got {train_cfg.bg_ratio}, {train_cfg.bg_from_pos}"
+            )
         self.volumes = list(volumes)
         self.patch_size = tuple(int(v) for v in as_triple(patch_size, "patch_size"))
         self.stride = tuple(int(v) for v in as_triple(stride, "stride"))

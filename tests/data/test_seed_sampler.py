@@ -15,6 +15,16 @@ from byu_motor.data.normalize import Normalizer
 from byu_motor.data.seed_augment import dihedral_views
 from byu_motor.data.seed_sampler import SeedWindowDataset, tile_starts
 
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One intra-op thread: on a shared 2-core machine a second spinning thread makes small ops 100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 PATCH = (8, 16, 16)
 
 
@@ -78,6 +88,8 @@ def test_background_draws_follow_bg_from_pos(volumes: list[CachedVolume]) -> Non
     bg = [int(w) for w, _ in ds.epoch(0) if not ds.windows[int(w)].foreground]
     from_pos = np.mean([ds.windows[w].volume != 2 for w in bg])
     assert len(bg) == 40 * 48
+    with pytest.raises(ValueError, match="bg_ratio"):
+        SeedWindowDataset(volumes, PATCH, _cfg(bg_ratio=-0.1), stride=4, length=10)
     assert abs(from_pos - 0.25 / 1.25) < 0.03  # positive tomograms' mass is 0.25 x the negative one's
 
 
