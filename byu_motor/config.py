@@ -134,9 +134,15 @@ class TrainConfig:
     augment: dict[str, float] = field(default_factory=dict)  # keys: byu_motor.data.augment.DEFAULT_AUGMENT
     # seed optimiser / where it trains (byu_motor.train.optim, byu_motor.train.engine)
     adam_eps: float = 1e-8  # AdamW epsilon (the seed's 3D members: 1e-7)
-    ema_every_micro: bool = False  # update the EMA after every micro-batch (the seed), not every optimiser step
-    train_on_all: bool = False  # no held-out fold: train on every tomogram, skip validation (the seed's finals)
-    resume_from: str = ""  # a previous run's out_dir (may be read-only) to continue from when out_dir has none
+    ema_every_micro: bool = (
+        False  # update the EMA after every micro-batch (the seed), not every optimiser step
+    )
+    train_on_all: bool = (
+        False  # no held-out fold: train on every tomogram, skip validation (the seed's finals)
+    )
+    resume_from: str = (
+        ""  # a previous run's out_dir (may be read-only) to continue from when out_dir has none
+    )
     stop_after_s: float = 0.0  # save resume.pt and stop after this many seconds of this session (0: never)
 
 

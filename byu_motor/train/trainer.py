@@ -25,8 +25,8 @@ from byu_motor.train.checkpointing import (
     same_schedule,
     save_inference_checkpoints,
 )
-from byu_motor.train.distributed import agree_int, all_reduce_mean, barrier, init_distributed, pick_device
 from byu_motor.train.continuation import adopt_previous_run, recipe_without_validation, time_is_up
+from byu_motor.train.distributed import agree_int, all_reduce_mean, barrier, init_distributed, pick_device
 from byu_motor.train.hooks import Hook
 from byu_motor.train.inputs import load_volumes, make_loader, split_folds
 from byu_motor.train.losses import HeatmapLoss

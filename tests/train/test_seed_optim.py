@@ -93,7 +93,9 @@ def test_accumulating_two_batches_of_one_equals_one_batch_of_two() -> None:
     big = _batches(3, 2, seed=1)  # three optimiser steps of batch 2
     halves = [{k: v[i : i + 1] for k, v in b.items()} for b in big for i in range(2)]
     one = _fake_trainer(tiny_config(grad_accum=1, ema=0.0, losses=losses, pos_weight=1.0, clip_grad=0.0), big)
-    two = _fake_trainer(tiny_config(grad_accum=2, ema=0.0, losses=losses, pos_weight=1.0, clip_grad=0.0), halves)
+    two = _fake_trainer(
+        tiny_config(grad_accum=2, ema=0.0, losses=losses, pos_weight=1.0, clip_grad=0.0), halves
+    )
     before = one.core.weight.detach().clone()
     for _ in range(3):
         loss_one, loss_two = optimizer_step(one), optimizer_step(two)
