@@ -143,7 +143,8 @@ class TrainConfig:
     resume_from: str = (
         ""  # a previous run's out_dir (may be read-only) to continue from when out_dir has none
     )
-    stop_after_s: float = 0.0  # save resume.pt and stop after this many seconds of this session (0: never)
+    # save resume.pt and stop once this session ran this many seconds, volume caching included (0: never)
+    stop_after_s: float = 0.0
 
 
 @dataclass

@@ -92,7 +92,7 @@ class Trainer:
         self.last_loss = float("nan")
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", self.elapsed)
         self._elapsed0 = 0.0
-        self._t_start = time.perf_counter()
+        self._t_start = self._session_t0 = time.perf_counter()
         self._batches: Iterator[dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------------------------------ accessors
@@ -267,7 +267,7 @@ class Trainer:
             self._log_loss(lr, bar)
             for hook in self.hooks:
                 hook.on_step_end(self, {"loss": step_loss, "lr": lr})
-            out_of_time = time_is_up(time.perf_counter() - self._t_start, t.stop_after_s, self.device)
+            out_of_time = time_is_up(time.perf_counter() - self._session_t0, t.stop_after_s, self.device)
             save = self.step % t.val_every == 0 or self.step in (t.steps, self.stop_at_step)
             if save or out_of_time:
                 self.last_result = self.validate_and_checkpoint()
