@@ -6,10 +6,11 @@ One micro-batch's forward, backward and AdamW step is measured in a fresh proces
 
 - CUDA: ``torch.cuda.max_memory_allocated`` at the preset's patch (224, 448, 448) in fp16 autocast, weights,
   gradients and AdamW state included (what a 16 GB card must hold);
-- CPU (no CUDA): the increase of the process's peak resident memory over its resident memory before the
-  step, at a reduced patch (``--patch``, float32): the relative saving of each mode, not GPU figures.
+- CPU (no CUDA): the increase of the process's peak resident memory over its resident memory before one
+  forward and backward (no optimiser step), at a reduced patch (``--patch``, float32): activations and
+  gradients, the relative saving of each mode, not GPU figures.
 
-    python bench/memory.py [--members seed_resnext50 seed_densenet121 seed_x3d_m] [--patch 32 64 64]
+    python bench/memory.py [--members seed_resnext50 seed_densenet121 seed_x3d_m] [--patch 48 96 96]
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ def measure(member: str, mode: str, patch: tuple[int, int, int] | None) -> dict:
     with torch.autocast(device.type, dtype=torch.float16, enabled=cuda):
         out = model(x)
     out.float().square().mean().backward()
-    opt.step()
     if cuda:
+        opt.step()
         torch.cuda.synchronize()
         peak_mib = torch.cuda.max_memory_allocated() / 2**20
         what = f"cuda max_memory_allocated ({torch.cuda.get_device_name()}), fp16 autocast"
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--members", nargs="+", default=list(MEMBERS), help="seed presets (default: all three)")
     p.add_argument(
-        "--patch", nargs=3, type=int, default=[32, 64, 64], help="CPU patch z y x (default: 32 64 64)"
+        "--patch", nargs=3, type=int, default=[48, 96, 96], help="CPU patch z y x (default: 48 96 96)"
     )
     p.add_argument("--one", nargs=2, metavar=("MEMBER", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
