@@ -132,19 +132,12 @@ class TrainConfig:
     val_max_bytes: float = 4e9  # held-out tomograms are kept in memory up to this total size
     val_limit: int = 0  # validate on at most this many held-out tomograms (0: all)
     augment: dict[str, float] = field(default_factory=dict)  # keys: byu_motor.data.augment.DEFAULT_AUGMENT
-    # seed optimiser / where it trains (byu_motor.train.optim, byu_motor.train.engine)
+    # the seed's optimiser and where a run trains (byu_motor.train.step, byu_motor.train.continuation)
     adam_eps: float = 1e-8  # AdamW epsilon (the seed's 3D members: 1e-7)
-    ema_every_micro: bool = (
-        False  # update the EMA after every micro-batch (the seed), not every optimiser step
-    )
-    train_on_all: bool = (
-        False  # no held-out fold: train on every tomogram, skip validation (the seed's finals)
-    )
-    resume_from: str = (
-        ""  # a previous run's out_dir (may be read-only) to continue from when out_dir has none
-    )
-    # save resume.pt and stop once this session ran this many seconds, volume caching included (0: never)
-    stop_after_s: float = 0.0
+    ema_every_micro: bool = False  # EMA updated after every micro-batch (the seed), not every step
+    train_on_all: bool = False  # no held-out fold, no validation (the seed's final members)
+    resume_from: str = ""  # a previous run's (read-only) out_dir to continue from
+    stop_after_s: float = 0.0  # end this session after so many seconds, resume.pt saved (0: never)
 
 
 @dataclass
