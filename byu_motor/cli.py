@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {
     "score": "byu_motor.commands.score",
     "convert": "byu_motor.commands.convert",
     "labels": "byu_motor.commands.labels",
+    "pseudo": "byu_motor.commands.pseudo",
     "models": "byu_motor.commands.models",
     "train": "byu_motor.commands.train",
     "predict": "byu_motor.commands.predict",
