@@ -215,6 +215,29 @@ def rescale_motors(
     return (np.asarray(motors, dtype=np.float64).reshape(-1, 3) + 0.5) * factor - 0.5
 
 
+def grid_list_to_volume(
+    motors: np.ndarray, shape: tuple[int, int, int], grid: tuple[int, int, int] = EXTERNAL_LIST_GRID
+) -> np.ndarray:
+    """Map grid-list motors onto the volume they were marked in, the seed's way (SEED_RECIPE.md 7.2).
+
+    The list's z is an index into ``linspace(0, Z - 1, grid_z)`` cast to int (the slices its author kept);
+    y and x are scaled as a resize: ``(c + 0.5) * Y / grid_y - 0.5``.
+
+    Args:
+        motors: float ``(n, 3)`` ``(z, y, x)`` in ``grid`` voxels (as :func:`read_grid_list` returns them).
+        shape: ``(Z, Y, X)`` of the volume, in its own voxels.
+        grid: the list's grid.
+
+    Returns:
+        float64 ``(n, 3)`` in voxels of ``shape``.
+    """
+    motors = np.asarray(motors, dtype=np.float64).reshape(-1, 3)
+    z_index = np.linspace(0, shape[0] - 1, grid[0]).astype(int)
+    z = z_index[np.clip(np.rint(motors[:, 0]).astype(int), 0, grid[0] - 1)]
+    yx = (motors[:, 1:] + 0.5) * np.asarray(shape[1:], dtype=np.float64) / np.asarray(grid[1:]) - 0.5
+    return np.column_stack([z, yx])
+
+
 def read_label_file(
     path: str | Path, shapes: Mapping[str, tuple[tuple[int, int, int], float]] | None = None
 ) -> dict[str, TomoRecord]:
@@ -224,7 +247,8 @@ def read_label_file(
         path: an official long-format file (``train_labels.csv``, the seed's ``train_labels_v2.csv``), a
             seed wide table (``gt_v3.csv``, ``external_gt.csv``, ...) or an external grid list.
         shapes: for a grid list only: ``{tomo_id: ((Z, Y, X), spacing_a)}`` of the volumes its motors belong
-            to (e.g. from a converted folder's labels); the motors are rescaled into those grids. Without it
+            to, in the voxels the list was marked on (the portal volume); the motors are mapped onto them by
+            :func:`grid_list_to_volume`. Without it
             the records keep the list's grid as ``shape`` and ``spacing_a`` is NaN (unknown).
 
     Returns:
@@ -248,6 +272,6 @@ def read_label_file(
         if tomo_id not in shapes:
             raise LabelError(f"{path}: {tomo_id} has no shape in the given volumes")
         shape, spacing_a = shapes[tomo_id]
-        native = rescale_motors(motors, EXTERNAL_LIST_GRID, shape)
+        native = grid_list_to_volume(motors, shape)
         records[tomo_id] = TomoRecord(tomo_id, shape, spacing_a, native, len(native))
     return records
