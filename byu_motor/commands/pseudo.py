@@ -22,9 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.epilog = EPILOG
     parser.add_argument("data", metavar="DATA", help="competition layout folder holding train/<tomo_id>")
-    parser.add_argument("--checkpoints", nargs="+", metavar="CKPT", help="models that predict the candidates")
     parser.add_argument(
-        "--candidates", metavar="FILE", help="read candidates instead of predicting (CSV or .jsonl)"
+        "--checkpoints",
+        nargs="+",
+        metavar="CKPT",
+        help="models that predict the candidates (default: none; this or --candidates)",
+    )
+    parser.add_argument(
+        "--candidates",
+        metavar="FILE",
+        help="read candidates instead of predicting: CSV or .jsonl (default: none)",
     )
     parser.add_argument(
         "--labels", default=None, metavar="LABELS", help="labels to extend (default: DATA/train_labels.csv)"

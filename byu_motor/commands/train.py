@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-HELP = "train a detector on DIR (train/ + train_labels.csv); checkpoints go to --out"
+HELP = "train a detector on DATA (train/ + train_labels.csv, or --labels files); checkpoints go to --out"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
