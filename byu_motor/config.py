@@ -132,8 +132,10 @@ class TrainConfig:
     val_max_bytes: float = 4e9  # held-out tomograms are kept in memory up to this total size
     val_limit: int = 0  # validate on at most this many held-out tomograms (0: all)
     augment: dict[str, float] = field(default_factory=dict)  # keys: byu_motor.data.augment.DEFAULT_AUGMENT
-    # the seed's optimiser and where a run trains (byu_motor.train.step, byu_motor.train.continuation)
-    adam_eps: float = 1e-8  # AdamW epsilon (the seed's 3D members: 1e-7)
+    # "LABELS[:ROOT]" label files to train on, each with its data root (byu-motor train --labels); empty: the
+    # data folder's train_labels.csv (byu_motor.train.inputs.read_training_labels)
+    label_sources: tuple[str, ...] = ()
+    adam_eps: float = 1e-8  # AdamW epsilon (the seed: 1e-7; byu_motor.train.step, .continuation)
     ema_every_micro: bool = False  # EMA updated after every micro-batch (the seed), not every step
     train_on_all: bool = False  # no held-out fold, no validation (the seed's final members)
     resume_from: str = ""  # a previous run's (read-only) out_dir to continue from
