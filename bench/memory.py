@@ -10,7 +10,14 @@ One micro-batch's forward, backward and AdamW step is measured in a fresh proces
   forward and backward (no optimiser step), at a reduced patch (``--patch``, float32): activations and
   gradients, the relative saving of each mode, not GPU figures.
 
+Before the measurements it prints an estimate at the preset's patch that needs no GPU: the model runs on
+PyTorch's ``meta`` device in fp16 and every tensor autograd saves for backward is counted; in the 16 GB mode
+the checkpointed stages keep only their outputs, plus the largest stage's activations while it is
+recomputed. Weights, gradients and AdamW state add 16 bytes per parameter. Activation gradients, cuDNN
+workspace and allocator slack are not counted: a lower bound (the seed's >= 45 GB for ResNeXt50 at batch 2).
+
     python bench/memory.py [--members seed_resnext50 seed_densenet121 seed_x3d_m] [--patch 48 96 96]
+        [--estimate-only]
 """
 
 from __future__ import annotations
@@ -46,6 +53,49 @@ def _reset_peak_rss() -> bool:
     except OSError:
         return False
     return True
+
+
+def estimate(member: str, mode: str) -> dict:
+    """Bytes autograd keeps for one fp16 training micro-batch at the preset's patch (``meta`` device, no data).
+
+    Returns:
+        ``activations_gib`` (saved for backward; with checkpointing the stage outputs plus the largest
+        stage's recomputation), ``weights_gib`` (fp32 weights, gradients, AdamW moments: 16 B per
+        parameter) and their sum ``total_gib``.
+    """
+    from byu_motor.models import create_model
+    from byu_motor.presets import get_preset
+
+    cfg = get_preset(member if mode == "full" else f"{member}_16gb")
+    ckpt = cfg.model.grad_checkpointing
+    cfg.model.grad_checkpointing = False  # measured per stage below, then combined
+    with torch.device("meta"):
+        model = create_model(cfg.model).half().train()
+        x = torch.empty(cfg.train.batch_size, 1, *cfg.data.patch_size, dtype=torch.half)
+    saved, per_stage, outputs = [0], [], []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved[0] += t.numel() * t.element_size()
+        return t
+
+    def before(module, args) -> None:
+        per_stage.append(-saved[0])
+
+    def after(module, args, out) -> None:
+        per_stage[-1] += saved[0]
+        outputs.append(out.numel() * out.element_size())
+
+    for stage in model.encoder.stages:
+        stage.register_forward_pre_hook(before)
+        stage.register_forward_hook(after)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model(x)
+    act = saved[0]
+    if ckpt:  # stages keep their outputs; one stage at a time is recomputed in backward
+        act = act - sum(per_stage) + sum(outputs) + max(per_stage)
+    weights = 16 * sum(p.numel() for p in model.parameters())
+    gib = 2.0**30
+    return {"activations_gib": act / gib, "weights_gib": weights / gib, "total_gib": (act + weights) / gib}
 
 
 def measure(member: str, mode: str, patch: tuple[int, int, int] | None) -> dict:
@@ -103,11 +153,23 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument(
         "--patch", nargs=3, type=int, default=[48, 96, 96], help="CPU patch z y x (default: 48 96 96)"
     )
+    p.add_argument("--estimate-only", action="store_true", help="print the meta-device estimate only")
     p.add_argument("--one", nargs=2, metavar=("MEMBER", "MODE"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     patch = tuple(args.patch)
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1], patch)))
+        return
+    for member in args.members:
+        for mode in MODES:
+            e = estimate(member, mode)
+            print(
+                f"{member:18s} {mode:5s} estimate at the preset's patch, fp16: activations "
+                f"{e['activations_gib']:5.1f} GiB + weights/grads/AdamW {e['weights_gib']:4.1f} GiB = "
+                f"{e['total_gib']:5.1f} GiB (lower bound)",
+                flush=True,
+            )
+    if args.estimate_only:
         return
     for member in args.members:
         for mode in MODES:

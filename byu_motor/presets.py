@@ -323,16 +323,24 @@ def seed_x3d_m() -> Config:
     return _seed("x3d_m_seed", None, 30000, ("identity", "rot90"), warmup=1000)
 
 
-def for_16gb(cfg: Config) -> Config:
-    """A seed member's memory mode for 16 GB cards (in place; the seed needed >= 45 GB at batch 2).
+def for_16gb(cfg: Config, patch: tuple[int, int, int] | None = (192, 384, 384)) -> Config:
+    """A seed member's memory mode for 16 GB cards (in place; the seed trained on a 48 GB card).
 
-    Gradient checkpointing of every encoder stage (recomputed in backward: about a third more compute) and
-    batch 1 x accumulation 4, the same effective batch of 4 patches at the full (224, 448, 448) patch. The
-    EMA, updated every micro-batch, gets decay ``sqrt(0.99)`` so that its four updates per optimiser step
-    decay like the seed's two of 0.99. Batch-norm statistics come from one patch instead of two.
-    ``python bench/memory.py`` prints each mode's peak memory.
+    Gradient checkpointing of every encoder stage (recomputed in backward: about a third more compute),
+    batch 1 x accumulation 4 (the same 4 patches per optimiser step) and, unless ``patch`` is None, a
+    smaller training patch (z, y, x voxels at 16 A; inference keeps the seed's 224 x 448 x 448 windows).
+    The EMA, updated every micro-batch, gets decay ``sqrt(0.99)`` so that its four updates per optimiser
+    step decay like the seed's two of 0.99; batch-norm statistics come from one patch instead of two.
+
+    ``python bench/memory.py`` estimates what autograd keeps (fp16, a lower bound): ResNeXt50 35.7 GiB as
+    the seed trained it, 12.8 GiB checkpointed at batch 1 and the full patch, 8.4 GiB also at
+    192 x 384 x 384 (DenseNet121 36.4 / 13.3 / 8.5 GiB; X3D-M 17.8 GiB, 6.3 GiB checkpointed at batch 1
+    and the full patch, which it keeps).
     """
     cfg.model.grad_checkpointing = True
+    if patch is not None:
+        cfg.data.patch_size = tuple(patch)
+        cfg.infer.patch_size = (224, 448, 448)
     cfg.train.batch_size = 1
     cfg.train.grad_accum = 4
     cfg.train.ema = 0.99**0.5
@@ -353,5 +361,5 @@ def seed_densenet121_16gb() -> Config:
 
 @register_preset
 def seed_x3d_m_16gb() -> Config:
-    """:func:`seed_x3d_m` for a 16 GB card (:func:`for_16gb`)."""
-    return for_16gb(seed_x3d_m())
+    """:func:`seed_x3d_m` for a 16 GB card (:func:`for_16gb`; the full patch fits)."""
+    return for_16gb(seed_x3d_m(), patch=None)

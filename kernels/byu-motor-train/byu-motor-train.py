@@ -20,7 +20,7 @@
 # holding `resume.pt` under `/kaggle/input` (or `BYU_RESUME_FROM`) is copied to the writable output and
 # training continues at its step, with the same weights, optimiser, schedule, EMA and random state.
 # The seed members need a 48 GB card; on a 16 GB card use their `_16gb` presets (e.g. `seed_resnext50_16gb`:
-# gradient checkpointing, batch 1 x accumulation 4).
+# gradient checkpointing, batch 1 x accumulation 4, 192 x 384 x 384 training patches; python bench/memory.py).
 
 # %%
 import glob

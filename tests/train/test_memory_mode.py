@@ -50,12 +50,32 @@ def test_the_16gb_variant_keeps_the_recipe_but_its_memory(name: str) -> None:
     assert (
         small.train.batch_size * small.train.grad_accum == full.train.batch_size * full.train.grad_accum == 4
     )
-    assert small.train.batch_size == 1 and small.data.patch_size == full.data.patch_size
+    assert small.train.batch_size == 1
+    if name == "seed_x3d_m":  # fits at the seed's patch
+        assert small.data.patch_size == full.data.patch_size and small.infer.patch_size is None
+    else:  # trains on smaller windows, predicts on the seed's
+        assert small.data.patch_size == (192, 384, 384) and small.infer.patch_size == full.data.patch_size
+        assert all(n % 32 == 0 for n in small.data.patch_size)  # the encoders' deepest stride
     # four EMA updates per optimiser step decay like the seed's two
     per_step = small.train.ema**small.train.grad_accum
     assert per_step == pytest.approx(full.train.ema**full.train.grad_accum, rel=1e-12)
-    for section in ("infer", "data"):
-        assert getattr(small, section) == getattr(full, section)
+    for section in ("infer", "data"):  # nothing else differs
+        a, b = getattr(small, section).__dict__, getattr(full, section).__dict__
+        assert {k for k in a if a[k] != b[k]} <= {"patch_size"}
     with torch.device("meta"):
         model = create_model(small.model)
     assert model.encoder.grad_checkpointing  # every encoder stage is recomputed in backward
+
+
+def test_the_memory_estimate_puts_the_16gb_variant_under_16_gib() -> None:
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "bench" / "memory.py"
+    spec = importlib.util.spec_from_file_location("bench_memory", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    full, small = bench.estimate("seed_resnext50", "full"), bench.estimate("seed_resnext50", "16gb")
+    assert full["total_gib"] > 30.0  # the seed needed a 48 GB card
+    assert small["total_gib"] < 0.75 * 16  # room for activation gradients and workspace on a 16 GB card
+    assert small["weights_gib"] == full["weights_gib"]
