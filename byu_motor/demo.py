@@ -202,8 +202,21 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
               "paths": {"submission": str(out / "submission.csv"), "report": str(out / "report.md"),
                         "previews": str(out / "previews"), "checkpoints": checkpoints}}  # fmt: skip
     (out / "report.md").write_text(_report(result, s))
+    result["paths"]["html_report"] = str(_html_report(out, result, submission, data / "test_labels.csv"))
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def _html_report(out: Path, result: dict[str, Any], submission: pd.DataFrame, labels: Path) -> Path:
+    """The demo's HTML report, ``out/report/index.html`` (:mod:`byu_motor.report.run_report`)."""
+    from byu_motor.report.run_report import write_run_report
+
+    keys = ("f2", "precision", "recall", "tp", "fp", "fn", "tn", "misplaced", "threshold", "threshold_source",
+            "preset", "ensemble")  # fmt: skip
+    summary = {**{k: result.get(k) for k in keys}, **submission.attrs.get("summary", {}),
+               "timings_s": result["timings_s"]}  # fmt: skip
+    return write_run_report(out / "report", summary, submission.attrs.get("candidates", {}), labels,
+                            out / "previews", title="byu_motor demo report")  # fmt: skip
 
 
 def _threshold_used(checkpoints: list[str]) -> float | None:

@@ -27,7 +27,9 @@ STYLES: dict[str, tuple[str, str]] = {
 #: The three views: name, normal axis (z=0, y=1, x=2), the (row, column) axes shown.
 VIEWS: tuple[tuple[str, int, tuple[int, int]], ...] = (("z", 0, (1, 2)), ("y", 1, (0, 2)), ("x", 2, (0, 1)))
 AXIS_NAMES = "zyx"
-INSTALL_HINT = "matplotlib is needed for previews and reports: pip install 'byu_motor[viz]' (or matplotlib>=3.7)"
+INSTALL_HINT = (
+    "matplotlib is needed for previews and reports: pip install 'byu_motor[viz]' (or matplotlib>=3.7)"
+)
 
 
 def require_matplotlib() -> Any:
@@ -212,7 +214,9 @@ def draw_preview(
     outcome = outcome_of(best, truth_arr, threshold, float(spacing_a))
     score = f"{best[3]:.3f}" if best is not None else "none"
     thr = f"{threshold:.3f}" if threshold is not None else "none"
-    caption = f"{title}  |  spacing {spacing_a:.1f} A  |  best score {score}  |  threshold {thr}  |  {outcome}"
+    caption = (
+        f"{title}  |  spacing {spacing_a:.1f} A  |  best score {score}  |  threshold {thr}  |  {outcome}"
+    )
 
     n_cols = 3 + (heatmap is not None)
     fig, axes = plt.subplots(len(centres), n_cols, figsize=(width_px / 100, 3.3 * len(centres) + 1.0),
@@ -238,7 +242,9 @@ def _legend(fig: Any, kinds: set[str]) -> None:
     from matplotlib.lines import Line2D
 
     handles = [
-        Line2D([], [], color=colour, marker="+" if kind == "other" else "o", mfc="none", ls="", ms=9, label=text)
+        Line2D(
+            [], [], color=colour, marker="+" if kind == "other" else "o", mfc="none", ls="", ms=9, label=text
+        )
         for kind, (colour, text) in STYLES.items()
         if kind in kinds
     ]

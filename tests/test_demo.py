@@ -53,7 +53,9 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
     assert sum(sources["misplaced"].values()) == result["misplaced"]
     assert set(sources["false_positive"]) | set(sources["misplaced"]) <= set(KINDS) - {"unrecorded"}
     assert f"| what the false positives hit | {format_sources(sources['false_positive'])} |" in report
-    assert printed[-2].startswith("false positives hit: ")
+    assert printed[-3].startswith("false positives hit: ")
+    assert printed[-2] == f"report: {out / 'report' / 'index.html'}"
+    assert (out / "report" / "index.html").exists()
 
     # the synthetic test spacing (13.1 A / scale for most tomograms) is used, not the preset's 52.4 A
     records = [json.loads(line) for line in (out / "submission.csv.partial.jsonl").read_text().splitlines()]

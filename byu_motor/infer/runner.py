@@ -230,6 +230,9 @@ def run_prediction(
         )
     summary.update(_budget_fields(time_budget_s, time.monotonic() - t_start))
     df.attrs["summary"] = summary
+    df.attrs["candidates"] = (
+        candidates  # {tomo_id: [[z, y, x, score], ...]} best first, for reports and review
+    )
     return df
 
 
