@@ -59,7 +59,7 @@ def pr_curve_png(candidates: Candidates, truth, spacing, threshold: float) -> by
             title="precision-recall over thresholds")  # fmt: skip
     ax1.legend(loc="lower left", fontsize=8)
     for key in ("f2", "precision", "recall"):
-        ax2.plot(scores, [r[key] for r in rows], label=key)
+        ax2.plot(scores, [r[key] for r in rows], label=key, drawstyle="steps-post")
     ax2.axvline(threshold, color="red", ls="--", label=f"chosen threshold {threshold:.3f}")
     ax2.set(xlabel="threshold (best score per tomogram)", ylabel="value", ylim=(-0.02, 1.02),
             title="F2, precision and recall against the threshold")  # fmt: skip
