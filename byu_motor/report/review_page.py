@@ -39,9 +39,16 @@ def view_crop(volume: np.ndarray, centre: Sequence[float], axis: int, spacing_a:
     return out
 
 
-def _marks_svg(case: Case, axis: int) -> str:
+def centres(case: Case) -> list[tuple[float, float, float]]:
+    """The points a card's rows of views go through: the candidate and the label of a misplaced case (each on
+    its own slices), else the one point."""
+    if case.kind == "misplaced" and case.candidate is not None and case.label is not None:
+        return [case.candidate, case.label]
+    return [case.centre]
+
+
+def _marks_svg(case: Case, centre: np.ndarray, axis: int) -> str:
     """SVG circles (the 1000 A sphere's cut of this slice) and centre dots for the candidate and the label."""
-    centre = np.asarray(case.centre, dtype=np.float64)
     rows, cols = [a for a in range(3) if a != axis]
     parts = []
     for name, point in (("candidate", case.candidate), ("label", case.label)):
@@ -61,13 +68,13 @@ def _marks_svg(case: Case, axis: int) -> str:
     return "".join(parts)
 
 
-def _view_svg(src: str, case: Case, view: tuple) -> str:
+def _view_svg(src: str, case: Case, centre: np.ndarray, view: tuple) -> str:
     name, axis, (ra, ca) = view
     bar = BAR_A / A_PER_PX
-    index = int(round(case.centre[axis]))
+    index = int(round(centre[axis]))
     return (
         f'<figure><svg width="{VIEW_PX}" height="{VIEW_PX}" viewBox="0 0 {VIEW_PX} {VIEW_PX}">'
-        f'<image href="{esc(src)}" width="{VIEW_PX}" height="{VIEW_PX}"/>{_marks_svg(case, axis)}'
+        f'<image href="{esc(src)}" width="{VIEW_PX}" height="{VIEW_PX}"/>{_marks_svg(case, centre, axis)}'
         f'<rect x="6" y="{VIEW_PX - 10}" width="{bar:.1f}" height="3" fill="#fff"/>'
         f'<text x="6" y="{VIEW_PX - 13}" fill="#fff" font-size="10">{BAR_A / 10:.0f} nm</text></svg>'
         f"<figcaption>{name} = {index} ({'zyx'[ra]}, {'zyx'[ca]})</figcaption></figure>"
@@ -88,9 +95,14 @@ def _card(i: int, case: Case, srcs: list[str]) -> str:
         f"<b>{esc(case.tomo_id)}</b> - {esc(case.kind)} - score {score} - spacing {case.spacing_a:.2f} A - "
         f'<span class="cand">candidate {_fmt(case.candidate)}</span> - '
         f'<span class="label">label {_fmt(case.label)}</span></div>'
-        f'<div class="views">{"".join(_view_svg(s, case, v) for s, v in zip(srcs, VIEWS))}</div>'
-        f"<div>{buttons}</div></section>"
+        + "".join(_views_row(srcs[3 * k : 3 * k + 3], case, c) for k, c in enumerate(centres(case)))
+        + f"<div>{buttons}</div></section>"
     )
+
+
+def _views_row(srcs: list[str], case: Case, centre: Sequence[float]) -> str:
+    point = np.asarray(centre, dtype=np.float64)
+    return f'<div class="views">{"".join(_view_svg(s, case, point, v) for s, v in zip(srcs, VIEWS))}</div>'
 
 
 def write_review_page(
@@ -99,7 +111,7 @@ def write_review_page(
     read_volume: Callable[[str], np.ndarray],
     title: str = "Label review",
 ) -> Path:
-    """Write ``out_dir/index.html`` and the views beside it (``out_dir/views/<case>_<z|y|x>.png``).
+    """Write ``out_dir/index.html`` and the views beside it (``out_dir/views/<case>_<row><z|y|x>.png``).
 
     Args:
         out_dir: the page's folder (created).
@@ -118,10 +130,11 @@ def write_review_page(
         for i, case in enumerate(cases):
             if case.tomo_id != tomo_id:
                 continue
-            for name, axis, _ in VIEWS:
-                crop = view_crop(volume, np.asarray(case.centre, dtype=np.float64), axis, case.spacing_a)
-                Image.fromarray(crop, mode="L").save(out / "views" / f"{i}_{name}.png", optimize=False)
-                srcs[i].append(f"views/{i}_{name}.png")
+            for k, centre in enumerate(centres(case)):
+                for name, axis, _ in VIEWS:
+                    crop = view_crop(volume, np.asarray(centre, dtype=np.float64), axis, case.spacing_a)
+                    Image.fromarray(crop, mode="L").save(out / "views" / f"{i}_{k}{name}.png")
+                    srcs[i].append(f"views/{i}_{k}{name}.png")
     data = [asdict(c) for c in cases]
     page_id = hashlib.sha1(json.dumps(data).encode()).hexdigest()[:12]
     keys = ", ".join(f"<kbd>{k}</kbd> {d}" for k, d in KEYS.items())
