@@ -43,7 +43,13 @@ def write_previews(
     Returns:
         The number of previews written (a failed preview is logged and skipped).
     """
-    from byu_motor.viz import save_preview
+    from byu_motor.viz import require_matplotlib, save_preview
+
+    try:
+        require_matplotlib()
+    except ImportError as err:
+        log.warning("previews skipped: %s", err)
+        return 0
 
     truth: dict[str, Any] = {}
     if labels_csv is not None:

@@ -97,9 +97,18 @@ def _per_tomogram(candidates: Candidates, truth, spacing, threshold: float) -> l
     return rows
 
 
-def _previews(preview_dir: Path, outcomes: Mapping[str, str]) -> str:
-    """The preview PNGs of ``preview_dir`` embedded, grouped by outcome (:data:`GROUPS`)."""
-    pngs = {p.stem: p for p in sorted(preview_dir.glob("*.png"))}
+def _previews(
+    preview_dir: Path, outcomes: Mapping[str, str], candidates: Candidates, limit: int | None
+) -> str:
+    """The preview PNGs of ``preview_dir`` embedded, grouped by outcome (:data:`GROUPS`); with ``limit``, only
+    that many, the best-scoring tomograms first."""
+
+    def best(path: Path) -> float:
+        cands = candidates.get(path.stem) or []
+        return -float(cands[0][3]) if cands else 0.0
+
+    found = sorted(preview_dir.glob("*.png"), key=lambda p: (best(p), p.stem))[:limit]
+    pngs = {p.stem: p for p in sorted(found)}
     parts = []
     for title, kinds in GROUPS:
         members = [t for t in pngs if outcomes.get(t, "no detection") in kinds]
@@ -117,6 +126,7 @@ def write_run_report(
     labels_csv: str | Path | None = None,
     preview_dir: str | Path | None = None,
     title: str = "byu_motor prediction report",
+    max_previews: int | None = None,
 ) -> Path:
     """Write ``out_dir/index.html``: the run report (no network; images embedded as data URIs).
 
@@ -129,6 +139,7 @@ def write_run_report(
             tomograms: adds the scores, the per-tomogram table and the precision-recall curve.
         preview_dir: folder of ``<tomo_id>.png`` previews to embed, grouped by outcome.
         title: the page title.
+        max_previews: embed at most this many previews, the best-scoring tomograms first (``None``: all).
 
     Returns:
         The path of ``index.html``.
@@ -163,5 +174,5 @@ def write_run_report(
                 list(cands[0]) if cands else None, motors, threshold, spacing[tomo_id]
             )
     if preview_dir is not None:
-        body += ["<h2>Previews</h2>", _previews(Path(preview_dir), outcomes)]
+        body += ["<h2>Previews</h2>", _previews(Path(preview_dir), outcomes, candidates, max_previews)]
     return write_page(Path(out_dir) / "index.html", title, "\n".join(body))
