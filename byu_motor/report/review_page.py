@@ -72,11 +72,13 @@ def _view_svg(src: str, case: Case, centre: np.ndarray, view: tuple) -> str:
     name, axis, (ra, ca) = view
     bar = BAR_A / A_PER_PX
     index = int(round(centre[axis]))
+    # an <img loading="lazy"> under an SVG overlay: views far below the fold are not fetched on opening
     return (
-        f'<figure><svg width="{VIEW_PX}" height="{VIEW_PX}" viewBox="0 0 {VIEW_PX} {VIEW_PX}">'
-        f'<image href="{esc(src)}" width="{VIEW_PX}" height="{VIEW_PX}"/>{_marks_svg(case, centre, axis)}'
+        f'<figure><div class="view" style="width: {VIEW_PX}px; height: {VIEW_PX}px"><img loading="lazy" src="{esc(src)}" width="{VIEW_PX}" height="{VIEW_PX}" '
+        f'alt="{name} view"><svg width="{VIEW_PX}" height="{VIEW_PX}" viewBox="0 0 {VIEW_PX} {VIEW_PX}">'
+        f"{_marks_svg(case, centre, axis)}"
         f'<rect x="6" y="{VIEW_PX - 10}" width="{bar:.1f}" height="3" fill="#fff"/>'
-        f'<text x="6" y="{VIEW_PX - 13}" fill="#fff" font-size="10">{BAR_A / 10:.0f} nm</text></svg>'
+        f'<text x="6" y="{VIEW_PX - 13}" fill="#fff" font-size="10">{BAR_A / 10:.0f} nm</text></svg></div>'
         f"<figcaption>{name} = {index} ({'zyx'[ra]}, {'zyx'[ca]})</figcaption></figure>"
     )
 

@@ -10,9 +10,12 @@ KEYS = {"a": "accept", "k": "keep", "r": "reject", "s": "skip"}
 
 STYLE = """
 #bar { position: sticky; top: 0; background: #fff; padding: 6px; border-bottom: 1px solid #ccc; z-index: 2; }
-.card { border: 2px solid #ccc; margin: 10px 0; padding: 6px; background: #fff; }
+.card { border: 2px solid #ccc; margin: 10px 0; padding: 6px; background: #fff;
+        content-visibility: auto; contain-intrinsic-size: auto 260px; }
 .card.current { border-color: #1f6feb; box-shadow: 0 0 6px #1f6feb; }
-.card .views { display: flex; gap: 8px; } .card svg { background: #000; }
+.card .views { display: flex; gap: 8px; } .card figure { margin: 0; }
+.view { position: relative; background: #000; } .view img, .view svg { position: absolute; left: 0; top: 0; }
+.view img { image-rendering: pixelated; }
 .card[data-decision] .head::after { content: " -> " attr(data-decision); font-weight: bold; color: #1f6feb; }
 .legend span { margin-right: 1em; } .cand { color: #e0245e; } .label { color: #17bf63; }
 button.sel { background: #1f6feb; color: #fff; }

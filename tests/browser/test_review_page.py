@@ -51,7 +51,7 @@ def test_review_keyboard_decisions_export_csv(tmp_path, page, capsys) -> None:
     page.wait_for_selector("body[data-ready='1']")
     assert page.inner_text("#progress").startswith("decided 0 / 3")
     # the misplaced card has a second row of views through its label
-    assert page.eval_on_selector_all("svg image", "els => els.length") == 12
+    assert page.eval_on_selector_all(".view img", "els => els.length") == 12
     assert page.eval_on_selector_all("#case-0 .views", "els => els.length") == 2
     # the misplaced card marks both points in its z view (same slice 12), the missed card only the label
     assert page.eval_on_selector_all("#case-0 circle.candidate", "els => els.length") >= 1
