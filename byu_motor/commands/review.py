@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     cases = find_cases(candidates, truth, spacing, args.floor)
     page = write_review_page(args.out, cases, lambda t: read_tomogram(Path(args.data, "train", t)))
     counts = Counter(c.kind for c in cases)
-    print(f"{len(cases)} cases ({', '.join(f'{k} {counts[k]}' for k in ('fp', 'missed', 'misplaced'))}) "
+    print(f"{len(cases)} case(s) ({', '.join(f'{k} {counts[k]}' for k in ('fp', 'missed', 'misplaced'))}) "
           f"in {sum(t in candidates for t in truth)} labelled tomograms with candidates")  # fmt: skip
     print(f"review page: {page}")
     return 0

@@ -46,7 +46,7 @@ def test_review_keyboard_decisions_export_csv(tmp_path, page, capsys) -> None:
     argv = ["review", str(tmp_path / "data"), "--candidates", str(tmp_path / "cands.csv"), "--labels",
             str(tmp_path / "train_labels.csv"), "--out", str(out)]  # fmt: skip
     assert main(argv) == 0
-    assert "3 cases (fp 1, missed 1, misplaced 1)" in capsys.readouterr().out
+    assert "3 case(s) (fp 1, missed 1, misplaced 1)" in capsys.readouterr().out
     page.goto((out / "index.html").as_uri())
     page.wait_for_selector("body[data-ready='1']")
     assert page.inner_text("#progress").startswith("decided 0 / 3")
