@@ -27,6 +27,7 @@ STYLES: dict[str, tuple[str, str]] = {
 #: The three views: name, normal axis (z=0, y=1, x=2), the (row, column) axes shown.
 VIEWS: tuple[tuple[str, int, tuple[int, int]], ...] = (("z", 0, (1, 2)), ("y", 1, (0, 2)), ("x", 2, (0, 1)))
 AXIS_NAMES = "zyx"
+MAX_IMAGE_PX = 400  # slices are block-averaged to at most this many pixels a side before drawing
 INSTALL_HINT = (
     "matplotlib is needed for previews and reports: pip install 'byu_motor[viz]' (or matplotlib>=3.7)"
 )
@@ -119,12 +120,25 @@ def _scale_bar(ax: Any, width_vox: float, spacing_a: float) -> None:
     ax.add_artist(bar)
 
 
+def _block_mean(image: np.ndarray, max_px: int = MAX_IMAGE_PX) -> np.ndarray:
+    """``image`` averaged over ``f x f`` blocks, ``f`` the smallest factor that brings its longest side to at
+    most ``max_px`` (a figure panel shows fewer pixels than that; matplotlib resamples big slices slowly)."""
+    f = max(1, -(-max(image.shape) // max_px))
+    if f == 1:
+        return image
+    h, w = (image.shape[0] // f) * f, (image.shape[1] // f) * f
+    return image[:h, :w].reshape(h // f, f, w // f, f).mean(axis=(1, 3))
+
+
 def _draw_view(ax, volume, centre, view, row, points, spacing_a, r_vox, marks) -> None:
     """One slice through ``centre`` with every point whose 1000 A sphere cuts it (circle = the cut)."""
     name, axis, (ra, ca) = view
     index = int(np.clip(round(centre[axis]), 0, volume.shape[axis] - 1))
     image = np.take(volume, index, axis=axis)
-    ax.imshow(image, cmap="gray", vmin=0, vmax=255, origin="upper", interpolation="nearest")
+    small = _block_mean(image)
+    f = image.shape[0] / small.shape[0], image.shape[1] / small.shape[1]
+    extent = (-0.5, small.shape[1] * f[1] - 0.5, small.shape[0] * f[0] - 0.5, -0.5)  # voxel axes
+    ax.imshow(small, cmap="gray", vmin=0, vmax=255, extent=extent, interpolation="nearest")
     ax.set_title(f"{name} = {index}  ({AXIS_NAMES[ra]}, {AXIS_NAMES[ca]})", fontsize=9)
     ax.set_xlabel(f"{AXIS_NAMES[ca]} (voxels)", fontsize=8)
     ax.set_ylabel(f"{AXIS_NAMES[ra]} (voxels)", fontsize=8)
@@ -155,11 +169,15 @@ def _heatmap_panel(ax, fig, heatmap, heatmap_grid, original, points) -> None:
     """The heatmap's maximum over z, sampled on the original (y, x) voxels, with a colour bar."""
     proj = np.asarray(heatmap, dtype=np.float32).reshape(-1, *np.shape(heatmap)[-2:]).max(axis=0)
     index = []
+    step = max(1, -(-max(original.shape[1:]) // MAX_IMAGE_PX))  # sample every step-th voxel
     for axis in (1, 2):
-        orig = np.arange(original.shape[axis], dtype=np.float64)
+        orig = np.arange(0, original.shape[axis], step, dtype=np.float64)
         cell = (orig + 0.5) * (original.spacing_a[axis] / heatmap_grid.spacing_a[axis]) - 0.5
         index.append(np.clip(np.rint(cell).astype(np.int64), 0, proj.shape[axis - 1] - 1))
-    im = ax.imshow(proj[np.ix_(*index)], cmap="inferno", vmin=0, vmax=1, interpolation="nearest")
+    extent = (-0.5, len(index[1]) * step - 0.5, len(index[0]) * step - 0.5, -0.5)  # voxel axes
+    im = ax.imshow(
+        proj[np.ix_(*index)], cmap="inferno", vmin=0, vmax=1, extent=extent, interpolation="nearest"
+    )
     fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="probability")
     for kind, p in points:
         ax.plot(p[2], p[1], "+" if kind != "truth" else "x", color=STYLES[kind][0], ms=7, mew=1.5)
