@@ -82,6 +82,25 @@ def test_review_keyboard_decisions_export_csv(tmp_path, page, capsys) -> None:
         ["tomo_d", "missed", "keep", "", "", "", "", "8", "8", "8"],
     ]
     assert page.errors == []
+    # the exported decisions apply: tomo_b's motor moves onto the accepted candidate, nothing else changes
+    fixed = tmp_path / "fixed.csv"
+    argv = [
+        "labels",
+        "apply",
+        str(tmp_path / "train_labels.csv"),
+        str(path),
+        "--out",
+        str(fixed),
+        "--round",
+        "2",
+    ]
+    assert main(argv) == 0
+    new = pd.read_csv(fixed).set_index("tomo_id")
+    assert new.loc["tomo_b", ["Motor axis 0", "Motor axis 1", "Motor axis 2"]].tolist() == [12, 30, 30]
+    assert new.loc["tomo_b", "source"] == "review round 2" and new.loc["tomo_b", "conf"] == 0.8
+    assert new.loc["tomo_c", "Number of motors"] == 0
+    assert new.loc["tomo_d", ["Motor axis 0", "Motor axis 1", "Motor axis 2"]].tolist() == [8, 8, 8]
+    assert set(new.loc[["tomo_a", "tomo_d"], "source"]) == {"official"}
 
 
 def test_review_click_decision(tmp_path, page) -> None:
