@@ -30,6 +30,7 @@ COMMANDS: dict[str, str] = {
     "train": "byu_motor.commands.train",
     "predict": "byu_motor.commands.predict",
     "recipe": "byu_motor.commands.recipe",
+    "review": "byu_motor.commands.review",
     "demo": "byu_motor.commands.demo",
 }
 
