@@ -24,10 +24,13 @@ COMMANDS: dict[str, str] = {
     "synth": "byu_motor.commands.synth",
     "score": "byu_motor.commands.score",
     "convert": "byu_motor.commands.convert",
+    "labels": "byu_motor.commands.labels",
+    "pseudo": "byu_motor.commands.pseudo",
     "models": "byu_motor.commands.models",
     "train": "byu_motor.commands.train",
     "predict": "byu_motor.commands.predict",
     "recipe": "byu_motor.commands.recipe",
+    "review": "byu_motor.commands.review",
     "demo": "byu_motor.commands.demo",
 }
 

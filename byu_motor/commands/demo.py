@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     r = run_demo(args.out, settings)
     for stage, seconds in r["timings_s"].items():
         print(f"{stage:>14}: {seconds:7.1f} s")
-    print(f"report: {r['paths']['report']}")
+    print(f"markdown report: {r['paths']['report']}")
     print(
         f"precision = {r['precision']:.4f}  recall = {r['recall']:.4f}  TP = {r['tp']}  FP = {r['fp']}  FN = {r['fn']} ({r['misplaced']} misplaced)"
     )
@@ -103,5 +103,6 @@ def run(args: argparse.Namespace) -> int:
         f"false positives hit: {format_sources(r['error_sources']['false_positive'])}; "
         f"misplaced predictions hit: {format_sources(r['error_sources']['misplaced'])}"
     )
+    print(f"report: {r['paths']['html_report']}")
     print(f"F2 = {r['f2']:.4f}")
     return 0

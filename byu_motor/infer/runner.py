@@ -191,8 +191,8 @@ def run_prediction(
         checkpoint_inspector: validates a checkpoint and returns its :class:`CheckpointInfo`.
 
     Returns:
-        The submission DataFrame (``tomo_id, Motor axis 0, Motor axis 1, Motor axis 2`` as int64), with a
-        run summary in ``df.attrs["summary"]``.
+        The submission DataFrame (``tomo_id, Motor axis 0/1/2`` as int64), the run summary in ``df.attrs
+        ["summary"]`` and ``df.attrs["candidates"]`` (``{tomo_id: [[z, y, x, score], ...]}``, best first).
 
     Raises:
         ValueError: no checkpoint, an unknown setting, a budget not finite and > 0, or a bad checkpoint,
@@ -229,7 +229,7 @@ def run_prediction(
             Path(preview_dir), ids, ok, folders, threshold, template, labels_csv
         )
     summary.update(_budget_fields(time_budget_s, time.monotonic() - t_start))
-    df.attrs["summary"] = summary
+    df.attrs.update(summary=summary, candidates=candidates)
     return df
 
 
