@@ -227,14 +227,21 @@ SEED_LR = 5e-4
 
 
 def _seed(
-    encoder: str, branch_channels: int | None, steps: int, tta: tuple[str, ...], warmup: int = 3000
+    encoder: str,
+    branch_channels: int | None,
+    steps: int,
+    tta: tuple[str, ...],
+    warmup: int = 3000,
+    background: tuple[float, float] = (0.05, 0.25),
 ) -> Config:
     """A 3D member of the 3rd-place solution as they built it (``../shared/docs/SEED_RECIPE.md`` 1-2, 11).
 
     Encoder with ImageNet/Kinetics normalisation inside (the data stay ``x / 255``), ``factorized_fpn`` to
     stride 16 with one 192-channel scSE decoder block, a 3x3x3 head at a 5e-5 prior; AdamW 5e-4, no weight
     decay, eps 1e-7, batch 2 x accumulation 2, 3k warmup from 1 % of the rate, cosine to 0.5 %, EMA 0.99
-    updated every micro-batch, fp16, no clipping, BCE on a 200 A Gaussian, every tomogram trained on
+    updated every micro-batch, fp16, no clipping, BCE on a 200 A Gaussian (each blob peaking at 1.0), epochs of
+    every motor window in 16 views plus ``background`` = (bg_ratio, bg_from_pos) background windows, the seed's
+    zoom / affine / intensity / low-resolution / coarse-dropout augmentations, every tomogram trained on
     (``train_on_all``: no validation, checkpoints every 1000 steps); at test
     13.1 A assumed, the seed's tiling, stride-8 decoding, views decoded apart, points fused over 1000 A, 55 % predicted
     negative.
@@ -276,6 +283,11 @@ def _seed(
             adam_eps=1e-7,
             ema_every_micro=True,
             train_on_all=True,
+            sampler="seed",
+            bg_ratio=background[0],
+            bg_from_pos=background[1],
+            augment_set="seed",
+            sigma_rule="same",
         ),
         # the seed's submission mechanics (SEED_RECIPE 1.3-1.6): flush tiling without overlap, logits upsampled
         # to stride 8, each view decoded apart by the seed's peak decoder, points fused (WBF) over 1000 A,
@@ -319,8 +331,9 @@ def seed_densenet121() -> Config:
 @register_preset
 def seed_x3d_m() -> Config:
     """The seed's X3D-M member (10.4 M parameters, 0.836 private F2 alone): full-width branches, 30k steps;
-    views identity and the 90-degree turn in (y, x); 1k warmup steps (their EXP16)."""
-    return _seed("x3d_m_seed", None, 30000, ("identity", "rot90"), warmup=1000)
+    views identity and the 90-degree turn in (y, x); 1k warmup steps and more background (bg_ratio 0.25,
+    bg_from_pos 0.1), as their EXP16."""
+    return _seed("x3d_m_seed", None, 30000, ("identity", "rot90"), warmup=1000, background=(0.25, 0.1))
 
 
 def for_16gb(cfg: Config, patch: tuple[int, int, int] | None = (192, 384, 384)) -> Config:

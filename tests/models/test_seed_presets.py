@@ -55,6 +55,9 @@ def test_seed_recipe(name: str):
     assert (t.warmup_lr_init, t.min_lr) == pytest.approx((0.01 * t.lr, 0.005 * t.lr), rel=1e-12)
     assert (t.adam_eps, t.clip_grad, t.amp, t.pos_weight, t.losses) == (1e-7, 0.0, "fp16", 1.0, {"bce": 1.0})
     assert (t.batch_size, t.grad_accum, t.train_on_all) == (2, 2, True)
+    # SEED_RECIPE 5.2: every motor window in 16 views plus background (X3D EXP16: more, fewer from positives)
+    assert (t.sampler, t.augment_set, t.sigma_rule) == ("seed", "seed", "same")
+    assert (t.bg_ratio, t.bg_from_pos) == ((0.25, 0.1) if x3d else (0.05, 0.25))
     assert cfg.infer.test_spacing_a == 13.1 and cfg.infer.overlap == 0.0
     # two views each, exactly the seed's (no implicit identity), decoded apart and fused as points
     assert len(cfg.infer.tta) == 2 and not cfg.infer.tta_identity and cfg.infer.views_apart
