@@ -53,6 +53,8 @@ class ModelConfig:
     pad_mode: str = "constant"
     neck_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
+    dims: int = 3  # 2: a timm image encoder on slice windows, logits in a 3D grid (models.detector2d)
+    stride_2d: int = 16  # dims=2: stride of the 2D logit map (upsampled bilinearly to stride[1:])
 
 
 @dataclass
@@ -132,6 +134,10 @@ class TrainConfig:
     val_max_bytes: float = 4e9  # held-out tomograms are kept in memory up to this total size
     val_limit: int = 0  # validate on at most this many held-out tomograms (0: all)
     augment: dict[str, float] = field(default_factory=dict)  # keys: byu_motor.data.augment.DEFAULT_AUGMENT
+    # 2D members (data.slices2d): negatives per positive, from slices bg_min_dist_a from motors; z jitter / sigma_a
+    bg_ratio: float = 0.05
+    bg_min_dist_a: float = 1000.0
+    z_jitter_sigma: float = 1.0
 
 
 @dataclass

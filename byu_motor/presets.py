@@ -309,3 +309,7 @@ def seed_x3d_m() -> Config:
     """The seed's X3D-M member (10.4 M parameters, 0.836 private F2 alone): full-width branches, 30k steps;
     views identity and the 90-degree turn in (y, x)."""
     return _seed("x3d_m_seed", None, 30000, ("identity", "rot90"))
+
+
+# the 2D members register themselves (byu_motor.presets_2d); imported last, it uses the helpers above
+from byu_motor import presets_2d  # noqa: E402,F401
