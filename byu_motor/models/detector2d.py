@@ -132,6 +132,13 @@ class SliceDetector(nn.Module):
         counts[-1] = d - (cells - 1) * sz
         return (sums / counts.view(1, cells, 1, 1)).unsqueeze(1)
 
+    def to(self, *args: Any, **kwargs: Any) -> SliceDetector:
+        """``nn.Module.to``, reading ``memory_format=channels_last_3d`` (asked of every ensemble member when
+        ``infer.channels_last`` or ``train.channels_last`` is on) as its 2D equivalent ``channels_last``."""
+        if kwargs.get("memory_format") is torch.channels_last_3d:
+            kwargs["memory_format"] = torch.channels_last
+        return super().to(*args, **kwargs)
+
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute the encoder's activations in backward (where timm supports it)."""
         if hasattr(self.encoder.model, "set_grad_checkpointing"):
