@@ -87,9 +87,15 @@ def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int]
         cfg: the experiment (``train.seed`` seeds the items).
         stride: the model's 3D output stride (a 2D member's samples use ``model.stride_2d`` instead).
         length: number of items.
+
+    Raises:
+        ValueError: hard-negative mining asked of a 2D member.
     """
     if cfg.model.dims == 2:
         from byu_motor.data.slices2d import SliceDataset
+
+        if cfg.train.hard_negative_ratio > 0:
+            raise ValueError("train.hard_negative_ratio must be 0 for a 2D member (its samples are slices)")
 
         m = cfg.model
         return SliceDataset(

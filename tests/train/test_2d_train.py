@@ -139,3 +139,14 @@ def test_tiny_2d_trains_validates_through_the_3d_path_and_checkpoints(data_dir: 
     assert isinstance(loaded.model, SliceDetector) and loaded.config.model.dims == 2
     with torch.no_grad():
         assert loaded.model.eval()(torch.zeros(1, 1, 4, 32, 32)).shape == (1, 1, 2, 8, 8)
+
+
+def test_make_dataset_routes_2d_members_and_refuses_hard_negative_mining():
+    from byu_motor.train.inputs import make_dataset
+
+    cfg = get_preset("tiny_2d").override(["data.patch_size=8,32,32"])
+    vols = [bright_blob_volume(np.array([MOTOR]))]
+    assert isinstance(make_dataset(vols, cfg, (2, 4, 4), 5), SliceDataset)
+    cfg.train.hard_negative_ratio = 0.5
+    with pytest.raises(ValueError, match="hard_negative_ratio"):
+        make_dataset(vols, cfg, (2, 4, 4), 5)
