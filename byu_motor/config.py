@@ -60,6 +60,8 @@ class ModelConfig:
     pad_mode: str = "constant"
     neck_kwargs: dict[str, Any] = field(default_factory=dict)
     head_kwargs: dict[str, Any] = field(default_factory=dict)
+    dims: int = 3  # 2: a timm image encoder on slice windows, logits in a 3D grid (models.detector2d)
+    stride_2d: int = 16  # dims=2: stride of the 2D logit map (upsampled bilinearly to stride[1:])
 
 
 @dataclass
@@ -149,10 +151,15 @@ class TrainConfig:
     stop_after_s: float = 0.0  # end this session after so many seconds, resume.pt saved (0: never)
     # the seed's window sampling and augmentation (byu_motor.data.seed_sampler, byu_motor.data.seed_augment)
     sampler: str = "random"  # "random": PatchDataset crops (pos_ratio); "seed": every motor window x 16 views
-    bg_ratio: float = 0.05  # sampler "seed": background windows per foreground window-view
+    bg_ratio: float = (
+        0.05  # sampler "seed": background windows per foreground window-view; 2D: negatives per positive
+    )
     bg_from_pos: float = 0.25  # sampler "seed": positive tomograms' background weight vs negative ones'
     augment_set: str = "ours"  # "ours" (train.augment) or "seed" (the seed's zoom/affine/views + MONAI set)
     sigma_rule: str = "same"  # sampler "seed": "same" (smallest principal std) or "covariance" (transformed)
+    # 2D members (data.slices2d): negatives from slices bg_min_dist_a from every motor; z jitter in sigma_a
+    bg_min_dist_a: float = 1000.0
+    z_jitter_sigma: float = 1.0
 
 
 @dataclass

@@ -242,11 +242,9 @@ def _seed(
     updated every micro-batch, fp16, no clipping, BCE on a 200 A Gaussian (each blob peaking at 1.0), epochs of
     every motor window in 16 views plus ``background`` = (bg_ratio, bg_from_pos) background windows, the seed's
     zoom / affine / intensity / low-resolution / coarse-dropout augmentations, every tomogram trained on
-    (``train_on_all``: no validation, checkpoints every 1000 steps); at test
-    13.1 A assumed, the seed's tiling, stride-8 decoding, views decoded apart, points fused over 1000 A, 55 % predicted
-    negative.
-    ``model.pretrained_file`` is ``None``: point it at a local weights file (torchvision's state dict for
-    the inflated members).
+    (``train_on_all``). At test: 13.1 A assumed, the seed's tiling, stride-8 decoding, views decoded apart,
+    points fused over 1000 A, 55 % predicted negative. ``model.pretrained_file`` is ``None``: point it at a
+    local weights file (torchvision's state dict for the inflated members).
     """
     return Config(
         model=ModelConfig(
@@ -376,3 +374,7 @@ def seed_densenet121_16gb() -> Config:
 def seed_x3d_m_16gb() -> Config:
     """:func:`seed_x3d_m` for a 16 GB card (:func:`for_16gb`; the full patch fits)."""
     return for_16gb(seed_x3d_m(), patch=None)
+
+
+# the 2D members register themselves (byu_motor.presets_2d); imported last, it uses the helpers above
+from byu_motor import presets_2d  # noqa: E402,F401

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from byu_motor.models import seed_neck  # noqa: F401  (registers the factorized_fpn neck and conv3 head)
+from byu_motor.models import (
+    seed_neck,  # noqa: F401  (registers the factorized_fpn neck and conv3 head)
+    slice_encoder,  # noqa: F401  (registers the 2.5D encoder slices_2p5d)
+)
 from byu_motor.models.checkpoint import (
     FORMAT,
     CheckpointError,

@@ -89,8 +89,13 @@ def check_names(cfg: ModelConfig) -> None:
     """Raise ``ValueError`` listing the known names if ``cfg``'s encoder, neck or head is not registered.
 
     Uses ``Registry.get`` rather than ``in`` because the encoder registry also routes names it does not
-    hold (``i3d-<timm name>``).
+    hold (``i3d-<timm name>``). A 2D config (``dims == 2``) is checked by
+    :func:`byu_motor.models.detector2d.check_names_2d`.
     """
+    if cfg.dims == 2:
+        from byu_motor.models.detector2d import check_names_2d
+
+        return check_names_2d(cfg)
     for registry, name in ((ENCODERS, cfg.encoder), (NECKS, cfg.neck), (HEADS, cfg.head)):
         try:
             registry.get(name)
@@ -100,8 +105,11 @@ def check_names(cfg: ModelConfig) -> None:
             ) from None
 
 
-def create_model(cfg: ModelConfig) -> Detector:
+def create_model(cfg: ModelConfig) -> nn.Module:
     """Build the detector ``cfg`` describes (the one way in; checkpoints rebuild through it too).
+
+    ``cfg.dims == 2`` builds a 2D member (:func:`byu_motor.models.detector2d.create_model_2d`), which honours
+    the same 3D input/output contract.
 
     Args:
         cfg: encoder / neck / head names, output stride, channels and options.
@@ -110,6 +118,12 @@ def create_model(cfg: ModelConfig) -> Detector:
         ValueError: for an unknown encoder, neck or head (listing the known names), or an output stride the
             encoder cannot give (naming the encoder and its strides).
     """
+    if cfg.dims == 2:
+        from byu_motor.models.detector2d import create_model_2d
+
+        return create_model_2d(cfg)
+    if cfg.dims != 3:
+        raise ValueError(f"model.dims must be 2 or 3, got {cfg.dims}")
     check_names(cfg)
     encoder = ENCODERS.build(
         cfg.encoder,

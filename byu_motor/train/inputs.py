@@ -12,7 +12,7 @@ from byu_motor.config import Config, TrainConfig
 from byu_motor.train.distributed import DistInfo, ShardedRangeSampler, barrier
 
 if TYPE_CHECKING:
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader, Dataset
 
     from byu_motor.data.cache import CachedVolume
     from byu_motor.data.dataset import PatchDataset
@@ -143,8 +143,37 @@ def load_volumes(
     return vols
 
 
+def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int], length: int) -> Dataset:
+    """The training dataset of ``cfg``'s model: 3D patches, or slice triplets for a 2D member (``model.dims == 2``).
+
+    Args:
+        volumes: cached training tomograms on ``cfg.data``'s grid.
+        cfg: the experiment (``train.seed`` seeds the items).
+        stride: the model's 3D output stride (a 2D member's samples use ``model.stride_2d`` instead).
+        length: number of items.
+
+    Raises:
+        ValueError: hard-negative mining asked of a 2D member.
+    """
+    if cfg.model.dims == 2:
+        from byu_motor.data.slices2d import SliceDataset
+
+        if cfg.train.hard_negative_ratio > 0:
+            raise ValueError("train.hard_negative_ratio must be 0 for a 2D member (its samples are slices)")
+
+        m = cfg.model
+        return SliceDataset(
+            volumes, cfg.data, cfg.train, m.stride_2d, length, cfg.train.seed, slices=m.in_channels
+        )
+    from byu_motor.data.dataset import PatchDataset
+
+    return PatchDataset(
+        volumes, cfg.data, cfg.train, stride, length=length, seed=cfg.train.seed, augment=True
+    )
+
+
 def make_loader(
-    dataset: PatchDataset,
+    dataset: PatchDataset | Dataset,
     train_cfg: TrainConfig,
     first_batch: int,
     n_batches: int,

@@ -28,7 +28,7 @@ from byu_motor.train.checkpointing import (
 from byu_motor.train.continuation import adopt_previous_run, recipe_without_validation, time_is_up
 from byu_motor.train.distributed import agree_int, all_reduce_mean, barrier, init_distributed, pick_device
 from byu_motor.train.hooks import Hook
-from byu_motor.train.inputs import load_volumes, make_loader, read_training_labels, split_folds
+from byu_motor.train.inputs import load_volumes, make_dataset, make_loader, read_training_labels, split_folds
 from byu_motor.train.losses import HeatmapLoss
 from byu_motor.train.metrics_log import MetricsLog
 from byu_motor.train.mining import HardNegativeMining
@@ -219,7 +219,6 @@ class Trainer:
         It follows :meth:`resume` so that a resume file that does not fit this run fails before the volume
         cache is filled.
         """
-        from byu_motor.data.dataset import PatchDataset
 
         t = self.cfg.train
         self.volumes = load_volumes(
@@ -228,9 +227,7 @@ class Trainer:
         self.micro_per_step = t.grad_accum * self.info.world_size
         self.n_batches = t.steps * self.micro_per_step
         n = self.n_batches * t.batch_size
-        self.dataset = PatchDataset(
-            self.volumes, self.cfg.data, t, self.stride, length=n, seed=t.seed, augment=True
-        )
+        self.dataset = make_dataset(self.volumes, self.cfg, self.stride, n)
         self.validator = None
         if self.info.is_main and self.val_list:
             from byu_motor.train.validate import Validator

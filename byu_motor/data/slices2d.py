@@ -1,0 +1,243 @@
+"""Training samples of the 2D members: slice triplets around motors or far from them, 2D augmentation, 2D targets.
+
+The cached volumes are on the member's grid (e.g. (32, 16, 16) A), so the triplet ``(z - 1, z, z + 1)`` has
+its slices one grid step apart, exactly as at inference.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+
+from byu_motor.data.cache import CachedVolume
+
+# the 99.9 % contour of a 2D Gaussian: d^2 / sigma^2 <= chi2(2).ppf(0.999)
+CHI2_2D_999 = -2.0 * math.log(1e-3)
+
+
+def gaussian_target_2d(
+    shape: Sequence[int], stride: int, points: np.ndarray, sigma_px: float, peaks: np.ndarray
+) -> np.ndarray:
+    """Heatmap ``(ceil(H/s), ceil(W/s))`` of 2D Gaussians, each at its own peak height, merged by max.
+
+    Cell ``k`` covers pixels ``[k*s, (k+1)*s)`` with centre ``k*s + (s-1)/2``; each blob is cut at its 99.9 %
+    contour.
+
+    Args:
+        shape: ``(H, W)`` of the image, pixels.
+        stride: heatmap stride in pixels.
+        points: ``(n, 2)`` centres ``(y, x)`` in pixels.
+        sigma_px: Gaussian sigma in pixels.
+        peaks: ``(n,)`` peak heights in [0, 1].
+    """
+    h, w = (-(-int(n) // stride) for n in shape)
+    out = np.zeros((h, w), dtype=np.float32)
+    cy = np.arange(h) * stride + (stride - 1) / 2.0
+    cx = np.arange(w) * stride + (stride - 1) / 2.0
+    for (y, x), peak in zip(np.asarray(points, dtype=np.float64).reshape(-1, 2), peaks):
+        d2 = ((cy[:, None] - y) ** 2 + (cx[None, :] - x) ** 2) / sigma_px**2
+        blob = np.where(d2 <= CHI2_2D_999, peak * np.exp(-0.5 * d2), 0.0)
+        np.maximum(out, blob.astype(np.float32), out=out)
+    return out
+
+
+def affine_2d(rng: np.random.Generator, aug: bool) -> np.ndarray:
+    """A random forward 2x2 map (input -> output pixels): flips, then with p 0.8 rotation, scale, shear.
+
+    The seed's geometric set (SEED_RECIPE 5.4): scale U(0.6, 1.2) per axis, rotation U(0, 360), shear +-5
+    degrees (p 0.4 of the group) or +-20 degrees (p 0.3); identity with ``aug=False``.
+    """
+    m = np.eye(2)
+    if not aug:
+        return m
+    m = np.diag([-1.0 if rng.random() < 0.5 else 1.0, -1.0 if rng.random() < 0.5 else 1.0])
+    if rng.random() < 0.8:
+        a = rng.uniform(0.0, 2.0 * math.pi)
+        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
+        shear = math.tan(
+            math.radians(rng.uniform(-20.0, 20.0) if rng.random() < 0.43 else rng.uniform(-5.0, 5.0))
+        )
+        m = rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag(rng.uniform(0.6, 1.2, 2)) @ m
+    return m
+
+
+def intensity_2d(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
+    """The seed's 2D intensity set on ``[C, H, W]`` grey values 0..255, the same draw for every channel.
+
+    Noise p 0.1 (Gaussian, var 60-120, or multiplicative 0.6-1.4); quality p 0.25 (down- then up-scale by
+    0.5-0.9); brightness-contrast or gamma p 0.5.
+    """
+    if rng.random() < 0.1:
+        if rng.random() < 0.5:
+            g = torch.Generator().manual_seed(int(rng.integers(2**31)))
+            x = x + torch.randn(x.shape, generator=g) * math.sqrt(rng.uniform(60.0, 120.0))
+        else:
+            x = x * rng.uniform(0.6, 1.4)
+    if rng.random() < 0.25:
+        size = x.shape[-2:]
+        small = [max(1, int(n * rng.uniform(0.5, 0.9))) for n in size]
+        mode = ("bilinear", "nearest", "area")[int(rng.integers(3))]
+        x = F.interpolate(F.interpolate(x[None], size=small, mode=mode), size=size, mode="bilinear")[0]
+    if rng.random() < 0.5:
+        if rng.random() < 0.5:
+            mean = x.mean()
+            x = (x - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-0.2, 0.2) * 255.0
+        else:
+            x = 255.0 * (x.clamp(0, 255) / 255.0) ** rng.uniform(0.8, 1.25)
+    return x.clamp(0.0, 255.0)
+
+
+def warp_slices(
+    slices: np.ndarray, fwd: np.ndarray, centre_in: np.ndarray, out_shape: Sequence[int], fill: float
+):
+    """Resample ``[C, Y, X]`` slices so that input pixel ``centre_in`` lands at the output centre under ``fwd``.
+
+    Output pixel ``p`` reads input ``centre_in + fwd^-1 (p - c_out)`` (bilinear, ``fill`` outside).
+
+    Returns:
+        float32 tensor ``[C, H, W]`` and the map ``input (y, x) -> output (y, x)`` as a function.
+    """
+    c_out = (np.asarray(out_shape, dtype=np.float64) - 1.0) / 2.0
+    inv = np.linalg.inv(fwd)
+    h, w = (int(n) for n in out_shape)
+    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
+    src = np.stack([yy - c_out[0], xx - c_out[1]], axis=-1) @ inv.T + centre_in  # (H, W, 2) input (y, x)
+    size = np.asarray(slices.shape[1:], dtype=np.float64)
+    norm = (src + 0.5) / size * 2.0 - 1.0  # align_corners=False pixel centres
+    grid = torch.from_numpy(norm[..., ::-1].copy()).float()[None]  # grid_sample wants (x, y)
+    img = torch.from_numpy(np.asarray(slices, dtype=np.float32))[None] - fill
+    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0] + fill
+
+    def to_out(points: np.ndarray) -> np.ndarray:
+        return (np.asarray(points, dtype=np.float64).reshape(-1, 2) - centre_in) @ fwd.T + c_out
+
+    return out, to_out
+
+
+class SliceDataset(Dataset):
+    """Map-style dataset of slice-triplet samples; item ``i`` depends only on ``(seed, i)``.
+
+    A sample is positive with probability ``1 / (1 + bg_ratio)``: a random (tomogram, distinct motor z), the
+    centre slice drawn from a normal around that z with sd ``z_jitter_sigma * sigma_a`` truncated at one sd;
+    otherwise a random slice farther than ``bg_min_dist_a`` from every motor (any slice of a tomogram
+    without motors). The crop keeps the chosen motor at least ``bg_min_dist_a`` (at most a quarter of the
+    crop) from its border. Every motor within one jitter sd (+ 1 slice) of the centre slice is drawn as a
+    2D Gaussian of ``sigma_a`` whose peak is ``exp(-dz^2 / 2 sigma_a^2)`` (dz in Angstrom).
+
+    Args:
+        volumes: cached tomograms on the member's grid (z, y, x spacing in Angstrom).
+        data_cfg: ``patch_size`` (its last two values are the crop ``(H, W)``).
+        train_cfg: ``sigma_a``, ``bg_ratio``, ``bg_min_dist_a``, ``z_jitter_sigma``.
+        stride: stride of the 2D logits (pixels).
+        length: number of items.
+        seed: base seed.
+        augment: apply the 2D augmentation set (flips, affine with shear, noise, quality, intensity).
+        slices: slices per sample (odd).
+
+    Items: ``image`` float32 ``[slices, H, W]`` (normalised like the volume), ``target`` float32
+    ``[1, ceil(H/s), ceil(W/s)]``, ``motors`` float32 ``[max_n, 3]`` (dz in slices, y, x in crop pixels;
+    -1 padded), ``n_motors``, ``positive``, ``tomo_id``.
+    """
+
+    def __init__(
+        self,
+        volumes: Sequence[CachedVolume],
+        data_cfg: Any,
+        train_cfg: Any,
+        stride: int,
+        length: int,
+        seed: int = 0,
+        augment: bool = True,
+        slices: int = 3,
+    ):
+        if not volumes:
+            raise ValueError("SliceDataset needs at least one volume")
+        self.volumes, self.stride, self.length, self.seed = list(volumes), int(stride), int(length), int(seed)
+        self.crop = tuple(int(v) for v in data_cfg.patch_size[1:])
+        self.augment, self.half = bool(augment), int(slices) // 2
+        self.sigma_a = float(train_cfg.sigma_a)
+        self.pos_share = 1.0 / (1.0 + float(train_cfg.bg_ratio))
+        self.jitter_a = float(train_cfg.z_jitter_sigma) * self.sigma_a
+        self.min_dist_a = float(train_cfg.bg_min_dist_a)
+        self.positives = [
+            (k, float(z)) for k, v in enumerate(self.volumes) for z in np.unique(np.round(v.motors[:, 0], 1))
+        ]
+        self.negatives = [self._far_slices(v) for v in self.volumes]
+        self.with_negatives = [k for k, s in enumerate(self.negatives) if len(s)]
+        self.max_motors = max(1, max(len(v.motors) for v in self.volumes))
+
+    def _far_slices(self, v: CachedVolume) -> np.ndarray:
+        z = np.arange(v.volume.shape[0], dtype=np.float64)
+        if not len(v.motors):
+            return z.astype(np.int64)
+        dist_a = np.abs(z[:, None] - v.motors[None, :, 0]).min(axis=1) * v.grid.spacing_a[0]
+        return np.flatnonzero(dist_a > self.min_dist_a)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not 0 <= i < self.length:
+            raise IndexError(f"index {i} out of range for SliceDataset of length {self.length}")
+        return self.sample(i)
+
+    def _pick(self, rng: np.random.Generator) -> tuple[int, float, int | None]:
+        """(volume index, centre slice, index of the motor to keep in the crop or None)."""
+        use_pos = self.positives and (not self.with_negatives or rng.random() < self.pos_share)
+        if use_pos:
+            k, mz = self.positives[int(rng.integers(len(self.positives)))]
+            v = self.volumes[k]
+            sd = self.jitter_a / v.grid.spacing_a[0]
+            dz = float(np.clip(rng.normal(0.0, sd), -sd, sd)) if sd > 0 else 0.0
+            z = int(np.clip(np.rint(mz + dz), 0, v.volume.shape[0] - 1))
+            at_z = np.flatnonzero(np.round(v.motors[:, 0], 1) == mz)
+            return k, z, int(at_z[int(rng.integers(len(at_z)))])
+        k = self.with_negatives[int(rng.integers(len(self.with_negatives)))]
+        far = self.negatives[k]
+        return k, int(far[int(rng.integers(len(far)))]), None
+
+    def sample(self, i: int) -> dict[str, Any]:
+        """Build item ``i`` (see the class docstring)."""
+        rng = np.random.default_rng([self.seed, int(i)])
+        k, z, keep = self._pick(rng)
+        v = self.volumes[k]
+        sz, sy, _ = v.grid.spacing_a
+        idx = np.clip(np.arange(z - self.half, z + self.half + 1), 0, v.volume.shape[0] - 1)
+        slices = np.asarray(v.volume[idx])
+        fwd = affine_2d(rng, self.augment)
+        crop = np.asarray(self.crop, dtype=np.float64)
+        if keep is None:
+            want_out = rng.uniform(0.0, crop - 1.0)
+            anchor = rng.uniform(0.0, np.asarray(slices.shape[1:]) - 1.0)
+        else:  # the motor lands uniformly in the crop, margin from its border
+            margin = np.minimum(self.min_dist_a / sy, crop / 4.0)
+            want_out = rng.uniform(margin, crop - 1.0 - margin)
+            anchor = v.motors[keep, 1:]
+        centre_in = anchor - np.linalg.inv(fwd) @ (want_out - (crop - 1.0) / 2.0)
+        image, to_out = warp_slices(slices, fwd, centre_in, self.crop, v.mean_grey)
+        if self.augment:
+            image = intensity_2d(image, rng)
+        dz_a = (v.motors[:, 0] - z) * sz if len(v.motors) else np.zeros(0)
+        near = np.abs(dz_a) <= self.jitter_a + sz
+        pts = to_out(v.motors[near, 1:]) if near.any() else np.zeros((0, 2))
+        sigma_px = self.sigma_a / sy * math.sqrt(abs(np.linalg.det(fwd)))
+        peaks = np.exp(-0.5 * (dz_a[near] / self.sigma_a) ** 2)
+        target = gaussian_target_2d(self.crop, self.stride, pts, sigma_px, peaks)
+        inside = np.all((pts >= -0.5) & (pts < crop - 0.5), axis=1)
+        motors = np.full((self.max_motors, 3), -1.0, dtype=np.float32)
+        kept = np.column_stack([dz_a[near][inside] / sz, pts[inside]])
+        motors[: len(kept)] = kept
+        return {
+            "image": v.normalizer(image).float().contiguous(),
+            "target": torch.from_numpy(target)[None],
+            "motors": torch.from_numpy(motors),
+            "n_motors": torch.tensor(len(kept), dtype=torch.int64),
+            "positive": torch.tensor(keep is not None),
+            "tomo_id": v.tomo_id,
+        }
