@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from byu_motor import progress
+
 if TYPE_CHECKING:
     from byu_motor.config import Config
 
@@ -154,7 +156,10 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
 
     t0 = time.perf_counter()
     data = out / "data"
-    if not (data / "test_labels.csv").exists():
+    if (data / "test_labels.csv").exists():
+        progress.status(f"synthesise: reusing {data}")
+    else:
+        progress.status(f"synthesise: {s.n_train} train + {s.n_test} test tomograms into {data}")
         generate_dataset(
             data,
             s.n_train,
@@ -169,6 +174,9 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     checkpoints = []
     for k, cfg in enumerate(configs):
         t0 = time.perf_counter()
+        progress.status(
+            f"train fold {k} of {len(configs)}: preset {preset}, run folder {out / 'runs' / f'fold{k}'}"
+        )
         result = train(cfg, data, out / "runs" / f"fold{k}")
         checkpoints.append(str(result["checkpoints"]["best"]))
         timings[f"train fold {k}"] = time.perf_counter() - t0
@@ -191,6 +199,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     )
     timings["predict"] = time.perf_counter() - t0
 
+    progress.status("score: F2 of the submission against the synthetic truth")
     solution = pd.read_csv(data / "test_labels.csv")
     details = score_details(solution, submission)
     meta = json.loads((data / "synth_meta.json").read_text())

@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 
-HELP = "train a detector on DIR (train/ + train_labels.csv); checkpoints go to --out"
+HELP = "train a detector on DATA (train/ + train_labels.csv); checkpoints go to --out"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``byu-motor train``."""
-    parser.add_argument("--data", required=True, help="competition layout folder (train/, train_labels.csv)")
+    parser.add_argument(
+        "data", nargs="?", metavar="DATA", help="competition layout folder (train/, train_labels.csv)"
+    )
+    parser.add_argument("--data", dest="data_option", help=argparse.SUPPRESS)  # old spelling of DATA
     parser.add_argument("--preset", required=True, help="preset name (`byu-motor models` lists them)")
     parser.add_argument(
         "--set",
@@ -29,8 +32,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue from OUT/resume.pt when present (default: yes)",
     )
     parser.add_argument(
-        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+        "--devices",
+        dest="device",
+        default=None,
+        help="torch device (default: cuda when available, else cpu; several GPUs: run under torchrun)",
     )
+    parser.add_argument("--device", dest="device", default=None, help=argparse.SUPPRESS)  # old name
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
@@ -43,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     from byu_motor.train.distributed import cleanup_distributed
     from byu_motor.train.engine import train
 
+    data = args.data or args.data_option
+    if not data:
+        raise ValueError("missing DATA (the competition folder holding train/); see byu-motor train --help")
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = get_preset(args.preset).override(list(args.overrides))
@@ -50,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.train.fold = args.fold
     try:
         result = train(
-            cfg, args.data, args.out, resume=args.resume, device=args.device, progress=not args.no_progress
+            cfg, data, args.out, resume=args.resume, device=args.device, progress=not args.no_progress
         )
     finally:
         cleanup_distributed()

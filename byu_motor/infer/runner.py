@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from byu_motor import progress
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram
 from byu_motor.infer import workers as workers_module
@@ -163,6 +164,7 @@ def run_prediction(
     predictor_factory: PredictorFactory | None = None,
     reader: Callable[[Any], Any] = read_tomogram,
     checkpoint_inspector: Callable[[str], CheckpointInfo] = inspect_checkpoint,
+    keep_partial: bool = False,
 ) -> pd.DataFrame:
     """Predict every test tomogram of ``data_dir`` and write the submission CSV.
 
@@ -189,6 +191,8 @@ def run_prediction(
             (a module-level function or class) when several devices are used.
         reader: ``reader(folder) -> uint8 (Z, Y, X)``; default :func:`read_tomogram`.
         checkpoint_inspector: validates a checkpoint and returns its :class:`CheckpointInfo`.
+        keep_partial: keep ``<out_csv>.partial.jsonl`` after a finished run (with a ``.partial.done``
+            marker); by default a finished run removes it and only an interrupted one leaves it.
 
     Returns:
         The submission DataFrame (``tomo_id, Motor axis 0, Motor axis 1, Motor axis 2`` as int64), with a
@@ -211,6 +215,11 @@ def run_prediction(
     partial = open_partial(Path(f"{out_csv}.partial.jsonl"), out_csv, partial_header(data_dir, paths, config))
     plan = plan_resume(partial, ids, folders, [lv.name for lv in ladder])
     reader = prediction_reader(reader, config, any(info.fix_wraparound for info in infos))
+    progress.status(
+        f"predict: {len(ids)} tomograms in {data_dir / 'test'} ({len(plan.reused)} resumed), "
+        f"{len(paths)} checkpoint(s) on {','.join(device_list)}"
+        + ("" if time_budget_s is None else f", budget {time_budget_s:.0f} s")
+    )
     template = WorkerJob(0, device_list[0], [], paths, config, levels, budget_end, infos[0].spacing_a,
                          predictor_factory or default_predictor_factory, reader)  # fmt: skip
     collect = _predict(partial, template, plan, device_list)
@@ -223,8 +232,9 @@ def run_prediction(
     summary = _summary(
         df, ids, folders, records, (threshold, threshold_source), plan, not_reached, collect, device_list
     )
-    summary["finished"] = mark_finished(partial, ids, folders, ladder[0].name)
+    summary["finished"] = mark_finished(partial, ids, folders, ladder[0].name, keep=keep_partial)
     if preview_dir is not None:
+        progress.status(f"previews: drawing {len(ok)} tomogram(s) into {preview_dir}")
         summary["previews"] = write_previews(
             Path(preview_dir), ids, ok, folders, threshold, template, labels_csv
         )
@@ -245,17 +255,33 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
     """Run the workers on ``plan.pending``, then on ``plan.redo`` (and this run's own shed-level rows, such as
     the first tomogram, which the planner predicts cheaply before it has measured anything) while time remains,
     storing each result in ``partial`` as it arrives; closes ``partial`` in any case."""
-    collect = Collector(partial)
+    collect = _ShowingCollector(partial)
     try:
-        run_jobs(split_jobs(template, plan.pending, devices), collect)
+        with progress.bar(len(plan.pending), "predict", unit="tomo") as collect.bar:
+            run_jobs(split_jobs(template, plan.pending, devices), collect)
         _add_shed_rows(plan, plan.pending, partial.records, [lv.name for lv in template.levels])
         # a phase that stopped for lack of time leaves none for redos (its -1 rows matter more)
         redo = [] if collect.stopped else _redo_jobs(template, plan, devices, partial.records)
         if redo:
-            run_jobs(redo, collect)
+            with progress.bar(len(plan.redo), "predict again (shed rows)", unit="tomo") as collect.bar:
+                run_jobs(redo, collect)
     finally:
         partial.close()
     return collect
+
+
+@dataclasses.dataclass
+class _ShowingCollector(Collector):
+    """A :class:`Collector` that also advances ``bar`` per result and shows the budget level it ran at."""
+
+    bar: Any = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        super().__call__(event)
+        if event.get("event") == "result" and self.bar is not None:
+            if event.get("level"):
+                self.bar.set_postfix_str(f"level {event['level']}")
+            self.bar.update(1)
 
 
 def _add_shed_rows(
