@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -23,8 +24,22 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
     rc = main(["demo", "--out", str(out), "--n-train", "6", "--n-test", "4", "--scale", "0.2", "--steps", "6",
                "--set", "train.val_every=6", "--set", "train.num_workers=0", "--time-budget", "3600"])  # fmt: skip
     assert rc == 0
-    printed = capsys.readouterr().out.strip().splitlines()
+    captured = capsys.readouterr()
+    printed = captured.out.strip().splitlines()
     assert printed[-1].startswith("F2 = ") and 0.0 <= float(printed[-1].split("=")[1]) <= 1.0
+    # a line for every stage on stderr (plain lines: capsys is not a terminal)
+    for stage in (
+        "synthesise: ",
+        "cache (read, resample): ",
+        "train fold 0: ",
+        "train fold 1: ",
+        "predict: ",
+    ):
+        assert any(line.startswith(stage) for line in captured.err.splitlines()), stage
+    mask = os.umask(0o022)
+    os.umask(mask)
+    for name in ("submission.csv", "result.json", "report.md"):
+        assert (out / name).stat().st_mode & 0o777 == 0o666 & ~mask, name  # the usual mode, not 0600
 
     for name in ["train_labels.csv", "sample_submission.csv", "test_labels.csv"]:
         assert (out / "data" / name).exists()

@@ -71,8 +71,8 @@ def load_volumes(
 
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else data_dir / ".byu_cache"
     cache = VolumeCache(cache_dir, cfg.data)
-    if info.is_main:
-        vols = [cache.get(data_dir / "train" / tid, records[tid]) for tid in ids]
+    if info.is_main:  # with a progress bar: the first run reads and resamples every tomogram
+        vols = cache.prepare([(data_dir / "train" / tid, records[tid]) for tid in ids])
     barrier()
     if not info.is_main:
         vols = [cache.get(data_dir / "train" / tid, records[tid]) for tid in ids]
