@@ -142,7 +142,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     from byu_motor.infer.recipe import Member, resolve_infer
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score_details
-    from byu_motor.synth import error_sources, generate_dataset
+    from byu_motor.synth import error_sources
     from byu_motor.train.engine import train
 
     s = settings or DemoSettings()
@@ -155,20 +155,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    data = out / "data"
-    if (data / "test_labels.csv").exists():
-        progress.status(f"synthesise: reusing {data}")
-    else:
-        progress.status(f"synthesise: {s.n_train} train + {s.n_test} test tomograms into {data}")
-        generate_dataset(
-            data,
-            s.n_train,
-            s.n_test,
-            scale=s.scale,
-            seed=s.seed,
-            difficulty=s.difficulty,
-            workers=os.cpu_count() or 1,
-        )
+    data = _synthesise(out / "data", s)
     timings["synthesise"] = time.perf_counter() - t0
 
     checkpoints = []
@@ -213,6 +200,26 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     (out / "report.md").write_text(_report(result, s))
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def _synthesise(data: Path, s: DemoSettings) -> Path:
+    """Generate the demo's data set into ``data`` unless a finished one is there; returns ``data``."""
+    from byu_motor.synth import generate_dataset
+
+    if (data / "test_labels.csv").exists():
+        progress.status(f"synthesise: reusing {data}")
+        return data
+    progress.status(f"synthesise: {s.n_train} train + {s.n_test} test tomograms into {data}")
+    generate_dataset(
+        data,
+        s.n_train,
+        s.n_test,
+        scale=s.scale,
+        seed=s.seed,
+        difficulty=s.difficulty,
+        workers=os.cpu_count() or 1,
+    )
+    return data
 
 
 def _threshold_used(checkpoints: list[str]) -> float | None:

@@ -113,7 +113,10 @@ def test_train_progress_names_the_fold_and_quiet(loud, tmp_path, capsys) -> None
 @pytest.mark.slow
 def test_predict_progress_quiet_file_mode_and_partial_file(loud, tmp_path, capsys) -> None:
     out, err = loud["predict"]
-    assert any(line.startswith("predict: 1 tomograms in ") for line in err)
+    assert any(
+        line.startswith("predict: 1 tomogram(s) to predict (0 resumed), 1 checkpoint(s) on cpu")
+        for line in err
+    )
     assert any(line.startswith("predict: 1/1 tomo (100%)") and "level " in line for line in err)
     # DATA after a one-or-more --checkpoints is not swallowed
     kept = tmp_path / "kept.csv"

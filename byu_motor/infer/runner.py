@@ -191,8 +191,7 @@ def run_prediction(
             (a module-level function or class) when several devices are used.
         reader: ``reader(folder) -> uint8 (Z, Y, X)``; default :func:`read_tomogram`.
         checkpoint_inspector: validates a checkpoint and returns its :class:`CheckpointInfo`.
-        keep_partial: keep ``<out_csv>.partial.jsonl`` after a finished run (with a ``.partial.done``
-            marker); by default a finished run removes it and only an interrupted one leaves it.
+        keep_partial: keep the partial file after a finished run (by default only an interrupted run keeps it).
 
     Returns:
         The submission DataFrame (``tomo_id, Motor axis 0, Motor axis 1, Motor axis 2`` as int64), with a
@@ -215,11 +214,6 @@ def run_prediction(
     partial = open_partial(Path(f"{out_csv}.partial.jsonl"), out_csv, partial_header(data_dir, paths, config))
     plan = plan_resume(partial, ids, folders, [lv.name for lv in ladder])
     reader = prediction_reader(reader, config, any(info.fix_wraparound for info in infos))
-    progress.status(
-        f"predict: {len(ids)} tomograms in {data_dir / 'test'} ({len(plan.reused)} resumed), "
-        f"{len(paths)} checkpoint(s) on {','.join(device_list)}"
-        + ("" if time_budget_s is None else f", budget {time_budget_s:.0f} s")
-    )
     template = WorkerJob(0, device_list[0], [], paths, config, levels, budget_end, infos[0].spacing_a,
                          predictor_factory or default_predictor_factory, reader)  # fmt: skip
     collect = _predict(partial, template, plan, device_list)
@@ -234,13 +228,16 @@ def run_prediction(
     )
     summary["finished"] = mark_finished(partial, ids, folders, ladder[0].name, keep=keep_partial)
     if preview_dir is not None:
-        progress.status(f"previews: drawing {len(ok)} tomogram(s) into {preview_dir}")
-        summary["previews"] = write_previews(
-            Path(preview_dir), ids, ok, folders, threshold, template, labels_csv
-        )
+        summary["previews"] = _previews(Path(preview_dir), ids, ok, folders, threshold, template, labels_csv)
     summary.update(_budget_fields(time_budget_s, time.monotonic() - t_start))
     df.attrs["summary"] = summary
     return df
+
+
+def _previews(preview_dir: Path, *args: Any) -> int:
+    """:func:`write_previews` (same arguments) after a status line; returns the number of PNGs written."""
+    progress.status(f"previews: drawing the predicted tomograms into {preview_dir}")
+    return write_previews(preview_dir, *args)
 
 
 def _budget_fields(budget_s: float | None, used_s: float) -> dict[str, Any]:
@@ -256,6 +253,11 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
     the first tomogram, which the planner predicts cheaply before it has measured anything) while time remains,
     storing each result in ``partial`` as it arrives; closes ``partial`` in any case."""
     collect = _ShowingCollector(partial)
+    budget = "" if template.budget_end is None else f", budget {template.budget_end - time.time():.0f} s"
+    progress.status(
+        f"predict: {len(plan.pending)} tomogram(s) to predict ({len(plan.reused)} resumed), "
+        f"{len(template.checkpoints)} checkpoint(s) on {','.join(devices)}{budget}"
+    )
     try:
         with progress.bar(len(plan.pending), "predict", unit="tomo") as collect.bar:
             run_jobs(split_jobs(template, plan.pending, devices), collect)
