@@ -30,10 +30,13 @@ COMMANDS: dict[str, str] = {
     "synth": "byu_motor.commands.synth",
     "score": "byu_motor.commands.score",
     "convert": "byu_motor.commands.convert",
+    "labels": "byu_motor.commands.labels",
+    "pseudo": "byu_motor.commands.pseudo",
     "models": "byu_motor.commands.models",
     "train": "byu_motor.commands.train",
     "predict": "byu_motor.commands.predict",
     "recipe": "byu_motor.commands.recipe",
+    "review": "byu_motor.commands.review",
     "demo": "byu_motor.commands.demo",
 }
 
@@ -55,13 +58,23 @@ def build_parser() -> argparse.ArgumentParser:
             continue  # command not shipped in this build
         p = sub.add_parser(name, help=module.HELP, description=module.HELP)
         module.add_arguments(p)
-        p.formatter_class = HelpFormatter  # after add_arguments: it also keeps an epilog's line breaks
         # also after the command; SUPPRESS keeps a --debug given before it
         p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-        if "--quiet" not in p._option_string_actions:
-            p.add_argument("--quiet", action="store_true", help="print only warnings and the summary")
+        _add_common_options(p)
         p.set_defaults(_run=module.run)
     return parser
+
+
+def _add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Every command's help shows defaults (:class:`HelpFormatter`, set after ``add_arguments`` so it also
+    keeps an epilog's line breaks) and every leaf command (one without sub-actions) takes ``--quiet``."""
+    parser.formatter_class = HelpFormatter
+    nested = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    for action in nested:
+        for child in action.choices.values():
+            _add_common_options(child)
+    if not nested and "--quiet" not in parser._option_string_actions:
+        parser.add_argument("--quiet", action="store_true", help="print only warnings and the summary")
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):

@@ -132,6 +132,9 @@ class TrainConfig:
     val_max_bytes: float = 4e9  # held-out tomograms are kept in memory up to this total size
     val_limit: int = 0  # validate on at most this many held-out tomograms (0: all)
     augment: dict[str, float] = field(default_factory=dict)  # keys: byu_motor.data.augment.DEFAULT_AUGMENT
+    # "LABELS[:ROOT]" label files to train on, each with its data root (byu-motor train --labels); empty: the
+    # data folder's train_labels.csv (byu_motor.train.inputs.read_training_labels)
+    label_sources: tuple[str, ...] = ()
 
 
 @dataclass

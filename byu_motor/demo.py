@@ -132,12 +132,12 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     """Generate data, train ``settings.folds`` folds, predict the test set as an ensemble with TTA, score it.
 
     Writes into ``out_dir``: ``data/`` (competition layout), ``runs/fold<k>/`` (checkpoints, logs),
-    ``submission.csv``, ``previews/*.png`` and ``report.md``.
+    ``submission.csv``, ``previews/*.png``, ``report.md`` and the HTML report ``report/index.html``.
 
     Returns:
         ``f2``, ``precision``, ``recall``, ``tp``, ``fp``, ``fn``, ``misplaced``, ``error_sources`` (what the
         false positives and misplaced predictions hit, :func:`~byu_motor.synth.explain.error_sources`),
-        ``threshold``, ``timings_s`` (per stage), ``paths``.
+        ``threshold``, ``timings_s`` (per stage), ``paths`` (``html_report``: the HTML report).
     """
     from byu_motor.infer.recipe import Member, resolve_infer
     from byu_motor.infer.runner import run_prediction
@@ -198,6 +198,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
               "paths": {"submission": str(out / "submission.csv"), "report": str(out / "report.md"),
                         "previews": str(out / "previews"), "checkpoints": checkpoints}}  # fmt: skip
     (out / "report.md").write_text(_report(result, s))
+    result["paths"]["html_report"] = str(_html_report(out, result, submission, data / "test_labels.csv"))
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
 
@@ -220,6 +221,18 @@ def _synthesise(data: Path, s: DemoSettings) -> Path:
         workers=os.cpu_count() or 1,
     )
     return data
+
+
+def _html_report(out: Path, result: dict[str, Any], submission: pd.DataFrame, labels: Path) -> Path:
+    """The demo's HTML report, ``out/report/index.html`` (:mod:`byu_motor.report.run_report`)."""
+    from byu_motor.report.run_report import write_run_report
+
+    keys = ("f2", "precision", "recall", "tp", "fp", "fn", "tn", "misplaced", "threshold", "threshold_source",
+            "preset", "ensemble")  # fmt: skip
+    summary = {**{k: result.get(k) for k in keys}, **submission.attrs.get("summary", {}),
+               "timings_s": result["timings_s"]}  # fmt: skip
+    return write_run_report(out / "report", summary, submission.attrs.get("candidates", {}), labels,
+                            out / "previews", title="byu_motor demo report")  # fmt: skip
 
 
 def _threshold_used(checkpoints: list[str]) -> float | None:
@@ -260,8 +273,9 @@ def _report(r: dict[str, Any], s: DemoSettings) -> str:
         *[f"| {k} | {v:.1f} |" for k, v in r["timings_s"].items()],
         f"| total | {sum(r['timings_s'].values()):.1f} |",
         "",
-        "Previews (slice through each detection; circle = 1000 A scoring radius; ground truth in green) are in",
-        "`previews/`.",
+        "Previews (three orthogonal slices through each detection and each missed motor; circle = the 1000 A",
+        "scoring sphere's cut; legend and caption on each) are in `previews/`, and with the scores, the",
+        "precision-recall curve and the per-tomogram table in the HTML report `report/index.html`.",
         "",
         "What a wrong prediction hit comes from the generator's record of the motor look-alikes it drew",
         "(`synth_meta.json`): a storage granule or a ring-only decoy (a motor without its rod, deep in a cell)",

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# One-step set-up: a virtual environment in .venv with torch, the package and its test extra.
+# One-step set-up: a virtual environment in .venv with torch, the package and its test extra (which brings
+# matplotlib for previews and reports, and Playwright for the browser tests; the browser itself is the system
+# Chromium, `apt-get install chromium`: never `playwright install`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${VENV:-.venv}"

@@ -1,4 +1,4 @@
-"""Tests of the PNG preview: size, and marker colours at the expected pixels."""
+"""Tests of the preview figure: what is drawn where (recorded marks), its size, outcome and caption."""
 
 from __future__ import annotations
 
@@ -6,57 +6,52 @@ import numpy as np
 from PIL import Image
 
 from byu_motor.data.grid import Grid
-from byu_motor.viz import DETECTION_RGB, GAP, TITLE_H, TRUTH_RGB, save_preview
+from byu_motor.viz import draw_preview, outcome_of, save_preview
 
 
-def ring_hit(img: np.ndarray, cy: float, cx: float, radius: float, colour: tuple[int, int, int]) -> int:
-    """How many of 8 compass points on the circle have a pixel of `colour` within 1 px."""
-    hits = 0
-    for ang in np.linspace(0, 2 * np.pi, 8, endpoint=False):
-        y, x = cy + radius * np.sin(ang), cx + radius * np.cos(ang)
-        patch = img[int(round(y)) - 1 : int(round(y)) + 2, int(round(x)) - 1 : int(round(x)) + 2]
-        hits += bool((patch == colour).all(axis=-1).any())
-    return hits
+def _volume() -> np.ndarray:
+    rng = np.random.default_rng(0)
+    return rng.integers(60, 140, size=(80, 64, 72), dtype=np.uint8)
 
 
-def test_preview_size_and_markers(tmp_path) -> None:
-    volume = np.full((20, 60, 80), 100, dtype=np.uint8)
-    spacing_a = 50.0  # 1000 A = 20 voxels
-    heatmap = np.zeros((5, 15, 20), dtype=np.float32)
-    heatmap[2, 7, 12] = 1.0  # cell centre at original voxel (7 * 4 + 1.5, 12 * 4 + 1.5) = (29.5, 49.5)
+def test_missed_motor_is_drawn_on_its_own_slice(tmp_path) -> None:
+    # a candidate at z=43 above the threshold and a motor at z=66, 23 voxels (1150 A at 50 A) away: a miss
+    volume, spacing_a = _volume(), 50.0
     grid = Grid(volume.shape, spacing_a).strided(4)
-    path = save_preview(
-        tmp_path / "p.png",
-        volume,
-        [(9.0, 30.0, 40.0, 0.9)],
-        heatmap,
-        grid,
-        truth=np.array([[10.0, 25.0, 20.0]]),
-        title="tomo_x",
-        spacing_a=spacing_a,
-        threshold=0.5,
-    )
-    img = np.asarray(Image.open(path).convert("RGB"))
-    assert img.shape == (TITLE_H + 60, 2 * 80 + GAP, 3)
-    top = TITLE_H
-    # detection: circle of radius 20 voxels around (y, x) = (30, 40) on the slice panel and on the heatmap
-    assert ring_hit(img, top + 30, 40, 20, DETECTION_RGB) >= 7
-    assert ring_hit(img, top + 30, 80 + GAP + 40, 20, DETECTION_RGB) >= 7
-    assert ring_hit(img, top + 25, 20, 20, TRUTH_RGB) >= 6
-    # the slice pixels inside the circle keep the grey of the volume
-    assert tuple(img[top + 30 + 8, 40 + 8]) == (100, 100, 100)
-    # heatmap panel: the hot cell (4x4 voxels at y 28..31, x 48..51) is white, elsewhere black
-    assert tuple(img[top + 29, 80 + GAP + 49]) == (255, 255, 255)
-    assert tuple(img[top + 5, 80 + GAP + 5]) == (0, 0, 0)
+    preview = save_preview(
+        tmp_path / "miss.png", volume, [(43.0, 30.0, 30.0, 0.9), (10.0, 10.0, 10.0, 0.2)],
+        np.zeros(grid.shape, np.float32), grid, truth=[[66.0, 32.0, 33.0]], title="tomo_m",
+        spacing_a=spacing_a, threshold=0.5,
+    )  # fmt: skip
+    truth_z = [m for m in preview.marks if m.kind == "truth" and m.view == "z"]
+    assert [m.slice for m in truth_z] == [66]
+    assert all(m.slice != 43 for m in truth_z)
+    best_z = [m for m in preview.marks if m.kind == "best" and m.view == "z"]
+    assert [m.slice for m in best_z] == [43]
+    # the truth's own row (the second) goes through it on all three axes
+    own_row = {(m.view, m.slice) for m in preview.marks if m.kind == "truth" and m.row == 1}
+    assert own_row == {("z", 66), ("y", 32), ("x", 33)}
+    assert preview.outcome == "misplaced"
+    assert "tomo_m" in preview.caption and "50.0 A" in preview.caption and "0.900" in preview.caption
+    with Image.open(preview.path) as im:
+        assert im.size[0] >= 900
 
 
-def test_preview_scales_large_slices_and_handles_no_candidate(tmp_path) -> None:
-    volume = np.zeros((4, 100, 300), dtype=np.uint8)
-    volume[2] = 200  # the middle slice is shown when there is no candidate
-    grid = Grid(volume.shape, 10.0).strided(4)
-    path = save_preview(
-        tmp_path / "q.png", volume, [], np.zeros(grid.shape, np.float32), grid, max_panel_px=150
-    )
-    img = np.asarray(Image.open(path).convert("RGB"))
-    assert img.shape == (TITLE_H + 50, 2 * 150 + GAP, 3)
-    assert tuple(img[TITLE_H + 25, 75]) == (200, 200, 200)
+def test_hit_marks_both_points_in_one_row() -> None:
+    volume = _volume()
+    preview = draw_preview(volume, [(40.0, 30.0, 30.0, 0.3)], truth=[[42.0, 31.0, 30.0]], spacing_a=50.0,
+                           threshold=0.5)  # fmt: skip
+    assert {m.row for m in preview.marks} == {0}
+    assert {m.kind for m in preview.marks} == {"below", "truth"}
+    assert preview.outcome == "miss"  # below the threshold
+    assert outcome_of([40.0, 30.0, 30.0, 0.6], np.array([[42.0, 31.0, 30.0]]), 0.5, 50.0) == "hit"
+    assert outcome_of([40.0, 30.0, 30.0, 0.6], np.zeros((0, 3)), 0.5, 50.0) == "false positive"
+    assert outcome_of(None, np.zeros((0, 3)), 0.5, 50.0) == "true negative"
+
+
+def test_no_candidate_draws_the_middle() -> None:
+    volume = _volume()
+    preview = draw_preview(volume, [], spacing_a=20.0)
+    assert preview.marks == [] and preview.outcome == "no detection"
+    titles = [ax.get_title() for ax in preview.figure.axes]
+    assert "z = 40  (y, x)" in titles and "y = 32  (z, x)" in titles

@@ -113,6 +113,7 @@ def summary_lines(r: dict) -> list[str]:
     from byu_motor.synth import format_sources
 
     lines = [f"{stage:>14}: {seconds:7.1f} s" for stage, seconds in r["timings_s"].items()]
+    lines.append(f"markdown report: {r['paths']['report']}")
     lines.append(
         f"precision = {r['precision']:.4f}  recall = {r['recall']:.4f}  TP = {r['tp']}  FP = {r['fp']}  "
         f"FN = {r['fn']} ({r['misplaced']} misplaced)"
@@ -122,6 +123,6 @@ def summary_lines(r: dict) -> list[str]:
         f"misplaced predictions hit: {format_sources(r['error_sources']['misplaced'])}"
     )
     # the report's path, then, last, the score
-    lines.append(f"report: {r['paths']['report']}")
+    lines.append(f"report: {r['paths']['html_report']}")
     lines.append(f"F2 = {r['f2']:.4f}")
     return lines

@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preview", default=None, metavar="DIR", help="write a PNG preview per tomogram")
     parser.add_argument("--labels", default=None, metavar="CSV", help="labels to draw the truth in previews")
     parser.add_argument(
+        "--report",
+        default=None,
+        metavar="DIR",
+        help="write DIR/index.html (summary, timings, scores and PR curve with --labels, previews) and "
+        "DIR/candidates.csv; previews go to DIR/previews unless --preview is given (default: no report)",
+    )
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -95,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         config,
         time_budget_s=args.time_budget,
-        preview_dir=args.preview,
+        preview_dir=args.preview or (args.report and f"{args.report}/previews"),
         labels_csv=args.labels,
         devices=args.devices,
         keep_partial=args.keep_partial,
@@ -117,5 +124,24 @@ def run(args: argparse.Namespace) -> int:
     for msg in s.get("shed", []):
         print(f"  {msg}")
     if "previews" in s:
-        print(f"previews: {s['previews']} PNG in {args.preview}")
+        print(f"previews: {s['previews']} PNG in {args.preview or args.report + '/previews'}")
+    if args.report:
+        print(f"report: {_write_report(args, df)}")
     return 0
+
+
+def _write_report(args: argparse.Namespace, df) -> str:
+    """Write the run report and the candidates CSV into ``args.report``; returns the page's path."""
+    from byu_motor.report.candidates import write_candidates_csv
+    from byu_motor.report.run_report import write_run_report
+
+    candidates = df.attrs.get("candidates", {})
+    write_candidates_csv(f"{args.report}/candidates.csv", candidates)
+    page = write_run_report(
+        args.report,
+        df.attrs.get("summary", {}),
+        candidates,
+        args.labels,
+        args.preview or f"{args.report}/previews",
+    )
+    return str(page)

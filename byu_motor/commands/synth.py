@@ -28,6 +28,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="",
         help="comma-separated look-alikes to leave out (granule, decoy); same seed, same everything else",
     )
+    parser.add_argument(
+        "--drop-labels",
+        type=float,
+        default=0.0,
+        metavar="SHARE",
+        help="drop this share of train motors from train_labels.csv and list them in dropped_labels.csv "
+        "(default: 0.0)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
     # bad values raise ValueError before anything is written: the CLI prints one line and exits 2
     if args.n_train < 0 or args.n_test < 0:
         raise ValueError(f"--n-train and --n-test must be >= 0, got {args.n_train}, {args.n_test}")
+    if not 0 <= args.drop_labels <= 1:
+        raise ValueError(f"--drop-labels must be in [0, 1], got {args.drop_labels}")
     if not args.scale > 0:
         raise ValueError(f"--scale must be > 0, got {args.scale}")
     try:
@@ -56,6 +66,12 @@ def run(args: argparse.Namespace) -> int:
         workers=args.workers,
         without=without,
     )
+    if args.drop_labels > 0:
+        from byu_motor.synth.labels import DROPPED_FILE, drop_labels
+
+        dropped = drop_labels(args.out_dir, args.drop_labels, seed=args.seed)
+        n = sum(r.n_motors for r in dropped.values())
+        print(f"synth: dropped {n} motor label(s) of {len(dropped)} tomogram(s), listed in {DROPPED_FILE}")
     elapsed = time.perf_counter() - start
     print(
         f"synth: wrote {args.n_train} train + {args.n_test} test tomograms to {args.out_dir} "

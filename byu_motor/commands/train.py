@@ -5,15 +5,27 @@ from __future__ import annotations
 import argparse
 import os
 
-HELP = "train a detector on DATA (train/ + train_labels.csv); checkpoints go to --out"
+HELP = "train a detector on DATA (train/ + train_labels.csv, or --labels files); checkpoints go to --out"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``byu-motor train``."""
     parser.add_argument(
-        "data", nargs="?", metavar="DATA", help="competition layout folder (train/, train_labels.csv)"
+        "data",
+        nargs="?",
+        metavar="DATA",
+        help="competition layout folder (train/, train_labels.csv); also accepted as --data",
     )
-    parser.add_argument("--data", dest="data_option", help=argparse.SUPPRESS)  # old spelling of DATA
+    parser.add_argument("--data", dest="data_option", default=None, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--labels",
+        action="append",
+        default=[],
+        metavar="LABELS[:ROOT]",
+        help="label file to train on (repeatable): official train_labels.csv, the seed's gt_v3.csv / "
+        "external_gt.csv, ...; its tomograms lie in ROOT/train/<tomo_id> (ROOT defaults to DATA). A tomo_id "
+        "in two files is an error. Default: DATA/train_labels.csv",
+    )
     parser.add_argument("--preset", required=True, help="preset name (`byu-motor models` lists them)")
     parser.add_argument(
         "--set",
@@ -50,12 +62,14 @@ def run(args: argparse.Namespace) -> int:
     from byu_motor.train.distributed import cleanup_distributed
     from byu_motor.train.engine import train
 
-    data = args.data or args.data_option
-    if not data:
-        raise ValueError("missing DATA (the competition folder holding train/); see byu-motor train --help")
     if args.threads:
         torch.set_num_threads(args.threads)
+    data = args.data or args.data_option
+    if not data or (args.data and args.data_option):
+        raise ValueError("give the data folder once: byu-motor train DATA ... (or --data DATA)")
     cfg = get_preset(args.preset).override(list(args.overrides))
+    if args.labels:
+        cfg.train.label_sources = tuple(args.labels)
     if args.fold is not None:
         cfg.train.fold = args.fold
     try:

@@ -267,3 +267,45 @@ def to_uint8(
         np.rint(slab, out=slab)
         out[z0 : z0 + chunk_slices] = slab
     return out
+
+
+# The seed's processing of CryoET Data Portal volumes (SEED_RECIPE.md 7.2).
+SEED_LOW_PCT, SEED_HIGH_PCT, SEED_MIN_SPACING_A = 0.879, 99.064, 16.0
+# A converted volume smaller than this on an axis is implausible for a tomogram (portal datasets
+# 10210/10211 end at about 100 voxels a side once resampled: their header spacing is suspect).
+SMALL_AXIS_VOX = 128
+
+
+def stretch_and_resample(
+    data: Any,
+    spacing_a: float,
+    low_pct: float = SEED_LOW_PCT,
+    high_pct: float = SEED_HIGH_PCT,
+    min_spacing_a: float | None = SEED_MIN_SPACING_A,
+    stretch_uint8: bool = True,
+) -> tuple[np.ndarray, float]:
+    """Percentile-stretch a volume to uint8 and resample it to ``max(min_spacing_a, spacing_a)``.
+
+    The seed clipped to the percentiles, scaled to [0, 1], resampled trilinearly and multiplied by 255;
+    stretching to uint8 first and resampling the uint8 volume gives the same grey levels to about one level
+    while never holding a float copy of the whole volume.
+
+    Args:
+        data: array-like ``(Z, Y, X)``.
+        spacing_a: its isotropic voxel spacing in Angstrom.
+        low_pct, high_pct: clip percentiles, mapped to 0 and 255.
+        min_spacing_a: finest spacing kept (coarser volumes are not resampled); ``None``: never resample.
+        stretch_uint8: stretch a uint8 volume too (``False``: keep it as it is, see :func:`to_uint8`).
+
+    Returns:
+        ``(uint8 (Z', Y', X'), spacing of the result in A)``; map source voxels onto it with
+        ``Grid(data.shape, spacing_a).map_to(Grid(result.shape, new_spacing), coords)``.
+    """
+    from byu_motor.data.grid import resample_to_spacing
+
+    volume = to_uint8(data, low_pct, high_pct, stretch_uint8=stretch_uint8)
+    target = spacing_a if min_spacing_a is None else max(float(min_spacing_a), spacing_a)
+    if target == spacing_a:
+        return volume, spacing_a
+    resampled, _, _ = resample_to_spacing(volume, spacing_a, target)
+    return resampled, target

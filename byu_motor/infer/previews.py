@@ -1,4 +1,4 @@
-"""PNG previews of a prediction run: one image per predicted tomogram, best scores first, inside the budget."""
+"""PNG previews of a prediction run (matplotlib figures, :mod:`byu_motor.viz`): one image per predicted tomogram, best scores first, inside the budget."""
 
 from __future__ import annotations
 
@@ -43,7 +43,13 @@ def write_previews(
     Returns:
         The number of previews written (a failed preview is logged and skipped).
     """
-    from byu_motor.viz import save_preview
+    from byu_motor.viz import require_matplotlib, save_preview
+
+    try:
+        require_matplotlib()
+    except ImportError as err:
+        log.warning("previews skipped: %s", err)
+        return 0
 
     truth: dict[str, Any] = {}
     if labels_csv is not None:
@@ -100,14 +106,5 @@ def _save_one(
     """Predict one tomogram's heatmap and save its preview (``save``) with the candidates stored for it."""
     spacing_a = float(record.get("spacing_a") or config.test_spacing_a)
     heatmap, grid = predictor.predict_heatmap(volume, spacing_a)
-    cands = record["candidates"]
-    score = f"{cands[0][3]:.3f}" if cands else "none"
-    save(
-        volume,
-        cands,
-        heatmap,
-        grid,
-        title=f"{tomo_id}  best {score}  thr {threshold:.3f}  {spacing_a:.1f} A",
-        spacing_a=spacing_a,
-        threshold=threshold,
-    )
+    # the figure's caption adds the spacing, best score, threshold and outcome to the title
+    save(volume, record["candidates"], heatmap, grid, title=tomo_id, spacing_a=spacing_a, threshold=threshold)

@@ -194,8 +194,8 @@ def run_prediction(
         keep_partial: keep the partial file after a finished run (by default only an interrupted run keeps it).
 
     Returns:
-        The submission DataFrame (``tomo_id, Motor axis 0, Motor axis 1, Motor axis 2`` as int64), with a
-        run summary in ``df.attrs["summary"]``.
+        The submission DataFrame (``tomo_id, Motor axis 0/1/2`` as int64), the run summary in ``df.attrs
+        ["summary"]`` and ``df.attrs["candidates"]`` (``{tomo_id: [[z, y, x, score], ...]}``, best first).
 
     Raises:
         ValueError: no checkpoint, an unknown setting, a budget not finite and > 0, or a bad checkpoint,
@@ -230,7 +230,7 @@ def run_prediction(
     if preview_dir is not None:
         summary["previews"] = _previews(Path(preview_dir), ids, ok, folders, threshold, template, labels_csv)
     summary.update(_budget_fields(time_budget_s, time.monotonic() - t_start))
-    df.attrs["summary"] = summary
+    df.attrs.update(summary=summary, candidates=candidates)
     return df
 
 

@@ -32,6 +32,7 @@ _EXPORTS = {
     "sample_tomogram_spec": "spec",
     "generate_tomogram": "tomogram",
     "generate_dataset": "dataset",
+    "drop_labels": "labels",
     "KINDS": "explain",
     "error_sources": "explain",
     "explain_point": "explain",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,6 +17,56 @@ if TYPE_CHECKING:
     from byu_motor.data.cache import CachedVolume
     from byu_motor.data.dataset import PatchDataset
     from byu_motor.data.layout import TomoRecord
+
+
+def parse_label_source(spec: str, data_dir: Path) -> tuple[Path, Path]:
+    """``"LABELS[:ROOT]"`` -> ``(labels file, data root)``; the root defaults to ``data_dir``.
+
+    The text after the last ``:`` is a root only when the text before it names an existing file (so a path
+    holding ``:`` still works as a plain label file).
+    """
+    head, sep, tail = spec.rpartition(":")
+    if sep and tail and Path(head).is_file():
+        return Path(head), Path(tail)
+    return Path(spec), data_dir
+
+
+def read_training_labels(
+    data_dir: Path, sources: Sequence[str] = ()
+) -> tuple[dict[str, TomoRecord], dict[str, Path]]:
+    """Labels to train on and the slice folder of each tomogram, from one or several label files and roots.
+
+    Args:
+        data_dir: the run's data folder; with no ``sources`` its ``train_labels.csv`` is read.
+        sources: ``"LABELS[:ROOT]"`` entries (``cfg.train.label_sources``): any label file
+            :func:`byu_motor.data.label_formats.read_label_file` reads, whose tomograms lie in
+            ``ROOT/train/<tomo_id>`` (``ROOT`` defaults to ``data_dir``).
+
+    Returns:
+        ``({tomo_id: TomoRecord}, {tomo_id: slice folder})`` in the order of the sources.
+
+    Raises:
+        ValueError: a tomo_id in two label files (naming both), a file without voxel spacings (an
+            external grid list: convert it first) or an unreadable file (naming it).
+    """
+    from byu_motor.data.label_formats import read_label_file
+
+    pairs = [parse_label_source(s, data_dir) for s in sources] or [(data_dir / "train_labels.csv", data_dir)]
+    records: dict[str, TomoRecord] = {}
+    folders: dict[str, Path] = {}
+    origin: dict[str, Path] = {}
+    for labels, root in pairs:
+        for tid, rec in read_label_file(labels).items():
+            if tid in records:
+                raise ValueError(
+                    f"{labels}: tomo_id {tid} is also in {origin[tid]}; each tomogram may come from one file"
+                )
+            if not rec.spacing_a > 0:
+                raise ValueError(
+                    f"{labels}: {tid} has no voxel spacing (an external list?); convert the volumes first"
+                )
+            records[tid], folders[tid], origin[tid] = rec, root / "train" / tid, labels
+    return records, folders
 
 
 def split_folds(
@@ -64,18 +114,33 @@ def split_folds(
 
 
 def load_volumes(
-    data_dir: Path, records: dict[str, TomoRecord], ids: list[str], cfg: Config, info: DistInfo
+    data_dir: Path,
+    records: dict[str, TomoRecord],
+    ids: list[str],
+    cfg: Config,
+    info: DistInfo,
+    folders: Mapping[str, Path] | None = None,
 ) -> list[CachedVolume]:
-    """Resampled cached volumes of the training tomograms (rank 0 fills the cache, the others then read it)."""
+    """Resampled cached volumes of the training tomograms (rank 0 fills the cache, the others then read it).
+
+    ``folders`` gives a tomogram's slice folder (several data roots); by default ``data_dir/train/<tomo_id>``.
+    The cache stays ``data_dir/.byu_cache`` for every root (tomo_ids are unique across roots).
+    """
     from byu_motor.data.cache import VolumeCache
 
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else data_dir / ".byu_cache"
     cache = VolumeCache(cache_dir, cfg.data)
-    if info.is_main:  # with a progress bar: the first run reads and resamples every tomogram
-        vols = cache.prepare([(data_dir / "train" / tid, records[tid]) for tid in ids])
+    folders = folders or {}
+
+    def get_all(show: bool = False) -> list[CachedVolume]:
+        items = [(folders.get(tid, data_dir / "train" / tid), records[tid]) for tid in ids]
+        return cache.prepare(items, progress=show)
+
+    if info.is_main:  # with a progress bar: a first run reads and resamples every tomogram
+        vols = get_all(show=True)
     barrier()
     if not info.is_main:
-        vols = [cache.get(data_dir / "train" / tid, records[tid]) for tid in ids]
+        vols = get_all()
     return vols
 
 

@@ -29,7 +29,7 @@ from byu_motor.train.checkpointing import (
 )
 from byu_motor.train.distributed import agree_int, all_reduce_mean, barrier, init_distributed, pick_device
 from byu_motor.train.hooks import Hook
-from byu_motor.train.inputs import load_volumes, make_loader, split_folds
+from byu_motor.train.inputs import load_volumes, make_loader, read_training_labels, split_folds
 from byu_motor.train.losses import HeatmapLoss
 from byu_motor.train.metrics_log import MetricsLog
 from byu_motor.train.mining import HardNegativeMining
@@ -146,11 +146,9 @@ class Trainer:
         self.amp = resolve_amp(self.cfg.train.amp, self.device)
 
     def _setup_split(self) -> None:
-        from byu_motor.data.layout import read_labels
-
         t = self.cfg.train
-        labels = self.data_dir / "train_labels.csv"
-        self.records = read_labels(labels)
+        labels = ", ".join(t.label_sources) or self.data_dir / "train_labels.csv"
+        self.records, self.folders = read_training_labels(self.data_dir, t.label_sources)
         split = split_folds(self.records, self.cfg, self.out_dir, self.info, self.val_ids)
         self.train_ids, self.val_list = split
         if t.val_limit > 0:
@@ -214,7 +212,9 @@ class Trainer:
         from byu_motor.data.dataset import PatchDataset
 
         t = self.cfg.train
-        self.volumes = load_volumes(self.data_dir, self.records, self.train_ids, self.cfg, self.info)
+        self.volumes = load_volumes(
+            self.data_dir, self.records, self.train_ids, self.cfg, self.info, self.folders
+        )
         self.micro_per_step = t.grad_accum * self.info.world_size
         self.n_batches = t.steps * self.micro_per_step
         n = self.n_batches * t.batch_size
@@ -226,7 +226,9 @@ class Trainer:
             from byu_motor.train.validate import Validator
 
             val_records = {tid: self.records[tid] for tid in self.val_list}
-            self.validator = Validator(self.cfg, self.data_dir / "train", val_records, self.device)
+            self.validator = Validator(
+                self.cfg, self.data_dir / "train", val_records, self.device, folders=self.folders
+            )
         if self.info.is_main:
             self.metrics.trim(self.step)
 

@@ -32,13 +32,20 @@ class Validator:
         train_dir: folder holding one sub-folder of JPEG slices per tomogram.
         records: labels of the held-out tomograms.
         device: where the model runs.
+        folders: ``{tomo_id: slice folder}`` overriding ``train_dir / tomo_id``.
     """
 
     def __init__(
-        self, cfg: Config, train_dir: str | Path, records: Mapping[str, TomoRecord], device: torch.device
+        self,
+        cfg: Config,
+        train_dir: str | Path,
+        records: Mapping[str, TomoRecord],
+        device: torch.device,
+        folders: Mapping[str, Path] | None = None,
     ):
         self.cfg = cfg
         self.train_dir = Path(train_dir)
+        self.folders = dict(folders or {})  # tomograms of other data roots (byu-motor train --labels)
         self.records = dict(records)
         self.device = device
         total = sum(int(np.prod(r.shape)) for r in self.records.values())
@@ -51,7 +58,7 @@ class Validator:
 
         # as the runner reads a test tomogram (wraparound repair)
         read = compose_reader(fix_wraparound=self.cfg.data.fix_wraparound)
-        return read(self.train_dir / tomo_id)
+        return read(self.folders.get(tomo_id, self.train_dir / tomo_id))
 
     def candidates(self, module: nn.Module, stride: Sequence[int]) -> dict[str, list[tuple]]:
         """Candidates ``(z, y, x, score)`` (original voxels, best first) of every held-out tomogram.

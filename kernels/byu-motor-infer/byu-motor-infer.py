@@ -70,14 +70,26 @@ print(submission.head())
 print("rows:", len(submission), "detections:", int((submission["Motor axis 0"] >= 0).sum()))
 
 # %% [markdown]
-# Previews: the slice through each detection (circle = the 1000 A scoring radius) and the in-plane
-# maximum projection of the heatmap.
+# The run report (summary, timings, the previews grouped by outcome; each preview shows three orthogonal
+# slices through the detection, the 1000 A scoring sphere and the heatmap), written to `report/index.html`
+# and shown inline here.
 
 # %%
+report = Path(OUT, "report", "index.html")
 try:
-    from IPython.display import Image, display
+    from byu_motor.report.run_report import write_run_report
 
-    for png in sorted(Path(OUT, "previews").glob("*.png"))[:N_PREVIEWS]:
-        display(Image(filename=str(png)))
-except ImportError:
-    pass
+    write_run_report(report.parent, submission.attrs.get("summary", {}), submission.attrs.get("candidates", {}),
+                     preview_dir=os.path.join(OUT, "previews"), max_previews=N_PREVIEWS)  # fmt: skip
+except ImportError as err:  # matplotlib missing: no report, the submission stands
+    print("no report:", err)
+if report.exists():
+    try:
+        import html
+
+        from IPython.display import HTML, display
+
+        page = html.escape(report.read_text(encoding="utf-8"))
+        display(HTML(f'<iframe srcdoc="{page}" style="width: 100%; height: 900px; border: 0"></iframe>'))
+    except ImportError:
+        print("report:", report)

@@ -1,0 +1,112 @@
+"""`byu-motor pseudo`: one pseudo-label round without review (confident far-away candidates become motors)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+HELP = "add confident candidates far from every label as motors (one pseudo-label round, no review)"
+
+EPILOG = """\
+Candidates come from predicting the labelled train tomograms (DATA/train/<tomo_id>, each at its labelled
+spacing) with --checkpoints, or from --candidates: a CSV tomo_id,z,y,x,score (original voxels) or the
+<submission>.partial.jsonl that `byu-motor predict` writes. A candidate scoring >= --min-score and farther
+than 1000 A from every label of its tomogram (and from candidates added before it) becomes a motor with
+source "pseudo round N" and its score as conf. NEW is the official long format plus source and conf.
+"""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``byu-motor pseudo``."""
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EPILOG
+    parser.add_argument("data", metavar="DATA", help="competition layout folder holding train/<tomo_id>")
+    parser.add_argument(
+        "--checkpoints",
+        nargs="+",
+        metavar="CKPT",
+        help="models that predict the candidates (default: none; this or --candidates)",
+    )
+    parser.add_argument(
+        "--candidates",
+        metavar="FILE",
+        help="read candidates instead of predicting: CSV or .jsonl (default: none)",
+    )
+    parser.add_argument(
+        "--labels", default=None, metavar="LABELS", help="labels to extend (default: DATA/train_labels.csv)"
+    )
+    parser.add_argument(
+        "--min-score", type=float, required=True, metavar="S", help="lowest score kept (required)"
+    )
+    parser.add_argument(
+        "--out", required=True, metavar="NEW", help="labels CSV to write (official + source, conf)"
+    )
+    parser.add_argument(
+        "--round", type=int, default=1, metavar="N", help="round written in source (default: 1)"
+    )
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="inference override for the checkpoints, e.g. infer.tta=flip_z (repeatable; default: none)",
+    )
+    parser.add_argument(
+        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+    )
+    parser.add_argument("--quiet", action="store_true", help="print nothing on success (default: off)")
+
+
+def predict_candidates(
+    data_dir: Path,
+    checkpoints: list[str],
+    tomo_ids: list[str],
+    spacings: dict[str, float],
+    overrides: list[str],
+    device: str | None,
+) -> dict[str, list[Any]]:
+    """Candidates ``[(z, y, x, score), ...]`` (original voxels) of ``DATA/train/<tomo_id>`` for each tomo_id,
+    predicted at its labelled spacing with the checkpoints' own inference recipe (plus ``overrides``)."""
+    import torch
+
+    from byu_motor.infer.factory import default_predictor_factory
+    from byu_motor.infer.recipe import Member, resolve_infer
+    from byu_motor.infer.testset import compose_reader
+
+    config = resolve_infer([Member(c) for c in checkpoints], overrides)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    predictor = default_predictor_factory(list(checkpoints), config, device)
+    read = compose_reader()
+    out = {}
+    for tid in tomo_ids:
+        volume = read(data_dir / "train" / tid)
+        out[tid] = [
+            tuple(float(v) for v in c[:4]) for c in predictor.predict_volume(volume, spacings[tid], tid)
+        ]
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run one round and write NEW; bad input raises ``ValueError`` (exit 2) before anything is written."""
+    from byu_motor.data.label_edits import add_pseudo_labels, read_candidates, read_sourced_labels
+
+    if bool(args.checkpoints) == bool(args.candidates):
+        raise ValueError("give exactly one of --checkpoints and --candidates")
+    data = Path(args.data)
+    labels = read_sourced_labels(args.labels or data / "train_labels.csv")
+    if args.candidates:
+        candidates = read_candidates(args.candidates)
+    else:
+        spacings = {t: r.spacing_a for t, r in labels.records.items()}
+        candidates = predict_candidates(
+            data, args.checkpoints, list(spacings), spacings, args.set, args.device
+        )
+    before = sum(r.n_motors for r in labels.records.values())
+    added = add_pseudo_labels(labels, candidates, args.min_score, f"pseudo round {args.round}")
+    labels.write(args.out)
+    if not args.quiet:
+        print(
+            f"wrote {args.out}: {before} labelled motors + {added} pseudo-labels (score >= {args.min_score})"
+        )
+    return 0

@@ -1,0 +1,45 @@
+"""`byu-motor review --checkpoints`: the labelled train tomograms go through the prediction run, and the
+candidates it returns are saved beside the page."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from byu_motor.cli import main
+from byu_motor.data.io import write_tomogram
+from byu_motor.infer import runner
+from byu_motor.report.candidates import read_candidates_csv
+
+SHAPE = (16, 24, 24)
+
+
+def test_review_predicts_the_labelled_train_tomograms(tmp_path, monkeypatch, capsys) -> None:
+    rng = np.random.default_rng(3)
+    for tomo_id in ("tomo_a", "tomo_b", "tomo_unlabelled"):
+        write_tomogram(
+            rng.integers(0, 255, size=SHAPE, dtype=np.uint8), tmp_path / "data" / "train" / tomo_id
+        )
+    header = ["row_id", "tomo_id", "Motor axis 0", "Motor axis 1", "Motor axis 2", "Array shape (axis 0)",
+              "Array shape (axis 1)", "Array shape (axis 2)", "Voxel spacing", "Number of motors"]  # fmt: skip
+    rows = [[0, "tomo_a", 8, 12, 12, *SHAPE, 100.0, 1], [1, "tomo_b", -1, -1, -1, *SHAPE, 100.0, 0]]
+    pd.DataFrame(rows, columns=header).to_csv(tmp_path / "labels.csv", index=False)
+    seen = {}
+
+    def fake_run_prediction(data_dir, checkpoints, out_csv, config, **kw):
+        seen["tomograms"] = sorted(p.name for p in (data_dir / "test").iterdir())
+        seen["checkpoints"] = checkpoints
+        df = pd.DataFrame({"tomo_id": seen["tomograms"]})
+        df.attrs["candidates"] = {"tomo_a": [[8.0, 12.0, 13.0, 0.9]], "tomo_b": [[4.0, 4.0, 4.0, 0.8]]}
+        return df
+
+    monkeypatch.setattr(runner, "run_prediction", fake_run_prediction)
+    monkeypatch.setattr("byu_motor.infer.recipe.resolve_infer", lambda members, sets: None)
+    out = tmp_path / "review"
+    argv = ["review", str(tmp_path / "data"), "--checkpoints", "m.pt", "--labels", str(tmp_path / "labels.csv"),
+            "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    assert seen == {"tomograms": ["tomo_a", "tomo_b"], "checkpoints": ["m.pt"]}
+    assert read_candidates_csv(out / "candidates.csv")["tomo_b"] == [[4.0, 4.0, 4.0, 0.8]]
+    assert "1 case(s) (fp 1, missed 0, misplaced 0)" in capsys.readouterr().out
+    assert (out / "index.html").exists() and (out / "views" / "0_0z.png").exists()
