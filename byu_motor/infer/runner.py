@@ -259,7 +259,7 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
         f"{len(template.checkpoints)} checkpoint(s) on {','.join(devices)}{budget}"
     )
     try:
-        with progress.bar(len(plan.pending), "predict", unit="tomo") as collect.bar:
+        with progress.bar(len(plan.pending), "predict", unit="tomo", disable=not plan.pending) as collect.bar:
             run_jobs(split_jobs(template, plan.pending, devices), collect)
         _add_shed_rows(plan, plan.pending, partial.records, [lv.name for lv in template.levels])
         # a phase that stopped for lack of time leaves none for redos (its -1 rows matter more)
