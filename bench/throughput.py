@@ -1,11 +1,16 @@
-"""Benchmark: DataLoader patches/s (2 workers) next to the model's training patches/s, and their ratio.
+"""Benchmark: DataLoader patches/s (2 workers) next to the model's training patches/s, and their ratio; then the
+seed's window sampler with its full augmentation set, in patches/s per loader worker.
 
 A ratio loader/model above 1 means the input pipeline keeps the model busy; below 1 the model waits for
 data. Measured on the same machine in one run for the ``tiny`` preset and for one production preset at a
 small patch (both read the same cached synthetic volumes, resampled to 64 A so one cache serves both).
 
     python bench/throughput.py [--data DIR] [--batches 20] [--steps 10] [--workers 2]
-        [--production resnet18_unet_s16] [--patch 64 128 128]
+        [--production resnet18_unet_s16] [--patch 64 128 128] [--seed-items 6] [--big-items 3]
+
+The seed rows build items in this process (what one DataLoader worker does, less the collate): at ``--patch``
+from the cached volumes, and at the seed's (224, 448, 448) from one random 256 x 640 x 640 volume at 16 A
+(``--big-items 0`` skips it).
 """
 
 from __future__ import annotations
@@ -13,14 +18,19 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
 from byu_motor.config import Config
-from byu_motor.data.cache import VolumeCache
+from byu_motor.data.cache import CachedVolume, VolumeCache
 from byu_motor.data.dataset import PatchDataset, collate_patches
+from byu_motor.data.grid import Grid
 from byu_motor.data.layout import read_labels
+from byu_motor.data.normalize import Normalizer
+from byu_motor.data.seed_sampler import SeedWindowDataset
 from byu_motor.models import create_model
 from byu_motor.presets import get_preset
 from byu_motor.synth import generate_dataset
@@ -65,6 +75,37 @@ def model_rate(cfg: Config, volumes: list, steps: int) -> tuple[float, tuple[int
     return steps * bs / (time.perf_counter() - t0), stride  # type: ignore[return-value]
 
 
+def seed_rate(volumes: list, patch, train_cfg, items: int) -> float:
+    """Patches per second of one worker building ``SeedWindowDataset`` items (after one warm-up item)."""
+    ds = SeedWindowDataset(volumes, patch, train_cfg, 16, length=items + 1, seed=0)
+    ds[0]  # MONAI imports, first allocations
+    t0 = time.perf_counter()
+    for i in range(1, items + 1):
+        ds[i]
+    return items / (time.perf_counter() - t0)
+
+
+def big_volume() -> CachedVolume:
+    """A random uint8 256 x 640 x 640 tomogram at 16 A with one motor (a typical resampled size)."""
+    shape = (256, 640, 640)
+    vol = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    grid = Grid(shape, 16.0)
+    return CachedVolume("big", vol, grid, grid, np.array([[128.0, 320.0, 320.0]]), Normalizer())
+
+
+def print_seed_rates(tiny: Config, volumes: list, patch, seed_items: int, big_items: int) -> None:
+    """The seed sampler + full seed augmentation set, patches/s per worker at ``patch`` and (224, 448, 448)."""
+    t = SimpleNamespace(**{**vars(tiny.train), "sampler": "seed", "augment_set": "seed"})
+    print("\nseed sampler + seed augmentation set, one worker (in-process)")
+    print(f"{'patch':<14} {'items':>5} {'patches/s per worker':>21} {'s/patch':>8}")
+    rows = [(tuple(patch), volumes, seed_items)]
+    if big_items > 0:
+        rows.append(((224, 448, 448), [big_volume()], big_items))
+    for size, vols, n in rows:
+        rate = seed_rate(vols, size, t, n)
+        print(f"{'x'.join(map(str, size)):<14} {n:>5} {rate:>21.3f} {1.0 / rate:>8.2f}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
@@ -76,6 +117,15 @@ def main() -> None:
     p.add_argument("--production", default="resnet18_unet_s16")
     p.add_argument("--patch", type=int, nargs=3, default=[64, 128, 128])
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--seed-items", type=int, default=6, help="seed-sampler items timed at --patch (default 6)"
+    )
+    p.add_argument(
+        "--big-items",
+        type=int,
+        default=3,
+        help="seed-sampler items timed at 224x448x448, 0: skip (default 3)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -106,6 +156,7 @@ def main() -> None:
         print(
             f"{name:<28} {patch:<14} {cfg.train.batch_size:>5} {l_rate:>11.1f} {m_rate:>10.2f} {l_rate / m_rate:>13.2f}"
         )
+    print_seed_rates(tiny, volumes, args.patch, args.seed_items, args.big_items)
 
 
 if __name__ == "__main__":

@@ -55,6 +55,10 @@ _EXPORTS = {
     "PatchDataset": "dataset",
     "collate_patches": "dataset",
     "salient_points": "salient",
+    "SeedWindowDataset": "seed_sampler",
+    "SeedPixelAugment": "seed_augment",
+    "dihedral_views": "seed_augment",
+    "peak_gaussian_heatmap": "targets",
 }
 
 __all__, __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from byu_motor.data.augment import NO_AUGMENT, Augmenter, GeometryPlan, augment_settings
+from byu_motor.data.augment import NO_AUGMENT, Augmenter, GeometryPlan, augment_settings, plan_for_matrix
 from byu_motor.data.cache import CachedVolume
 from byu_motor.data.grid import Grid, as_triple
 from byu_motor.data.salient import salient_points
@@ -64,7 +64,8 @@ class PatchDataset(Dataset):
         volumes: cached training tomograms (:class:`byu_motor.data.cache.CachedVolume`).
         data_cfg: :class:`byu_motor.config.DataConfig` (``patch_size``).
         train_cfg: :class:`byu_motor.config.TrainConfig` (``pos_ratio``, ``salient_ratio``,
-            ``salient_radius_a``, ``sigma_a``, ``target``, ``label_smoothing``, ``augment``).
+            ``salient_radius_a``, ``sigma_a``, ``target``, ``label_smoothing``, ``augment``, ``augment_set``:
+            ``"seed"`` draws the seed's geometry and voxel augmentations instead of ``augment``'s).
         stride: model output stride, scalar or ``(sz, sy, sx)``.
         length: number of items (e.g. ``steps * batch_size``).
         seed: base seed.
@@ -98,6 +99,11 @@ class PatchDataset(Dataset):
         self.label_smoothing = float(train_cfg.label_smoothing)
         self.target_radius_a = getattr(train_cfg, "target_radius_a", None)
         self.augmenter = Augmenter(train_cfg.augment if augment else NO_AUGMENT)
+        # "seed": the seed's zoom / affine / 16 views and MONAI voxel set (byu_motor.data.seed_augment)
+        self.augment_set = str(getattr(train_cfg, "augment_set", "ours")) if augment else "ours"
+        if self.augment_set not in ("ours", "seed"):
+            raise ValueError(f"unknown train.augment_set {self.augment_set!r}; choose from ('ours', 'seed')")
+        self._seed_pixel: dict[tuple[float, ...], Any] = {}
         if not augment:
             augment_settings(train_cfg.augment)  # still validate the keys
         self._motors = [v.motors for v in self.volumes]
@@ -161,10 +167,31 @@ class PatchDataset(Dataset):
         v, pts = self.volumes[k], points[k]
         return v, self._start(v, plan, rng, pts[int(rng.integers(len(pts)))])
 
+    def _plan(self, rng: np.random.Generator) -> GeometryPlan:
+        if self.augment_set == "ours":
+            return self.augmenter.plan(self.patch_size, rng)
+        from byu_motor.data.seed_augment import dihedral_views, sample_seed_matrix
+
+        view = dihedral_views()[int(rng.integers(16))]
+        return plan_for_matrix(sample_seed_matrix(rng) @ view, self.patch_size)
+
+    def _intensity(
+        self, v: CachedVolume, patch: torch.Tensor, motors: np.ndarray, rng: np.random.Generator
+    ) -> torch.Tensor:
+        if self.augment_set == "ours":
+            return self.augmenter.intensity(patch, rng)
+        from byu_motor.data.seed_augment import SeedPixelAugment
+
+        key = tuple(float(s) for s in v.grid.spacing_a)
+        if key not in self._seed_pixel:
+            self._seed_pixel[key] = SeedPixelAugment(key)
+        margin = self.sigma_a / min(key)  # dropout holes keep a target sigma away from every motor
+        return self._seed_pixel[key](patch, motors, rng, margin_vox=margin)
+
     def sample(self, i: int) -> dict[str, Any]:
         """Build item ``i`` (see the class docstring)."""
         rng = np.random.default_rng([self.seed, int(i)])
-        plan = self.augmenter.plan(self.patch_size, rng)
+        plan = self._plan(rng)
         positive = bool(self.positives) and rng.random() < self.pos_ratio
         if positive:
             v, start = self._around(self.positives, self._motors, plan, rng)
@@ -187,7 +214,7 @@ class PatchDataset(Dataset):
         block = read_block(v.volume, start, plan.in_shape, v.mean_grey)
         patch, motors = self.augmenter.apply_geometry(block, v.motors - start, plan)
         patch = torch.as_tensor(patch).float()
-        patch = self.augmenter.intensity(patch, rng)
+        patch = self._intensity(v, patch, motors, rng)
         image = v.normalizer(patch)[None]
         target = self.target_for(v.grid, motors)
         inside = np.all((motors >= -0.5) & (motors < np.asarray(self.patch_size) - 0.5), axis=1)

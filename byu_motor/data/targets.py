@@ -8,7 +8,7 @@ import numpy as np
 
 from byu_motor.data.grid import Grid, as_triple
 
-TARGET_KINDS = ("gaussian", "point", "ball")
+TARGET_KINDS = ("gaussian", "point", "ball", "gaussian_peak")
 
 
 def _centres(centres: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
@@ -165,8 +165,9 @@ def make_target(
     """Build a training target on ``heatmap_grid``.
 
     Args:
-        kind: ``"gaussian"`` (sigma ``sigma_a`` Angstrom on every axis), ``"point"`` or ``"ball"``
-            (radius ``radius_a`` Angstrom, default ``sigma_a``).
+        kind: ``"gaussian"`` (sigma ``sigma_a`` Angstrom on every axis), ``"point"``, ``"ball"``
+            (radius ``radius_a`` Angstrom, default ``sigma_a``) or ``"gaussian_peak"`` (the seed's target:
+            each motor's blob scaled so its peak cell is 1.0, cut at the 99.9 % ellipsoid; ``truncate`` unused).
         heatmap_grid: grid of the model output (its spacing converts Angstrom to cells per axis).
         motors_cells: ``(n, 3)`` motors in heatmap-cell coordinates (from :func:`heatmap_coords`).
         sigma_a: Gaussian sigma in Angstrom.
@@ -180,6 +181,8 @@ def make_target(
     spacing = np.asarray(heatmap_grid.spacing_a)
     if kind == "gaussian":
         target = gaussian_heatmap(heatmap_grid.shape, motors_cells, sigma_a / spacing, truncate=truncate)
+    elif kind == "gaussian_peak":
+        target = peak_gaussian_heatmap(heatmap_grid.shape, motors_cells, np.diag((sigma_a / spacing) ** 2))
     elif kind == "point":
         target = point_target(heatmap_grid.shape, motors_cells)
     elif kind == "ball":
@@ -187,3 +190,59 @@ def make_target(
     else:
         raise ValueError(f"unknown target kind {kind!r}; choose from {TARGET_KINDS}")
     return smooth_labels(target, label_smoothing)
+
+
+# 99.9 % quantile of chi-square with 3 degrees of freedom: the seed truncates each blob at this ellipsoid
+CHI2_3_999 = 16.266
+
+
+def peak_gaussian_heatmap(
+    shape: Sequence[int],
+    centres: np.ndarray | Sequence[Sequence[float]],
+    covariances: np.ndarray | float,
+    chi2_cut: float = CHI2_3_999,
+) -> np.ndarray:
+    """Max over motors of Gaussian blobs each scaled so that ITS peak cell is exactly 1.0 (the seed's target).
+
+    A blob is ``exp(-d^2 / 2)`` with ``d^2 = (k - c)^T C^-1 (k - c)`` at cell ``k``, zero where
+    ``d^2 > chi2_cut``, then divided by its largest value over the cells of its own support (whether or not
+    they lie inside ``shape``), so a motor between cell centres still has one cell at 1.0 while a motor
+    outside the heatmap only leaves its tail.
+
+    Args:
+        shape: heatmap shape ``(d, h, w)`` in cells.
+        centres: ``(n, 3)`` motor centres in heatmap-cell coordinates (cell ``k``'s centre is ``k``).
+        covariances: ``(n, 3, 3)`` or ``(3, 3)`` covariance in cells^2, or a scalar sigma in cells.
+        chi2_cut: squared Mahalanobis radius of the support (default: 99.9 % of chi-square(3), ~4.03 sigma).
+
+    Returns:
+        float32 array ``shape`` with values in ``[0, 1]``.
+    """
+    shape_t = tuple(int(s) for s in shape)
+    out = np.zeros(shape_t, dtype=np.float32)
+    c_all = _centres(centres)
+    cov = np.asarray(covariances, dtype=np.float64)
+    if cov.ndim == 0:
+        cov = np.eye(3) * float(cov) ** 2
+    cov = np.broadcast_to(cov, (len(c_all), 3, 3))
+    for c, s in zip(c_all, cov):
+        if np.any(np.linalg.eigvalsh(s) <= 0):
+            raise ValueError(f"covariance must be positive definite, got {s.tolist()}")
+        half = np.sqrt(chi2_cut * np.diag(s))  # the ellipsoid's extent per axis
+        lo = np.floor(c - half).astype(np.int64)
+        hi = np.ceil(c + half).astype(np.int64) + 1
+        axes = [np.arange(lo[a], hi[a]) - c[a] for a in range(3)]
+        d = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+        m2 = np.einsum("...i,ij,...j->...", d, np.linalg.inv(s), d)
+        blob = np.exp(-0.5 * m2)
+        blob /= blob.max()
+        blob[(m2 > chi2_cut) & (blob < 1.0)] = (
+            0.0  # the peak cell stays, even for a blob narrower than a cell
+        )
+        a, b = np.maximum(lo, 0), np.minimum(hi, np.asarray(shape_t))
+        if np.any(b <= a):
+            continue
+        src = blob[tuple(slice(x - l0, y - l0) for x, y, l0 in zip(a, b, lo))].astype(np.float32)
+        view = out[a[0] : b[0], a[1] : b[1], a[2] : b[2]]
+        np.maximum(view, src, out=view)
+    return out

@@ -16,7 +16,9 @@ KINDS = ("fp", "missed", "misplaced")
 class Case:
     """One disagreement. Points are ``(z, y, x)`` in original voxels (``None`` when absent).
 
-    ``kind``: ``fp`` (a candidate above the floor farther than 1000 A from every label), ``missed`` (a label
+    Candidates above the floor are matched one to one, best first, each to its nearest label within 1000 A
+    not yet matched (so a second motor next to a labelled one is found). ``kind``: ``fp`` (a candidate above
+    the floor left unmatched while every label is matched), ``missed`` (a label
     with no candidate above the floor within 1000 A) or ``misplaced`` (a labelled tomogram whose best unmatched
     candidate is farther than 1000 A from its unmatched label: both are shown).
     """
@@ -47,11 +49,11 @@ def tomogram_cases(
     open_labels = [np.asarray(m, dtype=np.float64) for m in motors]
     unmatched = []
     matched: set[int] = set()
-    for cand in above:
+    for cand in above:  # one candidate per label, best first: a second peak near a matched label is a case
         dist = [float(np.linalg.norm(m - np.asarray(cand[:3]))) for m in open_labels]
-        near = [i for i, d in enumerate(dist) if d <= r_vox]
+        near = [i for i, d in enumerate(dist) if d <= r_vox and i not in matched]
         if near:
-            matched.update(near)
+            matched.add(min(near, key=dist.__getitem__))
         else:
             unmatched.append(cand)
     left = [m for i, m in enumerate(open_labels) if i not in matched]

@@ -12,6 +12,11 @@ leaves in ``out_dir``:
 - ``metrics.jsonl``: one JSON object per logged event (``event`` "train", "val" or "mine",
   ``step``, ``loss``, ``lr``, ``f2``, ``threshold``, ``elapsed_s``; keys that do not apply are null).
 
+Where it trains (:mod:`byu_motor.train.continuation`): ``train.train_on_all`` trains on every tomogram with
+no validation (``last.pt`` = ``best.pt`` = the latest EMA weights, whose recipe gets a threshold rule that
+needs no validation); ``train.stop_after_s`` ends a session with ``resume.pt`` saved (Kaggle's 12-hour
+limit) and ``train.resume_from`` continues from a previous session's (read-only) output folder.
+
 Hard-negative mining (``train.hard_negative_ratio > 0``, :mod:`byu_motor.train.mining`): every
 ``hard_negative_every`` steps (default ``val_every``) the EMA model predicts the cached training volumes and its
 confident false positives become centres of that fraction of the negative crops; the loader restarts so its

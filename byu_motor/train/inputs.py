@@ -154,6 +154,10 @@ def make_loader(
 ) -> DataLoader:
     """A loader of this process's micro-batches among global micro-batches ``first_batch .. n_batches - 1``.
 
+    ``train_cfg.sampler == "seed"`` swaps ``dataset`` for a
+    :class:`~byu_motor.data.seed_sampler.SeedWindowDataset` over the same volumes, patch size, stride,
+    length and seed (the seed's epochs of every motor window in 16 views, ``train_cfg.augment_set``).
+
     Its workers are not persistent: each new loader's workers copy the dataset as it is then (e.g. after
     hard negatives were set).
     """
@@ -161,6 +165,14 @@ def make_loader(
 
     from byu_motor.data.dataset import collate_patches
 
+    if train_cfg.sampler == "seed":
+        from byu_motor.data.seed_sampler import SeedWindowDataset
+
+        dataset = SeedWindowDataset(  # type: ignore[assignment]
+            dataset.volumes, dataset.patch_size, train_cfg, dataset.stride, len(dataset), dataset.seed
+        )
+    elif train_cfg.sampler != "random":
+        raise ValueError(f"unknown train.sampler {train_cfg.sampler!r}; choose from ('random', 'seed')")
     sampler = ShardedRangeSampler(first_batch, n_batches, train_cfg.batch_size, info.rank, info.world_size)
     return DataLoader(
         dataset,

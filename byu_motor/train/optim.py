@@ -17,7 +17,8 @@ AMP_MODES = ("fp16", "bf16", "none")
 
 
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """AdamW over ``model``'s trainable parameters; biases and norm weights (1-D) get no weight decay."""
+    """AdamW over ``model``'s trainable parameters (``train.lr``, ``train.adam_eps``, default betas 0.9, 0.999);
+    biases and norm weights (1-D) get no weight decay, the others ``train.weight_decay``."""
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -26,11 +27,17 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
         {"params": decay, "weight_decay": cfg.train.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
-    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.train.lr)
+    return torch.optim.AdamW([g for g in groups if g["params"]], lr=cfg.train.lr, eps=cfg.train.adam_eps)
 
 
 def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> CosineLRScheduler:
-    """timm's cosine schedule with linear warmup, stepped per optimiser step (``step_update(step)``)."""
+    """timm's cosine schedule with linear warmup, stepped per optimiser step (``step_update(step)``).
+
+    With ``lr``, ``w`` = ``warmup_steps``, ``n`` = ``steps``, ``lr0`` = ``warmup_lr_init`` and ``lr_min`` =
+    ``min_lr`` (the seed: ``lr0`` = 0.01 x lr, ``lr_min`` = 0.005 x lr, ``w`` 3000, ``n`` 32000), the rate
+    after ``s`` optimiser steps is ``lr0 + s (lr - lr0) / w`` for ``s < w``, then
+    ``lr_min + (lr - lr_min) (1 + cos(pi (s - w) / (n - w))) / 2``, reaching ``lr_min`` at ``s = n``.
+    """
     from timm.scheduler import CosineLRScheduler
 
     t = cfg.train

@@ -6,7 +6,6 @@ entry point (``Trainer(...).fit()``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
@@ -15,7 +14,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -27,13 +25,14 @@ from byu_motor.train.checkpointing import (
     same_schedule,
     save_inference_checkpoints,
 )
+from byu_motor.train.continuation import adopt_previous_run, recipe_without_validation, time_is_up
 from byu_motor.train.distributed import agree_int, all_reduce_mean, barrier, init_distributed, pick_device
 from byu_motor.train.hooks import Hook
 from byu_motor.train.inputs import load_volumes, make_loader, read_training_labels, split_folds
 from byu_motor.train.losses import HeatmapLoss
 from byu_motor.train.metrics_log import MetricsLog
 from byu_motor.train.mining import HardNegativeMining
-from byu_motor.train.optim import autocast, build_optimizer, build_scheduler, resolve_amp
+from byu_motor.train.optim import build_optimizer, build_scheduler, resolve_amp
 from byu_motor.train.rng import seed_everything, set_rng_state
 
 log = logging.getLogger(__name__)
@@ -93,7 +92,7 @@ class Trainer:
         self.last_loss = float("nan")
         self.metrics = MetricsLog(self.out_dir / "metrics.jsonl", self.elapsed)
         self._elapsed0 = 0.0
-        self._t_start = time.perf_counter()
+        self._t_start = self._session_t0 = time.perf_counter()
         self._batches: Iterator[dict[str, Any]] | None = None
 
     # ------------------------------------------------------------------------------------------ accessors
@@ -135,7 +134,14 @@ class Trainer:
         self._setup_device()
         if t.steps < 1 or t.batch_size < 1 or t.grad_accum < 1 or t.val_every < 1:
             raise ValueError("train.steps, batch_size, grad_accum and val_every must be >= 1")
+        if t.train_on_all and self.val_ids is not None:
+            raise ValueError("train.train_on_all trains on every tomogram: pass no val_ids")
+        if t.train_on_all:
+            self.cfg = recipe_without_validation(self.cfg)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        if t.resume_from and self.resume_enabled and self.info.is_main:
+            adopt_previous_run(t.resume_from, self.out_dir)
+        barrier()
         seed_everything(t.seed)
         self._setup_split()
         self._setup_model()
@@ -149,8 +155,12 @@ class Trainer:
         t = self.cfg.train
         labels = ", ".join(t.label_sources) or self.data_dir / "train_labels.csv"
         self.records, self.folders = read_training_labels(self.data_dir, t.label_sources)
-        split = split_folds(self.records, self.cfg, self.out_dir, self.info, self.val_ids)
-        self.train_ids, self.val_list = split
+        if t.train_on_all:  # the seed's final members: every tomogram, no validation, no folds.csv
+            self.train_ids, self.val_list = list(self.records), []
+        else:
+            self.train_ids, self.val_list = split_folds(
+                self.records, self.cfg, self.out_dir, self.info, self.val_ids
+            )
         if t.val_limit > 0:
             self.val_list = self.val_list[: t.val_limit]
         if not self.train_ids:
@@ -259,56 +269,28 @@ class Trainer:
             self._log_loss(lr, bar)
             for hook in self.hooks:
                 hook.on_step_end(self, {"loss": step_loss, "lr": lr})
-            if self.step % t.val_every == 0 or self.step == t.steps or self.step == self.stop_at_step:
+            out_of_time = time_is_up(time.perf_counter() - self._session_t0, t.stop_after_s, self.device)
+            save = self.step % t.val_every == 0 or self.step in (t.steps, self.stop_at_step)
+            if save or out_of_time:
                 if show:
                     progress.status(f"validate fold {t.fold} at step {self.step}")
                 self.last_result = self.validate_and_checkpoint()
             if self.callback is not None:
                 self.callback(self.step, {"loss": float(step_loss), "lr": lr})
-            if self.stop_at_step is not None and self.step >= self.stop_at_step:
+            if out_of_time or (self.stop_at_step is not None and self.step >= self.stop_at_step):
                 break
         bar.close()
         self._batches = None
 
     def train_step(self) -> torch.Tensor:
-        """One optimiser step: ``grad_accum`` micro-batches, clipping, scaler, scheduler and EMA updates.
+        """One optimiser step (:func:`byu_motor.train.step.optimizer_step`: micro-batches, scaler, EMA).
 
         Returns:
             this process's mean loss over the micro-batches (a device tensor: reading it syncs).
         """
-        t = self.cfg.train
-        self.optimizer.zero_grad(set_to_none=True)
-        step_loss = torch.zeros((), device=self.device)
-        for micro in range(t.grad_accum):
-            step_loss += self._micro_step(micro) / t.grad_accum
-        if t.clip_grad and t.clip_grad > 0:
-            self.scaler.unscale_(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.core.parameters(), t.clip_grad)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
-        self.scheduler.step_update(self.step)
-        if self.ema is not None:
-            self.ema.update(self.core, step=self.step)
-        return step_loss
+        from byu_motor.train.step import optimizer_step
 
-    def _micro_step(self, micro: int) -> torch.Tensor:
-        """Forward and backward of micro-batch ``micro`` of this step; returns its (detached) loss."""
-        from byu_motor.data.dataset import mix_batch
-
-        t, info = self.cfg.train, self.info
-        batch = next(self._batches)
-        # batch mixing draws from a generator keyed by (seed, rank, step): identical after a resume
-        batch = mix_batch(batch, t, np.random.default_rng([t.seed, info.rank, self.step, micro]))
-        x = batch["image"].to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
-        y = batch["target"].to(self.device, non_blocking=True)
-        skip_sync = info.enabled and micro < t.grad_accum - 1  # DDP all-reduces on the last micro-step only
-        with self.model.no_sync() if skip_sync else contextlib.nullcontext():
-            with autocast(self.amp, self.device):
-                out = self.model(x)
-            loss, _ = self.criterion(out, y)
-            self.scaler.scale(loss / t.grad_accum).backward()
-        return loss.detach()
+        return optimizer_step(self)
 
     def _log_loss(self, lr: float, bar: Any) -> None:
         """Every ``log_every`` steps: the window's mean loss over all processes, logged by the main one."""

@@ -31,6 +31,18 @@ def test_cases_follow_the_1000_a_rule() -> None:
     assert [(c.kind, c.label, c.candidate) for c in missed] == [("missed", (10.0, 10.0, 10.0), None)]
 
 
+def test_a_second_peak_next_to_a_matched_label_is_a_case() -> None:
+    # two labels 6 voxels apart and a third motor between them, unlabelled: the best two candidates take one
+    # label each, the third (within 1000 A of both labels) is left over and becomes a case
+    motors = np.array([[10.0, 10.0, 10.0], [10.0, 10.0, 16.0]])
+    cands = [[10.0, 10.0, 10.0, 0.9], [10.0, 10.0, 16.0, 0.8], [10.0, 14.0, 13.0, 0.7]]
+    cases = tomogram_cases("t", cands, motors, SPACING_A, floor=0.5)
+    assert [(c.kind, c.candidate) for c in cases] == [("fp", (10.0, 14.0, 13.0))]
+    # one label, two candidates near it: the better one matches it, the nearer one is the case
+    cases = tomogram_cases("t", cands[1:], motors[:1], SPACING_A, floor=0.5)
+    assert [(c.kind, c.candidate) for c in cases] == [("fp", (10.0, 14.0, 13.0))]
+
+
 def test_find_cases_skips_unpredicted_tomograms() -> None:
     truth = {"a": np.zeros((0, 3)), "b": np.array([[5.0, 5.0, 5.0]])}
     cases = find_cases({"a": [[1.0, 2.0, 3.0, 0.9]]}, truth, {"a": SPACING_A, "b": SPACING_A})

@@ -1,0 +1,83 @@
+"""Where a run continues and ends: a previous run's output as the start, a session time limit, no held-out fold.
+
+Kaggle notebooks stop after 12 hours. A long run is therefore cut into sessions: each stops itself after
+``train.stop_after_s`` seconds with ``resume.pt`` saved (:func:`time_is_up`), its output folder is attached to
+the next session as a (read-only) dataset, and ``train.resume_from`` names that folder:
+:func:`adopt_previous_run` copies its files into the new, writable ``out_dir`` and training continues there.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import torch
+
+from byu_motor.config import Config
+from byu_motor.train.distributed import all_reduce_mean
+
+log = logging.getLogger(__name__)
+
+# what a run folder holds that the next session needs (resume.pt last: its presence marks a complete copy)
+RUN_FILES = ("config.json", "folds.csv", "metrics.jsonl", "last.pt", "best.pt", "resume.pt")
+# the seed's rule for its train_on_all members: the 55 % lowest-scoring test tomograms are negative
+NO_VALIDATION_THRESHOLD = "negative_share"
+
+
+def adopt_previous_run(previous: str | Path, out_dir: Path) -> bool:
+    """Copy a previous run's files (:data:`RUN_FILES` that exist) into ``out_dir`` unless it has ``resume.pt``.
+
+    ``previous`` is only read (it may be a read-only Kaggle input); the copies are plain writable files.
+
+    Args:
+        previous: the previous run's ``out_dir``.
+        out_dir: this run's folder (created).
+
+    Returns:
+        True when files were copied, False when ``out_dir`` already holds its own ``resume.pt``.
+
+    Raises:
+        OSError: when ``previous`` has no ``resume.pt``, naming the path.
+    """
+    src = Path(previous)
+    if (out_dir / "resume.pt").exists():
+        return False
+    if not (src / "resume.pt").is_file():
+        raise OSError(f"{src / 'resume.pt'}: train.resume_from names no previous run (no resume.pt there)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in RUN_FILES:
+        if (src / name).is_file():
+            tmp = out_dir / f".{name}.copy"
+            shutil.copyfile(src / name, tmp)  # contents only: a read-only source's mode is not copied
+            os.replace(tmp, out_dir / name)
+    log.info("continuing the run in %s (copied into %s)", src, out_dir)
+    return True
+
+
+def recipe_without_validation(cfg: Config) -> Config:
+    """``cfg``, or a copy whose ``infer.threshold`` needs no validation when it was ``"checkpoint"``.
+
+    A ``train_on_all`` run has no held-out tomograms to calibrate a threshold on, so its checkpoints carry
+    the seed's rule (:data:`NO_VALIDATION_THRESHOLD`, share ``infer.negative_share``) instead; a
+    ``fixed``, ``quantile`` or ``negative_share`` rule is kept.
+    """
+    if cfg.infer.threshold != "checkpoint":
+        return cfg
+    log.warning(
+        "train.train_on_all: no validation to calibrate a threshold; checkpoints use infer.threshold=%s",
+        NO_VALIDATION_THRESHOLD,
+    )
+    out = Config.from_dict(cfg.to_dict())
+    out.infer.threshold = NO_VALIDATION_THRESHOLD
+    return out
+
+
+def time_is_up(elapsed_s: float, limit_s: float, device: torch.device) -> bool:
+    """Whether this session ran ``limit_s`` seconds on any process (``limit_s`` <= 0: never); every process
+    gets the same answer."""
+    if limit_s <= 0:
+        return False
+    flag = torch.tensor(float(elapsed_s >= limit_s), device=device)
+    return bool(all_reduce_mean(flag) > 0)

@@ -1,0 +1,43 @@
+"""A tiny model trains with the seed's window sampler and augmentation set (train.sampler / train.augment_set)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from byu_motor.data.seed_sampler import SeedWindowDataset
+from byu_motor.train.engine import train
+from tests.train.test_engine import VAL_IDS, one_thread, tiny_config, write_tiny_dataset  # noqa: F401
+
+
+def test_tiny_model_trains_three_steps_on_seed_windows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = write_tiny_dataset(tmp_path / "data")
+    served: list[int] = []
+    original = SeedWindowDataset.__getitem__
+
+    def counting(self: SeedWindowDataset, i: int) -> dict:
+        served.append(i)
+        return original(self, i)
+
+    monkeypatch.setattr(SeedWindowDataset, "__getitem__", counting)
+    cfg = tiny_config(
+        steps=3, val_every=3, sampler="seed", augment_set="seed", bg_ratio=0.1, sigma_rule="covariance"
+    )
+    losses: list[float] = []
+    result = train(
+        cfg, data, tmp_path / "run", val_ids=VAL_IDS, callback=lambda s, i: losses.append(i["loss"])
+    )
+    assert result["step"] == 3 and len(losses) == 3
+    assert all(math.isfinite(v) for v in losses)
+    assert served == list(range(6))  # every item of the 3 x 2 micro-batches came from the seed windows
+
+
+def test_unknown_sampler_is_one_clear_error(tmp_path: Path) -> None:
+    data = write_tiny_dataset(tmp_path / "data")
+    cfg = tiny_config(steps=1, sampler="windows")
+    with pytest.raises(ValueError, match="train.sampler"):
+        train(cfg, data, tmp_path / "run", val_ids=VAL_IDS)
