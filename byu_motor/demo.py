@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from byu_motor import progress
+
 if TYPE_CHECKING:
     from byu_motor.config import Config
 
@@ -140,7 +142,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     from byu_motor.infer.recipe import Member, resolve_infer
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score_details
-    from byu_motor.synth import error_sources, generate_dataset
+    from byu_motor.synth import error_sources
     from byu_motor.train.engine import train
 
     s = settings or DemoSettings()
@@ -153,22 +155,15 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     timings: dict[str, float] = {}
 
     t0 = time.perf_counter()
-    data = out / "data"
-    if not (data / "test_labels.csv").exists():
-        generate_dataset(
-            data,
-            s.n_train,
-            s.n_test,
-            scale=s.scale,
-            seed=s.seed,
-            difficulty=s.difficulty,
-            workers=os.cpu_count() or 1,
-        )
+    data = _synthesise(out / "data", s)
     timings["synthesise"] = time.perf_counter() - t0
 
     checkpoints = []
     for k, cfg in enumerate(configs):
         t0 = time.perf_counter()
+        progress.status(
+            f"train fold {k} of {len(configs)}: preset {preset}, run folder {out / 'runs' / f'fold{k}'}"
+        )
         result = train(cfg, data, out / "runs" / f"fold{k}")
         checkpoints.append(str(result["checkpoints"]["best"]))
         timings[f"train fold {k}"] = time.perf_counter() - t0
@@ -191,6 +186,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     )
     timings["predict"] = time.perf_counter() - t0
 
+    progress.status("score: F2 of the submission against the synthetic truth")
     solution = pd.read_csv(data / "test_labels.csv")
     details = score_details(solution, submission)
     meta = json.loads((data / "synth_meta.json").read_text())
@@ -205,6 +201,26 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     result["paths"]["html_report"] = str(_html_report(out, result, submission, data / "test_labels.csv"))
     (out / "result.json").write_text(json.dumps(result, indent=2, default=str))
     return result
+
+
+def _synthesise(data: Path, s: DemoSettings) -> Path:
+    """Generate the demo's data set into ``data`` unless a finished one is there; returns ``data``."""
+    from byu_motor.synth import generate_dataset
+
+    if (data / "test_labels.csv").exists():
+        progress.status(f"synthesise: reusing {data}")
+        return data
+    progress.status(f"synthesise: {s.n_train} train + {s.n_test} test tomograms into {data}")
+    generate_dataset(
+        data,
+        s.n_train,
+        s.n_test,
+        scale=s.scale,
+        seed=s.seed,
+        difficulty=s.difficulty,
+        workers=os.cpu_count() or 1,
+    )
+    return data
 
 
 def _html_report(out: Path, result: dict[str, Any], submission: pd.DataFrame, labels: Path) -> Path:

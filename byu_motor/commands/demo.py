@@ -10,11 +10,18 @@ HELP = "run the whole job on synthetic data: generate, train two folds, predict 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the command's arguments (every one optional)."""
     parser.add_argument("--out", default="demo_out", help="output folder (default: demo_out)")
-    parser.add_argument("--n-train", type=int, default=40)
-    parser.add_argument("--n-test", type=int, default=20)
-    parser.add_argument("--scale", type=float, default=0.25)
-    parser.add_argument("--difficulty", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-train", type=int, default=40, help="synthetic training tomograms")
+    parser.add_argument(
+        "--n-test", type=int, default=20, help="synthetic test tomograms (0 or 1 motor each, like Kaggle's)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=0.25,
+        help="size factor per axis of the synthetic tomograms (1: real size)",
+    )
+    parser.add_argument("--difficulty", type=float, default=1.0, help="noise multiplier of the generator")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the data and of training")
     parser.add_argument("--preset", default=None, help="default: tiny on CPU, tiny_fine_gpu on GPU")
     parser.add_argument(
         "--folds", type=int, default=2, help="checkpoints in the ensemble (folds 0 .. FOLDS-1)"
@@ -67,7 +74,6 @@ def parse_fold_sets(items: list[str], same: bool) -> dict[int, list[str]] | None
 def run(args: argparse.Namespace) -> int:
     """Run the demo and print, last, ``F2 = ...``."""
     from byu_motor.demo import DemoSettings, fold_configs, pick_preset, run_demo
-    from byu_motor.synth import format_sources
 
     fold_overrides = parse_fold_sets(args.fold_sets, args.same_folds)
     try:
@@ -93,16 +99,30 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as err:
         raise ValueError(f"--set / --fold-set: {err}") from err
     r = run_demo(args.out, settings)
-    for stage, seconds in r["timings_s"].items():
-        print(f"{stage:>14}: {seconds:7.1f} s")
-    print(f"markdown report: {r['paths']['report']}")
-    print(
-        f"precision = {r['precision']:.4f}  recall = {r['recall']:.4f}  TP = {r['tp']}  FP = {r['fp']}  FN = {r['fn']} ({r['misplaced']} misplaced)"
+    for line in summary_lines(r):
+        print(line)
+    return 0
+
+
+def summary_lines(r: dict) -> list[str]:
+    """The demo's closing summary: per-stage seconds, the scores, what errors hit, the report, and last F2.
+
+    Args:
+        r: the result of :func:`byu_motor.demo.run_demo`.
+    """
+    from byu_motor.synth import format_sources
+
+    lines = [f"{stage:>14}: {seconds:7.1f} s" for stage, seconds in r["timings_s"].items()]
+    lines.append(f"markdown report: {r['paths']['report']}")
+    lines.append(
+        f"precision = {r['precision']:.4f}  recall = {r['recall']:.4f}  TP = {r['tp']}  FP = {r['fp']}  "
+        f"FN = {r['fn']} ({r['misplaced']} misplaced)"
     )
-    print(
+    lines.append(
         f"false positives hit: {format_sources(r['error_sources']['false_positive'])}; "
         f"misplaced predictions hit: {format_sources(r['error_sources']['misplaced'])}"
     )
-    print(f"report: {r['paths']['html_report']}")
-    print(f"F2 = {r['f2']:.4f}")
-    return 0
+    # the report's path, then, last, the score
+    lines.append(f"report: {r['paths']['html_report']}")
+    lines.append(f"F2 = {r['f2']:.4f}")
+    return lines

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterable
+from typing import Any
 
 HELP = "List encoders, necks, heads and presets (parameters, output stride)."
 
@@ -64,25 +66,82 @@ def run(args: argparse.Namespace) -> int:
     print(f"Heads: {', '.join(HEADS.names())}")
     print()
 
+    names = [n for n in list_presets() if not (args.tiny and n != "tiny")]
+    flat = {name: flatten(get_preset(name).to_dict()) for name in names}
+    keys = distinguishing_keys(flat, PRESET_KEYS)
     rows = []
-    for name in list_presets():
-        if args.tiny and name != "tiny":
-            continue
-        cfg = get_preset(name)
-        m = cfg.model
+    for name in names:
         n, out_stride = None, "-"
         if not args.no_params:
             try:
                 with torch.device("meta"):
-                    model = create_model(m)
+                    model = create_model(get_preset(name).model)
                 n = count(model)
                 out_stride = "x".join(map(str, model.stride))
             except Exception as err:
                 out_stride = f"error: {type(err).__name__}: {err}"[:60]
-        spacing = "x".join(f"{v:g}" for v in cfg.data.spacing_a)
-        patch = "x".join(map(str, cfg.data.patch_size))
-        stride = "x".join(map(str, m.stride))
-        rows.append([name, m.encoder, m.neck, stride, _fmt_params(n), out_stride, spacing, patch])
-    print("Presets")
-    print(_table(["name", "encoder", "neck", "stride", "params", "out stride", "spacing A", "patch"], rows))
+        rows.append([name, _fmt_params(n), out_stride, *(_fmt_value(flat[name].get(k)) for k in keys)])
+    print("Presets (columns: the settings that tell them apart; byu-motor recipe PRESET shows all)")
+    print(_table(["name", "params", "out stride", *[PRESET_KEYS.get(k, k) for k in keys]], rows))
     return 0
+
+
+#: The settings always shown for a preset, with their column titles; more follow when these do not tell
+#: two presets apart (:func:`distinguishing_keys`).
+PRESET_KEYS = {
+    "model.encoder": "encoder",
+    "model.neck": "neck",
+    "model.stride": "stride",
+    "data.spacing_a": "spacing A",
+    "data.patch_size": "patch",
+}
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"model": {"stride": 16}}`` -> ``{"model.stride": 16}`` (the ``--set`` keys of a config dict)."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict) and value:
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def distinguishing_keys(flat: dict[str, dict[str, Any]], shown: Iterable[str]) -> list[str]:
+    """``shown``, then the fewest further keys that give every preset its own row.
+
+    Args:
+        flat: ``{preset: flattened config}`` (:func:`flatten`); the ``name`` key is never used.
+        shown: keys always shown, in order.
+
+    Returns:
+        ``shown`` and, greedily, the key that splits most presets still alike, until none are (or no key
+        can split them).
+    """
+    keys = list(shown)
+    candidates = sorted({k for cfg in flat.values() for k in cfg} - set(keys) - {"name"})
+
+    def distinct(cols: list[str]) -> int:
+        return len({tuple(repr(cfg.get(k)) for k in cols) for cfg in flat.values()})
+
+    while distinct(keys) < len(flat):
+        best = max(candidates, key=lambda k: distinct([*keys, k]), default=None)
+        if best is None or distinct([*keys, best]) == distinct(keys):
+            break
+        keys.append(best)
+        candidates.remove(best)
+    return keys
+
+
+def _fmt_value(value: Any) -> str:
+    """A config value in one short cell: ``(64, 64, 64)`` -> ``64x64x64``, ``None`` -> ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, (list, tuple)):
+        return "x".join(_fmt_value(v) for v in value) if value else "-"
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, dict):
+        return ",".join(f"{k}={_fmt_value(v)}" for k, v in value.items()) or "-"
+    return str(value)

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
+from pathlib import Path
 
 HELP = "Predict motors in DATA_DIR/test and write a submission CSV (one row per test tomogram)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``byu-motor predict``."""
-    parser.add_argument("data_dir", help="competition folder holding test/ (and sample_submission.csv)")
+    parser.add_argument(
+        "data_dir",
+        nargs="?",
+        metavar="DATA",
+        help="competition folder holding test/ (and sample_submission.csv); may also follow --checkpoints",
+    )
     members = parser.add_mutually_exclusive_group(required=True)
     members.add_argument(
         "--checkpoints",
@@ -52,7 +57,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--devices", default="auto", help="auto (every GPU, else CPU), cpu, cuda, or a list: cuda:0,cuda:1"
     )
-    parser.add_argument("--quiet", action="store_true", help="only warnings and the summary")
+    parser.add_argument("--device", dest="devices", default="auto", help=argparse.SUPPRESS)  # old name
+    parser.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="keep the resume file OUT.partial.jsonl after a finished run (it is always kept after an "
+        "interrupted one)",
+    )
+
+
+def data_and_checkpoints(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """The data folder and the checkpoint list of parsed ``predict`` arguments.
+
+    ``--checkpoints`` takes one or more values, so in ``predict --checkpoints A.pt B.pt DATA`` argparse hands
+    DATA to it: when no positional DATA was seen, the last ``--checkpoints`` value is DATA.
+
+    Raises:
+        ValueError: no DATA at all, or ``--checkpoints`` holding DATA alone.
+    """
+    checkpoints = list(args.checkpoints or [])
+    data = args.data_dir
+    if data is None and len(checkpoints) >= 2 and not Path(checkpoints[-1]).is_file():
+        data = checkpoints.pop()
+    if data is None:
+        raise ValueError("missing DATA (the competition folder holding test/); see byu-motor predict --help")
+    return data, checkpoints
 
 
 def run(args: argparse.Namespace) -> int:
@@ -60,20 +89,15 @@ def run(args: argparse.Namespace) -> int:
     from byu_motor.infer.recipe import Member, read_recipe_file, resolve_infer
     from byu_motor.infer.runner import run_prediction
 
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.WARNING if args.quiet else logging.INFO,
-            format="%(asctime)s %(levelname)s %(message)s",
-            datefmt="%H:%M:%S",
-        )
+    data, checkpoints = data_and_checkpoints(args)
     if args.recipe:
         recipe = read_recipe_file(args.recipe)
         members, overrides = recipe.members, [*recipe.sets, *args.set]
     else:
-        members, overrides = [Member(c) for c in args.checkpoints], list(args.set)
+        members, overrides = [Member(c) for c in checkpoints], list(args.set)
     config = resolve_infer(members, overrides)
     df = run_prediction(
-        args.data_dir,
+        data,
         [m.checkpoint for m in members],
         args.out,
         config,
@@ -81,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         preview_dir=args.preview or (args.report and f"{args.report}/previews"),
         labels_csv=args.labels,
         devices=args.devices,
+        keep_partial=args.keep_partial,
     )
     s = df.attrs.get("summary", {})
     n = max(1, s.get("predicted", 0))

@@ -16,7 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "submission", help="submission CSV (tomo_id, Motor axis 0, Motor axis 1, Motor axis 2)"
     )
     parser.add_argument("--distance-a", type=float, default=1000.0, help="hit radius in Angstrom")
-    parser.add_argument("--beta", type=float, default=2.0)
+    parser.add_argument(
+        "--beta", type=float, default=2.0, help="F-beta weight of recall (the competition's 2)"
+    )
     parser.add_argument(
         "--synth-meta",
         help="synth_meta.json of a synthetic set: also name what each false positive and misplaced "

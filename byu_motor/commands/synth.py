@@ -9,7 +9,9 @@ HELP = "Generate synthetic tomograms with known motors in the competition layout
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the `synth` options to ``parser``."""
-    parser.add_argument("out_dir", help="output folder (train/, test/, train_labels.csv, ...)")
+    parser.add_argument(
+        "out_dir", metavar="DATA", help="data folder to write (train/, test/, train_labels.csv, ...)"
+    )
     parser.add_argument("--n-train", type=int, default=8, help="number of train tomograms")
     parser.add_argument("--n-test", type=int, default=4, help="number of test tomograms (0 or 1 motor)")
     parser.add_argument(

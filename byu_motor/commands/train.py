@@ -44,8 +44,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="continue from OUT/resume.pt when present (default: yes)",
     )
     parser.add_argument(
-        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
+        "--devices",
+        dest="device",
+        default=None,
+        help="torch device (default: cuda when available, else cpu; several GPUs: run under torchrun)",
     )
+    parser.add_argument("--device", dest="device", default=None, help=argparse.SUPPRESS)  # old name
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 

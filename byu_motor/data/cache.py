@@ -230,9 +230,9 @@ class VolumeCache:
         items = list(items)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from byu_motor import progress as progress_module
 
-            bar = tqdm(total=len(items), desc="cache", unit="tomo")
+            bar = progress_module.bar(len(items), "cache (read, resample)", unit="tomo")
         results: list[CachedVolume | None] = [None] * len(items)
 
         def one(i: int) -> None:

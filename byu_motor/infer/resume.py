@@ -7,10 +7,12 @@ input changed are predicted again with the never-predicted tomograms; rows predi
 level are kept as a fallback and redone after those, only while time remains. A redo never loses a row:
 a failed or no-better redo leaves the old row standing (:func:`supersedes`), in memory and on reload.
 
-A finished run (every row predicted at level 0) leaves a marker ``<out>.partial.done`` beside the partial
-file (:func:`finish_marker`). A later run with the same output reuses the finished rows (still checked as
-above) while the CSV exists; removing the CSV asks for a fresh start: the partial file is moved to
-``<out>.partial.jsonl.prev`` and everything is predicted again (:func:`open_partial`).
+A finished run (every row predicted at level 0) removes its partial file: only an interrupted run leaves
+one (:func:`mark_finished`). Asked to keep it (``keep=True``, ``predict --keep-partial``), it leaves a marker
+``<out>.partial.done`` beside the partial file (:func:`finish_marker`) instead; a later run with the same
+output then reuses the finished rows (still checked as above) while the CSV exists, and removing the CSV
+asks for a fresh start: the partial file is moved to ``<out>.partial.jsonl.prev`` and everything is
+predicted again (:func:`open_partial`).
 """
 
 from __future__ import annotations
@@ -287,8 +289,13 @@ def open_partial(partial_path: Path, out_csv: Path, header: dict[str, Any]) -> P
     return PartialFile(partial_path, header)
 
 
-def mark_finished(partial: PartialFile, ids: Sequence[str], folders: dict[str, Path], level0: str) -> bool:
-    """Leave the finished-run marker when every tomogram with a folder has a row predicted at ``level0``.
+def mark_finished(
+    partial: PartialFile, ids: Sequence[str], folders: dict[str, Path], level0: str, keep: bool = True
+) -> bool:
+    """Close a finished run: every tomogram with a folder has a row predicted at ``level0``.
+
+    A finished run removes its partial file, or with ``keep`` leaves the finished-run marker beside it; an
+    unfinished one keeps the file for the next run to resume from.
 
     Returns:
         Whether the run counted as finished.
@@ -298,6 +305,8 @@ def mark_finished(partial: PartialFile, ids: Sequence[str], folders: dict[str, P
         for t in ids
         if t in folders
     )
-    if finished:
+    if finished and keep:
         finish_marker(partial.path).write_text(json.dumps({"rows": len(ids)}) + "\n", encoding="utf-8")
+    elif finished:
+        partial.path.unlink(missing_ok=True)
     return finished

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from byu_motor import progress
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram
 from byu_motor.infer import workers as workers_module
@@ -163,6 +164,7 @@ def run_prediction(
     predictor_factory: PredictorFactory | None = None,
     reader: Callable[[Any], Any] = read_tomogram,
     checkpoint_inspector: Callable[[str], CheckpointInfo] = inspect_checkpoint,
+    keep_partial: bool = False,
 ) -> pd.DataFrame:
     """Predict every test tomogram of ``data_dir`` and write the submission CSV.
 
@@ -189,6 +191,7 @@ def run_prediction(
             (a module-level function or class) when several devices are used.
         reader: ``reader(folder) -> uint8 (Z, Y, X)``; default :func:`read_tomogram`.
         checkpoint_inspector: validates a checkpoint and returns its :class:`CheckpointInfo`.
+        keep_partial: keep the partial file after a finished run (by default only an interrupted run keeps it).
 
     Returns:
         The submission DataFrame (``tomo_id, Motor axis 0/1/2`` as int64), the run summary in ``df.attrs
@@ -223,14 +226,18 @@ def run_prediction(
     summary = _summary(
         df, ids, folders, records, (threshold, threshold_source), plan, not_reached, collect, device_list
     )
-    summary["finished"] = mark_finished(partial, ids, folders, ladder[0].name)
+    summary["finished"] = mark_finished(partial, ids, folders, ladder[0].name, keep=keep_partial)
     if preview_dir is not None:
-        summary["previews"] = write_previews(
-            Path(preview_dir), ids, ok, folders, threshold, template, labels_csv
-        )
+        summary["previews"] = _previews(Path(preview_dir), ids, ok, folders, threshold, template, labels_csv)
     summary.update(_budget_fields(time_budget_s, time.monotonic() - t_start))
     df.attrs.update(summary=summary, candidates=candidates)
     return df
+
+
+def _previews(preview_dir: Path, *args: Any) -> int:
+    """:func:`write_previews` (same arguments) after a status line; returns the number of PNGs written."""
+    progress.status(f"previews: drawing the predicted tomograms into {preview_dir}")
+    return write_previews(preview_dir, *args)
 
 
 def _budget_fields(budget_s: float | None, used_s: float) -> dict[str, Any]:
@@ -245,17 +252,38 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
     """Run the workers on ``plan.pending``, then on ``plan.redo`` (and this run's own shed-level rows, such as
     the first tomogram, which the planner predicts cheaply before it has measured anything) while time remains,
     storing each result in ``partial`` as it arrives; closes ``partial`` in any case."""
-    collect = Collector(partial)
+    collect = _ShowingCollector(partial)
+    budget = "" if template.budget_end is None else f", budget {template.budget_end - time.time():.0f} s"
+    progress.status(
+        f"predict: {len(plan.pending)} tomogram(s) to predict ({len(plan.reused)} resumed), "
+        f"{len(template.checkpoints)} checkpoint(s) on {','.join(devices)}{budget}"
+    )
     try:
-        run_jobs(split_jobs(template, plan.pending, devices), collect)
+        with progress.bar(len(plan.pending), "predict", unit="tomo", disable=not plan.pending) as collect.bar:
+            run_jobs(split_jobs(template, plan.pending, devices), collect)
         _add_shed_rows(plan, plan.pending, partial.records, [lv.name for lv in template.levels])
         # a phase that stopped for lack of time leaves none for redos (its -1 rows matter more)
         redo = [] if collect.stopped else _redo_jobs(template, plan, devices, partial.records)
         if redo:
-            run_jobs(redo, collect)
+            with progress.bar(len(plan.redo), "predict again (shed rows)", unit="tomo") as collect.bar:
+                run_jobs(redo, collect)
     finally:
         partial.close()
     return collect
+
+
+@dataclasses.dataclass
+class _ShowingCollector(Collector):
+    """A :class:`Collector` that also advances ``bar`` per result and shows the budget level it ran at."""
+
+    bar: Any = None
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        super().__call__(event)
+        if event.get("event") == "result" and self.bar is not None:
+            if event.get("level"):
+                self.bar.set_postfix_str(f"level {event['level']}")
+            self.bar.update(1)
 
 
 def _add_shed_rows(

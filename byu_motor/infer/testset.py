@@ -30,7 +30,12 @@ def read_repaired(folder: str | os.PathLike, base_reader: Callable[[Any], Any] =
 
     volume = base_reader(folder)
     if detect_wraparound(volume):
-        log.warning("%s: wrongly quantised tomogram (+127 wraparound) repaired before prediction", folder)
+        path = Path(folder)  # say which split: a test tomogram, or a training one read for validation
+        log.info(
+            "%s tomogram %s: grey values stored shifted by 127 (wraparound); restored before prediction",
+            path.parent.name,
+            path.name,
+        )
         volume = fix_wraparound(volume, inplace=True)
     return volume
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from byu_motor import progress
 from byu_motor.data.io import write_tomogram
 from byu_motor.data.layout import LABEL_COLUMNS, SOLUTION_COLUMNS, SUBMISSION_COLUMNS
 from byu_motor.synth.distractors import ablation_kinds
@@ -83,11 +84,17 @@ def generate_dataset(
         (spec, vol_seq, float(difficulty), out / spec.split / spec.tomo_id, without)
         for spec, vol_seq in zip(specs, seeds)
     ]
-    if workers > 1 and len(tasks) > 1:
-        with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
-            distractors = list(pool.imap(_render_task, tasks))
-    else:
-        distractors = [_render_task(task) for task in tasks]
+    distractors = []
+    with progress.bar(len(tasks), "synthesise", unit="tomo") as shown:
+        if workers > 1 and len(tasks) > 1:
+            with multiprocessing.get_context("spawn").Pool(min(workers, len(tasks))) as pool:
+                for drawn in pool.imap(_render_task, tasks):
+                    distractors.append(drawn)
+                    shown.update(1)
+        else:
+            for task in tasks:
+                distractors.append(_render_task(task))
+                shown.update(1)
     settings = {"difficulty": float(difficulty), "seed": int(seed), "scale": float(scale)}
     _write_tables(out, specs, distractors, settings, without)
 

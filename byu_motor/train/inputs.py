@@ -132,11 +132,12 @@ def load_volumes(
     cache = VolumeCache(cache_dir, cfg.data)
     folders = folders or {}
 
-    def get_all() -> list[CachedVolume]:
-        return [cache.get(folders.get(tid, data_dir / "train" / tid), records[tid]) for tid in ids]
+    def get_all(show: bool = False) -> list[CachedVolume]:
+        items = [(folders.get(tid, data_dir / "train" / tid), records[tid]) for tid in ids]
+        return cache.prepare(items, progress=show)
 
-    if info.is_main:
-        vols = get_all()
+    if info.is_main:  # with a progress bar: a first run reads and resamples every tomogram
+        vols = get_all(show=True)
     barrier()
     if not info.is_main:
         vols = get_all()

@@ -249,12 +249,12 @@ class Trainer:
 
     def run(self) -> None:
         """The loop: steps until ``train.steps`` (or ``stop_at_step``), with hooks, validations and checkpoints."""
-        from tqdm.auto import tqdm
+        from byu_motor import progress
 
         t = self.cfg.train
         self._window_sum, self._window_n = torch.zeros((), device=self.device), 0
         show = self.progress and self.info.is_main
-        bar = tqdm(total=t.steps, initial=self.step, disable=not show, desc="train", dynamic_ncols=True)
+        bar = progress.bar(t.steps, f"train fold {t.fold}", unit="step", initial=self.step, disable=not show)
         self.restart_batches()
         self.model.train()
         while self.step < t.steps:
@@ -269,6 +269,8 @@ class Trainer:
             out_of_time = time_is_up(time.perf_counter() - self._session_t0, t.stop_after_s, self.device)
             save = self.step % t.val_every == 0 or self.step in (t.steps, self.stop_at_step)
             if save or out_of_time:
+                if show:
+                    progress.status(f"validate fold {t.fold} at step {self.step}")
                 self.last_result = self.validate_and_checkpoint()
             if self.callback is not None:
                 self.callback(self.step, {"loss": float(step_loss), "lr": lr})

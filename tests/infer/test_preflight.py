@@ -67,6 +67,7 @@ def tiny_checkpoint(path: Path, extra=None, state=None, **model_changes) -> Path
 
 def predict(data_dir, ckpts, out, reader, **kw):
     kw.setdefault("devices", "cpu")
+    kw.setdefault("keep_partial", True)  # the resume tests here reuse finished runs
     return run_prediction(data_dir, [str(c) for c in ckpts], out, reader=reader, **kw)
 
 

@@ -129,10 +129,12 @@ def test_a_tiny_checkpoint_predicts_its_recipe_with_no_set(tmp_path, tiny_checkp
 
     cfg, ckpt = tiny_checkpoint
     data = tmp_path / "data"
-    base = ["predict", str(data), "--checkpoints", str(ckpt), "--devices", "cpu", "--quiet"]
+    base = ["predict", str(data), "--checkpoints", str(ckpt), "--devices", "cpu", "--quiet", "--keep-partial"]
     assert main([*base, "--out", str(tmp_path / "plain.csv")]) == 0
     # the recipe repeated by hand: every inference setting of the tiny preset passed explicitly
-    by_hand = run_prediction(data, [str(ckpt)], tmp_path / "hand.csv", cfg.infer, devices="cpu")
+    by_hand = run_prediction(
+        data, [str(ckpt)], tmp_path / "hand.csv", cfg.infer, devices="cpu", keep_partial=True
+    )
     plain = pd.read_csv(tmp_path / "plain.csv")
     pd.testing.assert_frame_equal(plain, by_hand.reset_index(drop=True), check_dtype=False)
     cands = {t: r["candidates"] for t, r in _partial(tmp_path / "plain.csv").items()}
@@ -142,7 +144,7 @@ def test_a_tiny_checkpoint_predicts_its_recipe_with_no_set(tmp_path, tiny_checkp
         [52.4] * len(_spacings(tmp_path / "plain.csv"))
     )
     default = dataclasses.replace(cfg.infer, test_spacing_a=InferConfig().test_spacing_a)
-    run_prediction(data, [str(ckpt)], tmp_path / "default.csv", default, devices="cpu")
+    run_prediction(data, [str(ckpt)], tmp_path / "default.csv", default, devices="cpu", keep_partial=True)
     assert _spacings(tmp_path / "default.csv") == pytest.approx(
         [13.1] * len(_spacings(tmp_path / "plain.csv"))
     )

@@ -169,6 +169,19 @@ def test_finished_run_marker_and_fresh_start(data, ckpts, tmp_path) -> None:
     assert (tmp_path / "s.csv.partial.jsonl.prev").exists() and marker.exists()
 
 
+def test_a_finished_run_removes_its_partial_file_an_unfinished_one_keeps_it(data, ckpts, tmp_path) -> None:
+    out = tmp_path / "s.csv"
+    partial, marker = tmp_path / "s.csv.partial.jsonl", tmp_path / "s.csv.partial.done"
+    failing = sorted(BLOBS)[0]
+    df = run(data, ckpts, out, keep_partial=False, predictor_factory=factory(fail_ids=(failing,)))
+    assert df.attrs["summary"]["predict_errors"] == 1 and not df.attrs["summary"]["finished"]
+    assert partial.exists() and not marker.exists()  # kept: the next run resumes from it
+    log_path = tmp_path / "calls.txt"
+    df = run(data, ckpts, out, keep_partial=False, predictor_factory=factory(log_path=log_path))
+    assert predicted(log_path) == [failing] and df.attrs["summary"]["finished"]
+    assert out.exists() and not partial.exists() and not marker.exists()
+
+
 _KILLED_RUN = """
 from byu_motor.config import InferConfig
 from tests.infer.test_runner import FakePredictor, fake_inspector
