@@ -12,7 +12,8 @@ HELP = "Build a label review page: the disagreements between candidates and labe
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``byu-motor review``."""
-    parser.add_argument("data", metavar="DATA", help="competition folder holding train/<tomo_id>/ slices")
+    parser.add_argument("data_dir", nargs="?", metavar="DATA",
+                        help="competition folder holding train/<tomo_id>/ slices; may also follow --checkpoints")  # fmt: skip
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--checkpoints", nargs="+", metavar="CKPT", default=None,
                         help="predict the labelled tomograms with these checkpoints (default: none)")  # fmt: skip
@@ -49,6 +50,14 @@ def _predict(args: argparse.Namespace, tomo_ids: list[str]) -> dict[str, list[li
 
 def run(args: argparse.Namespace) -> int:
     """Find the disagreements and write the page; prints the case counts and the page's path."""
+    from byu_motor.commands.predict import data_and_checkpoints
+
+    if args.checkpoints:  # `review --checkpoints A.pt DATA`: DATA comes back from the checkpoint list
+        args.data, args.checkpoints = data_and_checkpoints(args)
+    elif args.data_dir is None:
+        raise ValueError("missing DATA (the folder holding train/); see byu-motor review --help")
+    else:
+        args.data = args.data_dir
     from collections import Counter
 
     from byu_motor.data.io import read_tomogram

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from byu_motor.cli import main
 from byu_motor.data.io import write_tomogram
@@ -14,7 +15,8 @@ from byu_motor.report.candidates import read_candidates_csv
 SHAPE = (16, 24, 24)
 
 
-def test_review_predicts_the_labelled_train_tomograms(tmp_path, monkeypatch, capsys) -> None:
+@pytest.mark.parametrize("data_last", [False, True])
+def test_review_predicts_the_labelled_train_tomograms(tmp_path, monkeypatch, capsys, data_last) -> None:
     rng = np.random.default_rng(3)
     for tomo_id in ("tomo_a", "tomo_b", "tomo_unlabelled"):
         write_tomogram(
@@ -38,6 +40,9 @@ def test_review_predicts_the_labelled_train_tomograms(tmp_path, monkeypatch, cap
     out = tmp_path / "review"
     argv = ["review", str(tmp_path / "data"), "--checkpoints", "m.pt", "--labels", str(tmp_path / "labels.csv"),
             "--out", str(out)]  # fmt: skip
+    if data_last:  # `review --checkpoints m.pt DATA`: DATA is not swallowed by the checkpoint list
+        argv = ["review", "--labels", str(tmp_path / "labels.csv"), "--out", str(out), "--checkpoints", "m.pt",
+                str(tmp_path / "data")]  # fmt: skip
     assert main(argv) == 0
     assert seen == {"tomograms": ["tomo_a", "tomo_b"], "checkpoints": ["m.pt"]}
     assert read_candidates_csv(out / "candidates.csv")["tomo_b"] == [[4.0, 4.0, 4.0, 0.8]]
