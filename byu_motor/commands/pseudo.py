@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
 
 HELP = "add confident candidates far from every label as motors (one pseudo-label round, no review)"
 
@@ -58,38 +57,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="print nothing on success (default: off)")
 
 
-def predict_candidates(
-    data_dir: Path,
-    checkpoints: list[str],
-    tomo_ids: list[str],
-    spacings: dict[str, float],
-    overrides: list[str],
-    device: str | None,
-) -> dict[str, list[Any]]:
-    """Candidates ``[(z, y, x, score), ...]`` (original voxels) of ``DATA/train/<tomo_id>`` for each tomo_id,
-    predicted at its labelled spacing with the checkpoints' own inference recipe (plus ``overrides``)."""
-    import torch
-
-    from byu_motor.infer.factory import default_predictor_factory
-    from byu_motor.infer.recipe import Member, resolve_infer
-    from byu_motor.infer.testset import compose_reader
-
-    config = resolve_infer([Member(c) for c in checkpoints], overrides)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    predictor = default_predictor_factory(list(checkpoints), config, device)
-    read = compose_reader()
-    out = {}
-    for tid in tomo_ids:
-        volume = read(data_dir / "train" / tid)
-        out[tid] = [
-            tuple(float(v) for v in c[:4]) for c in predictor.predict_volume(volume, spacings[tid], tid)
-        ]
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     """Run one round and write NEW; bad input raises ``ValueError`` (exit 2) before anything is written."""
     from byu_motor.data.label_edits import add_pseudo_labels, read_candidates, read_sourced_labels
+    from byu_motor.infer.labelled import predict_labelled
 
     if bool(args.checkpoints) == bool(args.candidates):
         raise ValueError("give exactly one of --checkpoints and --candidates")
@@ -99,9 +70,7 @@ def run(args: argparse.Namespace) -> int:
         candidates = read_candidates(args.candidates)
     else:
         spacings = {t: r.spacing_a for t, r in labels.records.items()}
-        candidates = predict_candidates(
-            data, args.checkpoints, list(spacings), spacings, args.set, args.device
-        )
+        candidates = predict_labelled(data, args.checkpoints, spacings, args.set, args.device)
     before = sum(r.n_motors for r in labels.records.values())
     added = add_pseudo_labels(labels, candidates, args.min_score, f"pseudo round {args.round}")
     labels.write(args.out)

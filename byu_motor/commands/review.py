@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import tempfile
 from pathlib import Path
 
 HELP = "Build a label review page: the disagreements between candidates and labels, decided in a browser."
@@ -28,24 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="inference override with --checkpoints, e.g. infer.tta=flip_z (default: none)")  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="only warnings and the summary (default: off)")
-
-
-def _predict(args: argparse.Namespace, tomo_ids: list[str]) -> dict[str, list[list[float]]]:
-    """Candidates of the labelled train tomograms, through the usual prediction run (a test/ of links)."""
-    from byu_motor.infer.recipe import Member, resolve_infer
-    from byu_motor.infer.runner import run_prediction
-
-    members = [Member(c) for c in args.checkpoints]
-    config = resolve_infer(members, list(args.set))
-    with tempfile.TemporaryDirectory(prefix="byu_review_") as tmp:
-        test = Path(tmp, "data", "test")
-        test.mkdir(parents=True)
-        for tomo_id in tomo_ids:
-            folder = Path(args.data, "train", tomo_id)
-            if folder.is_dir():
-                (test / tomo_id).symlink_to(folder.resolve(), target_is_directory=True)
-        df = run_prediction(Path(tmp, "data"), args.checkpoints, Path(tmp, "submission.csv"), config)
-    return dict(df.attrs.get("candidates", {}))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +54,9 @@ def run(args: argparse.Namespace) -> int:
     if args.candidates:
         candidates = read_candidates_csv(args.candidates)
     else:
-        candidates = _predict(args, list(truth))
+        from byu_motor.infer.labelled import predict_labelled
+
+        candidates = predict_labelled(args.data, args.checkpoints, spacing, args.set)
         write_candidates_csv(Path(args.out, "candidates.csv"), candidates)
     cases = find_cases(candidates, truth, spacing, args.floor)
     page = write_review_page(args.out, cases, lambda t: read_tomogram(Path(args.data, "train", t)))

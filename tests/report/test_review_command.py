@@ -1,5 +1,5 @@
-"""`byu-motor review --checkpoints`: the labelled train tomograms go through the prediction run, and the
-candidates it returns are saved beside the page."""
+"""`byu-motor review --checkpoints`: the labelled train tomograms are predicted at their labelled spacing, and
+the candidates are saved beside the page."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 
 from byu_motor.cli import main
 from byu_motor.data.io import write_tomogram
-from byu_motor.infer import runner
+from byu_motor.infer import labelled
 from byu_motor.report.candidates import read_candidates_csv
 
 SHAPE = (16, 24, 24)
@@ -28,15 +28,13 @@ def test_review_predicts_the_labelled_train_tomograms(tmp_path, monkeypatch, cap
     pd.DataFrame(rows, columns=header).to_csv(tmp_path / "labels.csv", index=False)
     seen = {}
 
-    def fake_run_prediction(data_dir, checkpoints, out_csv, config, **kw):
-        seen["tomograms"] = sorted(p.name for p in (data_dir / "test").iterdir())
+    def fake_predict_labelled(data_dir, checkpoints, spacings, overrides=(), device=None):
+        seen["tomograms"] = sorted(spacings)
+        seen["spacings"] = sorted(set(spacings.values()))
         seen["checkpoints"] = checkpoints
-        df = pd.DataFrame({"tomo_id": seen["tomograms"]})
-        df.attrs["candidates"] = {"tomo_a": [[8.0, 12.0, 13.0, 0.9]], "tomo_b": [[4.0, 4.0, 4.0, 0.8]]}
-        return df
+        return {"tomo_a": [[8.0, 12.0, 13.0, 0.9]], "tomo_b": [[4.0, 4.0, 4.0, 0.8]]}
 
-    monkeypatch.setattr(runner, "run_prediction", fake_run_prediction)
-    monkeypatch.setattr("byu_motor.infer.recipe.resolve_infer", lambda members, sets: None)
+    monkeypatch.setattr(labelled, "predict_labelled", fake_predict_labelled)
     out = tmp_path / "review"
     argv = ["review", str(tmp_path / "data"), "--checkpoints", "m.pt", "--labels", str(tmp_path / "labels.csv"),
             "--out", str(out)]  # fmt: skip
@@ -44,7 +42,7 @@ def test_review_predicts_the_labelled_train_tomograms(tmp_path, monkeypatch, cap
         argv = ["review", "--labels", str(tmp_path / "labels.csv"), "--out", str(out), "--checkpoints", "m.pt",
                 str(tmp_path / "data")]  # fmt: skip
     assert main(argv) == 0
-    assert seen == {"tomograms": ["tomo_a", "tomo_b"], "checkpoints": ["m.pt"]}
+    assert seen == {"tomograms": ["tomo_a", "tomo_b"], "spacings": [100.0], "checkpoints": ["m.pt"]}
     assert read_candidates_csv(out / "candidates.csv")["tomo_b"] == [[4.0, 4.0, 4.0, 0.8]]
     assert "1 case(s) (fp 1, missed 0, misplaced 0)" in capsys.readouterr().out
     assert (out / "index.html").exists() and (out / "views" / "0_0z.png").exists()
