@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ class PrefetchLoader:
         max_in_memory: bound on tomograms alive at once (>= 1).
         threads: tomograms decoded in parallel (each may use its own threads inside ``read_fn``).
         ids: names yielded with each volume; default: the folder names (``Path(item).name``).
+
+    Attributes:
+        decode_s: seconds the thread spent in ``read_fn`` for the tomogram yielded last (overlapped with the
+            caller's work unless the caller had to wait).
     """
 
     def __init__(
@@ -57,6 +62,8 @@ class PrefetchLoader:
         self._next = 0
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._decode_s: dict[int, float] = {}
+        self.decode_s = 0.0
 
     def __len__(self) -> int:
         return len(self.folders)
@@ -73,11 +80,13 @@ class PrefetchLoader:
             if index >= len(self.folders) or self._stop.is_set():
                 self._slots.release()
                 return
+            t0 = time.perf_counter()
             try:
                 value: Any = self.read_fn(self.folders[index])
             except Exception as err:  # delivered to the caller as a value, never raised in the thread
                 value = err
             with self._cond:
+                self._decode_s[index] = time.perf_counter() - t0
                 self._results[index] = value
                 self._cond.notify_all()
 
@@ -97,6 +106,7 @@ class PrefetchLoader:
                     while index not in self._results:
                         self._cond.wait(timeout=0.1)
                     value = self._results.pop(index)
+                    self.decode_s = self._decode_s.pop(index, 0.0)
                 yield tomo_id, value
                 del value
                 # The caller asked for the next tomogram: it is done with this one, free its slot.

@@ -162,7 +162,11 @@ class SlidingWindow:
         return padded, patch, starts  # type: ignore[return-value]
 
     def __call__(
-        self, model: nn.Module, volume: np.ndarray | torch.Tensor, stride: Sequence[int], normalizer: Normalizer
+        self,
+        model: nn.Module,
+        volume: np.ndarray | torch.Tensor,
+        stride: Sequence[int],
+        normalizer: Normalizer,
     ) -> torch.Tensor:
         """Logits of ``model`` over ``volume``.
 
@@ -184,7 +188,11 @@ class SlidingWindow:
             return self._run(model, volume, stride, normalizer)
 
     def _run(
-        self, model: nn.Module, volume: np.ndarray | torch.Tensor, stride: Sequence[int], normalizer: Normalizer
+        self,
+        model: nn.Module,
+        volume: np.ndarray | torch.Tensor,
+        stride: Sequence[int],
+        normalizer: Normalizer,
     ) -> torch.Tensor:
         """:meth:`__call__` after the input check."""
         st = _triple_int(stride, "stride")
@@ -194,7 +202,9 @@ class SlidingWindow:
         if isinstance(volume, torch.Tensor):  # the fit's own subsample, taken on the device
             fit_step = max(1, int(round((volume.numel() / 2_000_000) ** (1 / 3))))
             normalizer = normalizer.fit(volume[::fit_step, ::fit_step, ::fit_step].cpu().numpy(), 10**18)
-            mean_grey = float(volume[::step, ::step, ::step].float().mean()) if self.pad_value is None else 0.0
+            mean_grey = (
+                float(volume[::step, ::step, ::step].float().mean()) if self.pad_value is None else 0.0
+            )
         else:
             normalizer = normalizer.fit(volume)
             mean_grey = float(volume[::step, ::step, ::step].mean()) if self.pad_value is None else 0.0

@@ -40,7 +40,9 @@ class StageTimer:
         clock: the clock (seconds).
     """
 
-    def __init__(self, sync: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter):
+    def __init__(
+        self, sync: Callable[[], None] | None = None, clock: Callable[[], float] = time.perf_counter
+    ):
         self.sync = sync
         self.clock = clock
         self.seconds: dict[str, float] = {}
@@ -87,7 +89,45 @@ def stage(name: str) -> contextlib.AbstractContextManager:
     return contextlib.nullcontext() if timer is None else timer.stage(name)
 
 
-def total_stages(per_tomogram: Iterable[dict[str, float]], extra: dict[str, float] | None = None) -> dict[str, Any]:
+def timed_iter(items: Iterable[Any], timer: StageTimer, name: str) -> Iterator[Any]:
+    """Iterate ``items``, charging the wait for each item (e.g. a loader's next tomogram) to stage ``name``."""
+    it = iter(items)
+    done = object()
+    while True:
+        with timer.stage(name):
+            item = next(it, done)
+        if item is done:
+            return
+        yield item
+
+
+def device_sync(device: str) -> Callable[[], None] | None:
+    """``torch.cuda.synchronize(device)`` for a CUDA device (so GPU work is charged to the stage that queued
+    it), ``None`` for any other device."""
+    if not str(device).startswith("cuda"):
+        return None
+    import torch
+
+    return lambda: torch.cuda.synchronize(device)
+
+
+def run_stages(records: Iterable[dict[str, Any]], workers_ended: float | None) -> dict[str, Any]:
+    """The run summary's ``stages``: :func:`total_stages` over the result records predicted in this run, with
+    ``threshold`` (from ``workers_ended``, a ``time.monotonic()``, to now), ``tomograms`` (how many were
+    summed), ``startup_s`` (predictor builds, left out of the stages) and ``decode_s`` (the loader threads'
+    decoding, overlapped with the stages)."""
+    records = [r for r in records if isinstance(r.get("stages"), dict)]
+    extra = {} if workers_ended is None else {"threshold": time.monotonic() - workers_ended}
+    out = total_stages((r["stages"] for r in records), extra)
+    out["tomograms"] = len(records)
+    out["startup_s"] = round(sum(float(r.get("startup_s", 0.0)) for r in records), 3)
+    out["decode_s"] = round(sum(float(r.get("decode_s", 0.0)) for r in records), 3)
+    return out
+
+
+def total_stages(
+    per_tomogram: Iterable[dict[str, float]], extra: dict[str, float] | None = None
+) -> dict[str, Any]:
     """Run totals: seconds per stage summed over tomograms (plus ``extra``, e.g. ``threshold``), in
     :data:`STAGES` order, and ``sum_s``, their sum.
 

@@ -1,0 +1,70 @@
+"""Resampling on the model's device gives the host path's voxels and the same candidate coordinates."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from byu_motor.config import INFER_RUN_FIELDS, InferConfig
+from byu_motor.data.grid import resample_tensor, resample_volume
+from byu_motor.infer import Predictor
+from byu_motor.infer.device_volume import VolumeStager
+from tests.infer.test_predictor import CENTRE, SPACING_A, ball_volume, spec, top_error
+
+
+@pytest.mark.parametrize("mode", ["trilinear", "area", "nearest"])
+@pytest.mark.parametrize("out_shape", [(20, 31, 17), (45, 80, 60), (45, 67, 53)])
+def test_resample_tensor_matches_the_host_resampler(mode, out_shape):
+    vol = np.random.default_rng(0).integers(0, 256, (45, 67, 53), dtype=np.uint8)
+    host = resample_volume(vol, out_shape, mode=mode)
+    dev = resample_tensor(torch.from_numpy(vol), out_shape, mode=mode, chunk_slices=7).numpy()
+    assert dev.shape == out_shape and dev.dtype == np.uint8
+    assert int(np.abs(dev.astype(int) - host.astype(int)).max()) <= 1
+
+
+def test_resample_tensor_rejects_a_float_volume():
+    with pytest.raises(ValueError, match="uint8"):
+        resample_tensor(torch.zeros(4, 4, 4), (2, 2, 2))
+
+
+@pytest.mark.parametrize("stride", [1, 2, 4])
+@pytest.mark.parametrize("scales", [(1.0,), (0.9, 1.1)])
+def test_device_path_finds_the_ball_where_the_host_path_does(stride, scales):
+    ball = ball_volume((45, 67, 53), CENTRE, 80.0 / SPACING_A)
+    found = {}
+    for on_device in (False, True):
+        cfg = InferConfig(topk=3, scales=scales, tta=("flip_x", "rot90"), resample_on_device=on_device)
+        found[on_device] = Predictor([spec(stride)], cfg).predict_volume(ball, SPACING_A)
+    assert top_error(found[True]) < 1.0 and top_error(found[False]) < 1.0
+    gap = np.abs(np.asarray(found[True][0][:3]) - np.asarray(found[False][0][:3]))
+    assert float(gap.max()) < 1.0  # within one original voxel of the host path
+    assert found[True][0][3] == pytest.approx(found[False][0][3], abs=0.02)
+
+
+def test_views_in_one_pass_give_the_views_one_by_one():
+    ball = ball_volume((45, 67, 53), CENTRE, 80.0 / SPACING_A)
+    cfg = InferConfig(tta=("flip_z", "rot90", "rot180"), patch_size=(24, 32, 24))
+    one = Predictor([spec(2)], cfg).scale_logits(ball, SPACING_A)[0][0][0]
+    apart = Predictor([spec(2)], dataclasses.replace(cfg, batch_views=False)).scale_logits(ball, SPACING_A)
+    torch.testing.assert_close(one, apart[0][0][0], rtol=1e-4, atol=1e-4)
+
+
+def test_stager_uploads_once_per_tomogram_and_uses_the_host_for_denoising():
+    vol = np.random.default_rng(1).integers(0, 256, (12, 16, 14), dtype=np.uint8)
+    stager = VolumeStager("cpu", on_device=True)
+    a = stager.resampled(vol, (6, 8, 7), "trilinear", None)
+    b = stager.resampled(vol, (12, 16, 14), "trilinear", None)
+    assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
+    assert b is stager.uploaded(vol)  # the same device copy, not a second upload
+    assert isinstance(stager.resampled(vol, (6, 8, 7), "trilinear", "median"), np.ndarray)
+    stager.release()
+    assert isinstance(
+        VolumeStager("cpu", on_device=False).resampled(vol, (6, 8, 7), "area", None), np.ndarray
+    )
+
+
+def test_the_new_settings_are_run_fields():
+    assert {"resample_on_device", "batch_views"} <= set(INFER_RUN_FIELDS)
