@@ -205,7 +205,7 @@ class InferConfig:
     preview_top: int = 0  # with --preview: PNGs for the N best-scoring tomograms only (0: all)
     # resample and cut windows on the model's device (the uint8 volume uploaded once; fp16 on CUDA), not the host
     resample_on_device: bool = True
-    batch_views: bool = True  # all TTA views of a batch of windows in one forward pass
+    batch_views: bool = True  # on CUDA, all TTA views of a batch of windows in one forward pass
 
 
 #: InferConfig fields that say how a machine runs a prediction and cannot change a single number of it

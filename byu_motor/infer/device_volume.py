@@ -60,13 +60,19 @@ class VolumeStager:
         """``volume`` resampled to ``shape`` voxels (``interp`` mode) for one model.
 
         Returns:
-            a device uint8 tensor (on the device path), or a host uint8 array (host path, or ``denoise``).
+            a device uint8 tensor (on the device path), or a host uint8 array (host path, ``denoise``, or a CPU
+            device, where the host IS the device).
         """
         if not self.on_device or denoise is not None:
             if tuple(shape) == volume.shape and denoise is None:
                 return volume
             with stage("resample"):
                 return resample_volume(volume, shape, mode=interp, denoise=denoise)
+        if self.device.type == "cpu":  # the host is the device: no copy, the windows are cut from the array
+            if tuple(shape) == volume.shape:
+                return volume
+            with stage("resample"):
+                return resample_tensor(torch.from_numpy(volume), shape, mode=interp, dtype=self.dtype).numpy()
         vol = self.uploaded(volume)
         if tuple(shape) == tuple(vol.shape):
             return vol

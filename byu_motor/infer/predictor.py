@@ -102,7 +102,7 @@ class Predictor:
             device=self.device,
             amp=cfg.amp,
             channels_last=cfg.channels_last,
-            batch_views=cfg.batch_views,
+            batch_views=cfg.batch_views and self.device.type == "cuda",  # a CPU gains nothing from it
             **window_settings(cfg.tiling, cfg.overlap, cfg.border_weight),
         )
         if cfg.decode_upsample > 1:

@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 import pytest
 import torch
 
 from byu_motor.config import INFER_RUN_FIELDS, InferConfig
 from byu_motor.data.grid import resample_tensor, resample_volume
+from byu_motor.data.normalize import Normalizer
 from byu_motor.infer import Predictor
 from byu_motor.infer.device_volume import VolumeStager
+from byu_motor.infer.sliding import SlidingWindow
 from tests.infer.test_predictor import CENTRE, SPACING_A, ball_volume, spec, top_error
 
 
@@ -46,10 +46,23 @@ def test_device_path_finds_the_ball_where_the_host_path_does(stride, scales):
 
 def test_views_in_one_pass_give_the_views_one_by_one():
     ball = ball_volume((45, 67, 53), CENTRE, 80.0 / SPACING_A)
-    cfg = InferConfig(tta=("flip_z", "rot90", "rot180"), patch_size=(24, 32, 24))
-    one = Predictor([spec(2)], cfg).scale_logits(ball, SPACING_A)[0][0][0]
-    apart = Predictor([spec(2)], dataclasses.replace(cfg, batch_views=False)).scale_logits(ball, SPACING_A)
-    torch.testing.assert_close(one, apart[0][0][0], rtol=1e-4, atol=1e-4)
+    model, norm = spec(2).module.eval(), Normalizer()
+    kw = dict(patch_size=(24, 32, 24), views=("flip_z", "rot90", "rot180", "rot270+flip_x"))
+    together = SlidingWindow(batch_views=True, **kw)
+    assert [len(g) for g in together._view_batches((2, 1, 24, 32, 24))] == [3, 2]  # rotations swap y and x
+    apart = SlidingWindow(batch_views=False, **kw)
+    torch.testing.assert_close(
+        together(model, ball, 2, norm), apart(model, ball, 2, norm), rtol=1e-5, atol=1e-5
+    )
+
+
+def test_windows_cut_from_a_device_tensor_equal_those_cut_from_the_host_array():
+    vol = np.random.default_rng(2).integers(0, 256, (30, 41, 37), dtype=np.uint8)
+    model, norm = spec(2).module.eval(), Normalizer(mode="tomogram")
+    sw = SlidingWindow(patch_size=(16, 16, 16), views=("flip_x",))
+    torch.testing.assert_close(sw(model, torch.from_numpy(vol), 2, norm), sw(model, vol, 2, norm))
+    with pytest.raises(ValueError, match="uint8"):
+        sw(model, torch.zeros(8, 8, 8), 2, norm)
 
 
 def test_stager_uploads_once_per_tomogram_and_uses_the_host_for_denoising():
@@ -57,8 +70,8 @@ def test_stager_uploads_once_per_tomogram_and_uses_the_host_for_denoising():
     stager = VolumeStager("cpu", on_device=True)
     a = stager.resampled(vol, (6, 8, 7), "trilinear", None)
     b = stager.resampled(vol, (12, 16, 14), "trilinear", None)
-    assert isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)
-    assert b is stager.uploaded(vol)  # the same device copy, not a second upload
+    assert isinstance(a, np.ndarray) and b is vol  # on a CPU the host array is the device's
+    assert stager.uploaded(vol) is stager.uploaded(vol)  # one copy per tomogram, not one per call
     assert isinstance(stager.resampled(vol, (6, 8, 7), "trilinear", "median"), np.ndarray)
     stager.release()
     assert isinstance(

@@ -116,5 +116,5 @@ def test_stages_add_up_to_the_wall_time_of_a_tiny_run(tmp_path, on_device):
         assert set(r["stages"]) <= set(STAGES) and {"read", "resample", "forward", "peaks"} <= set(
             r["stages"]
         )
-    assert ("upload" in results[0]["stages"]) is on_device
+    assert "upload" not in results[0]["stages"]  # on a CPU the host array is the device's: no copy
     assert np.isfinite(staged)
