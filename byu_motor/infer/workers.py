@@ -76,6 +76,8 @@ class WorkerJob:
         predictor_factory: ``factory(checkpoints, config, device) -> predictor``.
         reader: ``reader(folder) -> uint8 volume``.
         prior_s_per_voxel: the planner's rate before it measures one (``None``: its pessimistic default).
+        source: ``(tomo_id, volume)`` of ``items`` in order, from a loader the workers share
+            (:meth:`byu_motor.infer.loader.PrefetchLoader.feed`); ``None``: the worker reads with its own loader.
     """
 
     worker: int
@@ -89,6 +91,7 @@ class WorkerJob:
     predictor_factory: PredictorFactory
     reader: Callable[[Any], Any]
     prior_s_per_voxel: float | None = None
+    source: Any = None
 
 
 def _accepts_tomo_id(fn: Callable[..., Any]) -> bool:
@@ -162,15 +165,12 @@ def _predict_items(
     emit: Callable[[dict[str, Any]], None],
     say: Callable[[int, str], None],
 ) -> None:
-    """The loop of :func:`run_worker`: read ahead, pick each tomogram's level, predict, emit its result.
-
-    Each result carries ``stages`` (seconds per stage, :mod:`byu_motor.infer.stage_timer`; they add up to
-    ``seconds`` less ``startup_s``), ``startup_s`` (building the predictor: model loading, once per level)
-    and ``decode_s`` (the loader thread's decoding, overlapped with the previous tomogram).
-    """
+    """The loop of :func:`run_worker`: read ahead, pick each tomogram's level, predict, emit its result, with
+    ``stages`` (:mod:`~byu_motor.infer.stage_timer`; sum = ``seconds`` - ``startup_s``, the model build) and
+    ``decode_s`` (the loader thread's reading, overlapped)."""
     predictors = _LevelPredictors(job)
     timer = StageTimer(sync=device_sync(job.device))
-    loader = PrefetchLoader(
+    loader = job.source or PrefetchLoader(
         [folder for _, folder in job.items],
         job.reader,
         max_in_memory=max(1, job.config.prefetch),
@@ -310,9 +310,14 @@ def split_jobs(template: WorkerJob, pending: list[tuple[str, str]], devices: lis
 
 
 def run_jobs(jobs: list[WorkerJob], collect: Collector) -> None:
-    """Run ``jobs``: in this process when there is one, else one spawned process per job."""
+    """Run ``jobs``: in this process when there is one; on several CUDA devices one thread each, fed by one
+    shared loader (:mod:`byu_motor.infer.device_threads`); else one spawned process per job."""
     if len(jobs) == 1:
         run_worker(jobs[0], collect)
+    elif all(job.device.startswith("cuda") for job in jobs):
+        from byu_motor.infer.device_threads import run_threads
+
+        run_threads(jobs, collect)
     else:
         _run_processes(jobs, collect)
 
