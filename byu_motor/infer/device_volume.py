@@ -35,11 +35,14 @@ class VolumeStager:
         self._pinned: torch.Tensor | None = None
         self._source: np.ndarray | None = None
         self._uploaded: torch.Tensor | None = None
+        # this tomogram's device resamplings, by (shape, mode): members at one spacing share one
+        self._resampled: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
 
     def uploaded(self, volume: np.ndarray) -> torch.Tensor:
         """``volume`` (uint8 ``(Z, Y, X)``) as a uint8 tensor on the device, copied at most once per tomogram."""
         if self._uploaded is not None and self._source is volume:
             return self._uploaded
+        self._resampled = {}
         with stage("upload"):
             host = torch.from_numpy(np.ascontiguousarray(volume))
             if self.device.type == "cuda":
@@ -76,10 +79,14 @@ class VolumeStager:
         vol = self.uploaded(volume)
         if tuple(shape) == tuple(vol.shape):
             return vol
-        with stage("resample"):
-            return resample_tensor(vol, shape, mode=interp, dtype=self.dtype)
+        key = (tuple(shape), interp)
+        if key not in self._resampled:
+            with stage("resample"):
+                self._resampled[key] = resample_tensor(vol, shape, mode=interp, dtype=self.dtype)
+        return self._resampled[key]
 
     def release(self) -> None:
         """Drop this tomogram's device copy (keeps the pinned staging buffer for the next one)."""
         self._uploaded = None
         self._source = None
+        self._resampled = {}

@@ -81,3 +81,22 @@ def test_stager_uploads_once_per_tomogram_and_uses_the_host_for_denoising():
 
 def test_the_new_settings_are_run_fields():
     assert {"resample_on_device", "batch_views"} <= set(INFER_RUN_FIELDS)
+
+
+def test_stager_resamples_once_per_shape_on_a_device(monkeypatch):
+    """Members at one spacing share the device resampling (simulated device: the CPU taken for another)."""
+    import byu_motor.infer.device_volume as dv
+
+    calls = []
+    monkeypatch.setattr(dv, "resample_tensor", lambda v, shape, **k: calls.append(shape) or v[: shape[0]])
+    vol = np.random.default_rng(3).integers(0, 256, (12, 16, 14), dtype=np.uint8)
+    stager = VolumeStager("cpu", on_device=True)
+    stager.device = torch.device("meta")  # any non-CPU device takes the upload path
+    monkeypatch.setattr(stager, "uploaded", lambda v: torch.from_numpy(v))
+    a = stager.resampled(vol, (6, 16, 14), "trilinear", None)
+    b = stager.resampled(vol, (6, 16, 14), "trilinear", None)
+    stager.resampled(vol, (6, 16, 14), "area", None)
+    assert a is b and calls == [(6, 16, 14), (6, 16, 14)]
+    stager.release()
+    stager.resampled(vol, (6, 16, 14), "trilinear", None)
+    assert len(calls) == 3
