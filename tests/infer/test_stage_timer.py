@@ -118,3 +118,20 @@ def test_stages_add_up_to_the_wall_time_of_a_tiny_run(tmp_path, on_device):
         )
     assert "upload" not in results[0]["stages"]  # on a CPU the host array is the device's: no copy
     assert np.isfinite(staged)
+
+
+def test_run_summary_has_the_stages_of_the_tomograms_predicted_in_this_run(tmp_path, ckpts):
+    from tests.infer.test_runner import factory, fake_inspector
+
+    for k in range(3):
+        write_tomogram(ball_volume((6, 16, 16), (3, 8, 8), 2.0), tmp_path / "data" / "test" / f"t{k}")
+    kw = dict(predictor_factory=factory(unit_s=0.02), checkpoint_inspector=fake_inspector, devices="cpu")
+    from byu_motor.infer.runner import run_prediction
+
+    df = run_prediction(tmp_path / "data", ckpts, tmp_path / "sub.csv", **kw)
+    stages = df.attrs["summary"]["stages"]
+    assert stages["tomograms"] == 3 and stages["fusion"] >= 3 * 0.02  # the fake predictor's own time
+    assert {"read", "fusion", "threshold", "sum_s", "startup_s", "decode_s"} <= set(stages)
+    assert stages["sum_s"] == pytest.approx(sum(v for k, v in stages.items() if k in STAGES), abs=0.005)
+    again = run_prediction(tmp_path / "data", ckpts, tmp_path / "sub.csv", **kw)  # all rows reused
+    assert again.attrs["summary"]["stages"]["tomograms"] == 0
