@@ -302,21 +302,7 @@ def case_memory(shape, batch) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="skip the (500, 1912, 1847) memory case")
-    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
-    parser.add_argument(
-        "--work", default=None, help="folder for the full-size JPEG tomogram (default: a temporary one)"
-    )
-    args = parser.parse_args()
-    if args.memory_child:
-        shape, batch = json.loads(args.memory_child)
-        print(json.dumps(memory_child(tuple(shape), batch)))
-        return
-    torch.set_num_threads(2)
-    print("byu_motor inference benchmark (CPU, 2 threads; the machine may be shared, so times are noisy)")
-    t_start = time.perf_counter()
+def run_a(args) -> None:
     ours, monai, diff = case_monai((128, 320, 320), (32, 64, 64), 0.25, 4)
     print(
         f"(a) sliding window, TinyNet stride 1, vol (128,320,320), windows (32,64,64), overlap 0.25, batch 4:\n"
@@ -325,11 +311,17 @@ def main() -> None:
         f"    (stride 1 because MONAI's inferer expects output at input resolution; both mean-merge, "
         f"ours with border_weight=1)"
     )
+
+
+def run_b(args) -> None:
     e2e, fwd = case_overhead((160, 320, 320), (64, 96, 96), 0.25, 2, 4)
     print(
         f"(b) predict_volume vs bare forward, TinyNet stride 4, vol (160,320,320), windows (64,96,96), batch 2:\n"
         f"    end-to-end {e2e}  forward only {fwd}  ratio {e2e / fwd:.2f} (goal <= 1.15)"
     )
+
+
+def run_c(args) -> None:
     shapes = [(300, 960, 928)] + ([] if args.quick else [(500, 1912, 1847)])
     print(
         "(c) peak RSS, avg-pool stride-16 model, 13.1 -> 16 A, windows (224,448,448), one process per case:"
@@ -343,15 +335,52 @@ def main() -> None:
                 f"peak above volume+model {(r['after'] - r['before']) / 2**20:.0f} MiB = {extra:.2f}x volume "
                 f"(goal <= 2.5x), {r['s']:.1f} s"
             )
+
+
+def run_d(args) -> None:
     seed_shape, seed_patch = (
         ((96, 192, 192), (64, 96, 96)) if args.quick else ((160, 384, 384), (96, 192, 192))
     )
     report_seed_path(case_seed_path(seed_shape, seed_patch), seed_shape, seed_patch)
+
+
+def run_e(args) -> None:
     import tempfile
 
     full = tuple(n // 2 for n in FULL_SHAPE) if args.quick else FULL_SHAPE
     with tempfile.TemporaryDirectory(dir=args.work) as work:
         report_full_size(case_full_size(full, work), full)
+
+
+CASES = {"a": run_a, "b": run_b, "c": run_c, "d": run_d, "e": run_e}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--quick", action="store_true", help="skip the (500, 1912, 1847) memory case, smaller (d) and (e)"
+    )
+    parser.add_argument("--memory-child", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--work", default=None, help="folder for the full-size JPEG tomogram (default: a temporary one)"
+    )
+    parser.add_argument(
+        "--cases", default="e,b,a,d,c", help="cases to run, in this order (default: %(default)s)"
+    )
+    args = parser.parse_args()
+    if args.memory_child:
+        shape, batch = json.loads(args.memory_child)
+        print(json.dumps(memory_child(tuple(shape), batch)))
+        return
+    torch.set_num_threads(2)
+    print(
+        "byu_motor inference benchmark (CPU, 2 threads; the machine may be shared, so times are noisy)",
+        flush=True,
+    )
+    t_start = time.perf_counter()
+    for name in args.cases.split(","):
+        CASES[name.strip()](args)
+        sys.stdout.flush()
     print(f"total {time.perf_counter() - t_start:.0f} s")
 
 
