@@ -230,7 +230,7 @@ def resample_tensor(
     out_shape: Sequence[int],
     mode: str = "trilinear",
     dtype: torch.dtype | None = None,
-    chunk_slices: int = 32,
+    chunk_slices: int | None = None,
 ) -> torch.Tensor:
     """:func:`resample_volume` on a uint8 tensor, on the tensor's own device (e.g. the GPU the model runs on).
 
@@ -244,7 +244,8 @@ def resample_tensor(
         mode: ``"trilinear"``, ``"area"`` or ``"nearest"``.
         dtype: precision of the in-plane resize; ``None``: float16 on CUDA, float32 elsewhere. The z weights
             are always combined in float32.
-        chunk_slices: output z-slices per chunk (device memory ~ input slices needed x Y' x X' x 4 bytes).
+        chunk_slices: output z-slices per chunk (device memory ~ input slices needed x Y' x X' x 4 bytes);
+            ``None``: 32 on CUDA, 8 elsewhere (a CPU's caches favour small chunks).
 
     Returns:
         uint8 tensor of shape ``out_shape`` on the device of ``volume`` (``volume`` itself when the shape
@@ -258,6 +259,7 @@ def resample_tensor(
     if (zo, yo, xo) == tuple(volume.shape):
         return volume
     dtype = dtype or (torch.float16 if volume.is_cuda else torch.float32)
+    chunk_slices = chunk_slices or (32 if volume.is_cuda else 8)
     wz = _axis_weights(volume.shape[0], zo, mode)
     mode2d = {"trilinear": "bilinear", "area": "area", "nearest": "nearest"}[mode]
     extra = {"align_corners": False} if mode2d == "bilinear" else {}
