@@ -84,10 +84,10 @@ def median_of(fn, repeats: int = REPEATS) -> Timing:
 
 def alternating(fns: dict[str, object], repeats: int = REPEATS) -> dict[str, Timing]:
     """Median of ``repeats`` runs of each function, run in turn (a, b, a, b, ...) so a change in the machine's
-    load hits every case alike."""
+    load hits every case alike (the order flips every round)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for k, fn in fns.items():
+    for r in range(repeats):
+        for k, fn in list(fns.items())[:: 1 if r % 2 == 0 else -1]:  # a, b, b, a, ...: no case always first
             t0 = time.perf_counter()
             fn()
             times[k].append(time.perf_counter() - t0)
