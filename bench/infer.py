@@ -83,7 +83,7 @@ def median_of(fn, repeats: int = REPEATS) -> Timing:
 
 
 def alternating(fns: dict[str, object], repeats: int = REPEATS) -> dict[str, Timing]:
-    """Median of ``repeats`` runs of each function, run in turn (a, b, a, b, ...) so a change in the machine's
+    """Median of ``repeats`` runs of each function, run in turn (a, b, then b, a, ...) so a change in the machine's
     load hits every case alike (the order flips every round)."""
     times: dict[str, list[float]] = {k: [] for k in fns}
     for r in range(repeats):
