@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# GPU check, offline, about 7 minutes: `byu-motor demo` on the GPU (its `tiny_fine_gpu` preset, then
-# `tiny_gpu` for comparison), `byu-motor predict` end to end on a full-size synthetic tomogram, the NDHWC /
-# NCDHW memory-layout ratios of every preset (bench/layout.py), then a short training run of the same preset
-# (steps/s, patches/s, peak GPU memory).
+# GPU check, offline. By default the inference THROUGHPUT check, under 5 minutes on an H100: one synthetic
+# full-size (800, 928, 960) JPEG tomogram, a checkpoint of the seed's ResNeXt50 member with random weights, and
+# `bench/gpu_throughput.py` twice, first with all host cores, then `taskset` to 4 cores (Kaggle's host): stage
+# seconds per tomogram (read, upload, resample, forward, peaks, fusion), end-to-end / pure forward time of the
+# same windows (goal <= 1.25), and the seed ensemble's hours for 900 tomograms of the average test shape.
+# GPU_CHECK_FULL=1 then also runs the older checks, about 7 minutes more: `byu-motor demo` on the GPU (its
+# `tiny_fine_gpu` preset, then `tiny_gpu` for comparison), `byu-motor predict` end to end on a full-size
+# synthetic tomogram, the NDHWC / NCDHW memory-layout ratios of every preset (bench/layout.py), then a short
+# training run of PRESET (steps/s, patches/s, peak GPU memory).
 #
-#   bash bench/gpu_check.sh [PRESET]        # default PRESET: resnext50_fpn_s16
-#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 GPU_CHECK_LAYOUT_PATCH="16 32 32" \
+#   bash bench/gpu_check.sh                 # throughput only (the member: GPU_CHECK_THROUGHPUT_PRESET)
+#   GPU_CHECK_FULL=1 bash bench/gpu_check.sh [PRESET]   # then demos, predict, layout, training of PRESET
+#                                                     (default resnext50_fpn_s16)
+#   GPU_CHECK_THROUGHPUT_PRESET=resnext50_fpn_s16 bash bench/gpu_check.sh   # another member (default seed_resnext50)
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.1 GPU_CHECK_THROUGHPUT_PRESET=tiny bash bench/gpu_check.sh   # dry run
+#   GPU_CHECK_FULL=1 GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 GPU_CHECK_LAYOUT_PATCH="16 32 32" \
 #     GPU_CHECK_LAYOUT_STEPS=1 GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" \
-#     bash bench/gpu_check.sh tiny   # dry run
-#   GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demos
-#   GPU_CHECK_SECOND_DEMO=0 bash bench/gpu_check.sh       # without the second (tiny_gpu) demo
-#   GPU_CHECK_DEMO_SEEDS="1 2 3 4" GPU_CHECK_ONLY_DEMOS=1 bash bench/gpu_check.sh   # both demos per seed, then
-#                                                     stop (about 1 min per demo on an H200)
+#     GPU_CHECK_THROUGHPUT_PRESET=tiny bash bench/gpu_check.sh tiny   # dry run of everything
+#   GPU_CHECK_FULL=1 GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demos
+#   GPU_CHECK_FULL=1 GPU_CHECK_SECOND_DEMO=0 bash bench/gpu_check.sh     # without the second (tiny_gpu) demo
+#   GPU_CHECK_FULL=1 GPU_CHECK_DEMO_SEEDS="1 2 3 4" GPU_CHECK_ONLY_DEMOS=1 bash bench/gpu_check.sh   # both demos
+#                                                     per seed, then stop (about 1 min per demo on an H200)
 #
-# Installs byu_motor (and monai) from wheels/ without the internet, writes one synthetic test tomogram
-# (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of the preset with
-# random weights, and times `byu-motor predict` (reading, resampling, model, decoding): seconds per
+# Installs byu_motor (and monai) from wheels/ without the internet. The full run writes one synthetic test
+# tomogram (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of PRESET
+# with random weights, and times `byu-motor predict` (reading, resampling, model, decoding): seconds per
 # tomogram and projected hours for 900 tomograms on this one GPU. Then trains the preset for a few steps on
 # four synthetic tomograms at scale 0.5 through `byu_motor.train.engine.train` (fold split, cache, loader,
 # AMP, EMA, validation through the Predictor, checkpoints).
@@ -61,6 +70,42 @@ if sys.argv[1] == "cuda":
     assert torch.cuda.is_available(), "no CUDA device"
     print("device", torch.cuda.get_device_name(0))
 EOF
+
+step "throughput: one (800, 928, 960) x $SCALE noise JPEG tomogram, preset ${GPU_CHECK_THROUGHPUT_PRESET:-seed_resnext50}"
+TDATA="$WORK/throughput"
+timeout 120 python3 - "$TDATA" "$SCALE" "${GPU_CHECK_THROUGHPUT_PRESET:-seed_resnext50}" "$WORK/member.pt" <<'EOF'
+import sys
+
+import numpy as np
+
+from byu_motor.data.io import write_tomogram
+from byu_motor.models.checkpoint import save_checkpoint
+from byu_motor.models.detector import create_model
+from byu_motor.presets import get_preset
+
+scale = float(sys.argv[2])
+shape = tuple(max(16, round(n * scale)) for n in (800, 928, 960))
+rng = np.random.default_rng(0)
+plane = rng.normal(118, 50, shape[1:]).clip(0, 255).astype(np.uint8)
+vol = np.stack([np.roll(plane, 7 * z, axis=1) for z in range(shape[0])])  # cheap, every slice different
+write_tomogram(vol, f"{sys.argv[1]}/tomo")
+cfg = get_preset(sys.argv[3])
+save_checkpoint(sys.argv[4], create_model(cfg.model), cfg, extra={"threshold": 0.5})
+print("tomogram", shape, "preset", sys.argv[3], "spacing", cfg.data.spacing_a, "patch", cfg.data.patch_size)
+EOF
+step "throughput with all $(nproc) host cores"
+timeout 150 python3 bench/gpu_throughput.py "$TDATA/tomo" "$WORK/member.pt" --device "$DEVICE" --label "all cores:"
+if command -v taskset >/dev/null && [ "$(nproc)" -gt 4 ]; then
+  step "throughput with 4 host cores (taskset -c 0-3, Kaggle's host)"
+  timeout 150 taskset -c 0-3 python3 bench/gpu_throughput.py "$TDATA/tomo" "$WORK/member.pt" --device "$DEVICE" \
+    --label "taskset 4 cores:"
+else
+  step "no taskset, or 4 host cores or fewer: the 4-core run is the run above"
+fi
+if [ "${GPU_CHECK_FULL:-0}" != 1 ]; then
+  step "done: throughput only (GPU_CHECK_FULL=1 for the demos, predict, layout and training; work folder $WORK)"
+  exit 0
+fi
 
 if [ "$DEMO_ARGS" != skip ]; then
   OTHER=tiny_gpu  # the comparison: the coarser GPU preset

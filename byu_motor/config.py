@@ -231,6 +231,9 @@ class InferConfig:
     read_threads: int | None = None  # slice-decoding threads per tomogram (None: all CPUs)
     budget_safety: float = 0.1  # fraction of the time budget kept in reserve (plus the slowest tomogram)
     preview_top: int = 0  # with --preview: PNGs for the N best-scoring tomograms only (0: all)
+    # resample and cut windows on the model's device (the uint8 volume uploaded once; fp16 on CUDA), not the host
+    resample_on_device: bool = True
+    batch_views: bool = True  # on CUDA, all TTA views of a batch of windows in one forward pass
 
 
 #: InferConfig fields that say how a machine runs a prediction and cannot change a single number of it
@@ -245,7 +248,7 @@ INFER_NEUTRAL_RUN_FIELDS = (
 )
 #: all InferConfig fields that say how a machine runs a prediction (precision and memory layout round
 #: differently, so they can change the last digits)
-INFER_RUN_FIELDS = ("amp", "channels_last", *INFER_NEUTRAL_RUN_FIELDS)
+INFER_RUN_FIELDS = ("amp", "channels_last", "resample_on_device", "batch_views", *INFER_NEUTRAL_RUN_FIELDS)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,10 @@ class PrefetchLoader:
         max_in_memory: bound on tomograms alive at once (>= 1).
         threads: tomograms decoded in parallel (each may use its own threads inside ``read_fn``).
         ids: names yielded with each volume; default: the folder names (``Path(item).name``).
+
+    Attributes:
+        decode_s: seconds the thread spent in ``read_fn`` for the tomogram yielded last (overlapped with the
+            caller's work unless the caller had to wait).
     """
 
     def __init__(
@@ -57,6 +62,10 @@ class PrefetchLoader:
         self._next = 0
         self._stop = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._decode_s: dict[int, float] = {}
+        self.decode_s = 0.0
+        self._abandoned: set[int] = set()  # indices no consumer will take (a feed closed early)
+        self._start_lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self.folders)
@@ -73,11 +82,19 @@ class PrefetchLoader:
             if index >= len(self.folders) or self._stop.is_set():
                 self._slots.release()
                 return
+            if index in self._abandoned:
+                self._slots.release()
+                continue
+            t0 = time.perf_counter()
             try:
                 value: Any = self.read_fn(self.folders[index])
             except Exception as err:  # delivered to the caller as a value, never raised in the thread
                 value = err
             with self._cond:
+                if index in self._abandoned:  # its consumer left while it was being read
+                    self._slots.release()
+                    continue
+                self._decode_s[index] = time.perf_counter() - t0
                 self._results[index] = value
                 self._cond.notify_all()
 
@@ -85,24 +102,58 @@ class PrefetchLoader:
         """Yield ``(tomo_id, volume or Exception)`` in input order."""
         if self._workers:
             raise RuntimeError("a PrefetchLoader can be iterated only once")
-        self._workers = [
-            threading.Thread(target=self._work, name=f"prefetch-{k}", daemon=True)
-            for k in range(self.threads)
-        ]
-        for worker in self._workers:
-            worker.start()
+        self.start()
         try:
             for index, tomo_id in enumerate(self.ids):
                 with self._cond:
                     while index not in self._results:
                         self._cond.wait(timeout=0.1)
                     value = self._results.pop(index)
+                    self.decode_s = self._decode_s.pop(index, 0.0)
                 yield tomo_id, value
                 del value
                 # The caller asked for the next tomogram: it is done with this one, free its slot.
                 self._slots.release()
         finally:
             self.close()
+
+    def start(self) -> None:
+        """Start the reading threads (once; iterating or feeding starts them too)."""
+        with self._start_lock:
+            if self._workers:
+                return
+            self._workers = [
+                threading.Thread(target=self._work, name=f"prefetch-{k}", daemon=True)
+                for k in range(self.threads)
+            ]
+            for worker in self._workers:
+                worker.start()
+
+    def feed(self, indices: Sequence[int]) -> LoaderFeed:
+        """One consumer's share of a loader shared by several (e.g. one per device): the items at ``indices``
+        (increasing), yielded in that order. The reading threads, the read order (by index, across all feeds)
+        and the bound on tomograms in memory are shared; give every item to exactly one feed."""
+        return LoaderFeed(self, list(indices))
+
+    def _take(self, index: int) -> tuple[str, Any, float]:
+        """Wait for item ``index``: ``(tomo_id, value, decode seconds)`` (its slot stays taken until :meth:`_done`)."""
+        with self._cond:
+            while index not in self._results:
+                self._cond.wait(timeout=0.1)
+            return self.ids[index], self._results.pop(index), self._decode_s.pop(index, 0.0)
+
+    def _done(self, index: int) -> None:
+        """The consumer is finished with item ``index``: free its slot."""
+        self._slots.release()
+
+    def _abandon(self, indices: Sequence[int]) -> None:
+        """No consumer will take ``indices``: drop those read, skip those not read yet."""
+        with self._cond:
+            for index in indices:
+                self._abandoned.add(index)
+                if index in self._results:
+                    del self._results[index]
+                    self._slots.release()
 
     def close(self) -> None:
         """Stop the threads (pending reads finish, nothing new starts) and drop unread volumes."""
@@ -116,6 +167,48 @@ class PrefetchLoader:
             self._results.clear()
 
     def __enter__(self) -> PrefetchLoader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LoaderFeed:
+    """One consumer's items of a shared :class:`PrefetchLoader` (:meth:`PrefetchLoader.feed`): iterate it for
+    ``(tomo_id, volume or Exception)`` in its order; closing it early (``with`` or :meth:`close`) gives up the
+    items not taken, so they never hold the other consumers' memory slots.
+
+    Attributes:
+        decode_s: seconds spent reading the item yielded last.
+    """
+
+    def __init__(self, loader: PrefetchLoader, indices: list[int]):
+        self.loader = loader
+        self.indices = indices
+        self.decode_s = 0.0
+        self._pos = 0
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        self.loader.start()
+        while self._pos < len(self.indices):
+            index = self.indices[self._pos]
+            tomo_id, value, self.decode_s = self.loader._take(index)
+            self._pos += 1
+            try:
+                yield tomo_id, value
+            finally:
+                del value
+                self.loader._done(index)
+
+    def close(self) -> None:
+        """Give up the items not taken yet."""
+        self.loader._abandon(self.indices[self._pos :])
+        self._pos = len(self.indices)
+
+    def __enter__(self) -> LoaderFeed:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -10,10 +10,13 @@ import numpy as np
 import torch
 
 from byu_motor.config import InferConfig
-from byu_motor.data.grid import Grid, resample_volume
+from byu_motor.data.grid import Grid
+from byu_motor.infer.accel import maybe_compile
+from byu_motor.infer.device_volume import VolumeStager
 from byu_motor.infer.merges import ENSEMBLE_MERGES, SCALE_MERGES, mean_on_finest, weighted_mean
 from byu_motor.infer.sliding import SlidingWindow
 from byu_motor.infer.spec import ModelSpec
+from byu_motor.infer.stage_timer import stage
 from byu_motor.infer.tiling import FinerWindow, check_tiling, decode_stride, window_settings
 from byu_motor.infer.tta import view_groups
 from byu_motor.postprocess.peaks import Candidate, decode_peaks, drop_border
@@ -65,13 +68,14 @@ class Predictor:
             if device is not None
             else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         )
+        self._stager = VolumeStager(self.device, config.resample_on_device)
         self._modules = []
         for spec in self.models:
             module = spec.module.to(self.device).eval()
             if config.channels_last:
                 module = module.to(memory_format=torch.channels_last_3d)
             if config.compile:
-                module = torch.compile(module, dynamic=False)
+                module = maybe_compile(module, self.device)  # eager on cards Triton does not support
             self._modules.append(module)
         # per member, one sliding window per candidate list (one per view with config.views_apart)
         self._inferers = [
@@ -98,6 +102,7 @@ class Predictor:
             device=self.device,
             amp=cfg.amp,
             channels_last=cfg.channels_last,
+            batch_views=cfg.batch_views and self.device.type == "cuda",  # a CPU gains nothing from it
             **window_settings(cfg.tiling, cfg.overlap, cfg.border_weight),
         )
         if cfg.decode_upsample > 1:
@@ -123,7 +128,8 @@ class Predictor:
         """Per model (per model x view with ``config.views_apart``), the logits at each assumed spacing of
         ``config.scales`` (the TTA views averaged per window unless kept apart).
 
-        For each scale the uint8 volume is resampled (chunked, never as float32) from the assumed spacing
+        For each scale the uint8 volume is resampled (chunked, never as float32; on the model's device with
+        ``config.resample_on_device``, :mod:`byu_motor.infer.device_volume`) from the assumed spacing
         ``spacing_a * scale`` to the model's spacing; the heatmap grids are expressed in the TRUE frame of the
         input volume (``Grid(volume.shape, spacing_a)``), so they map straight back to original voxels.
 
@@ -149,16 +155,14 @@ class Predictor:
             for scale in self.config.scales:
                 assumed = Grid(volume.shape, tuple(s * scale for s in original.spacing_a))
                 res_shape = assumed.resampled(spec.spacing3).shape
-                if res_shape == volume.shape and spec.denoise is None:
-                    vol = volume
-                else:
-                    vol = resample_volume(volume, res_shape, mode=spec.interp, denoise=spec.denoise)
+                vol = self._stager.resampled(volume, res_shape, spec.interp, spec.denoise)
                 stride = decode_stride(spec.stride3, self.config.decode_upsample)
                 grid = original.with_shape(res_shape).strided(stride)
                 for parts, inferer in zip(lists, inferers):
                     parts.append((inferer(module, vol, stride, spec.normalizer), grid))
                 del vol
             out.extend(lists)
+        self._stager.release()
         return out
 
     def predict_heatmap(
@@ -215,6 +219,10 @@ class Predictor:
         original = Grid(volume.shape, spacing_a)
 
         def decode(logits: torch.Tensor, grid: Grid) -> list[Candidate]:
+            with stage("peaks"):
+                return _decode(logits, grid)
+
+        def _decode(logits: torch.Tensor, grid: Grid) -> list[Candidate]:
             if cfg.peak_decoder == "seed":
                 k = cfg.peak_max if cfg.border_margin == 0 else 4 * cfg.peak_max
                 probs = torch.sigmoid(logits).cpu()

@@ -42,6 +42,7 @@ from byu_motor.infer.resume import (
     partial_header,
     plan_resume,
 )
+from byu_motor.infer.stage_timer import run_stages
 from byu_motor.infer.testset import compose_reader, list_test_tomograms, prediction_reader, read_repaired
 from byu_motor.infer.workers import (
     Collector,
@@ -269,6 +270,7 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
                 run_jobs(redo, collect)
     finally:
         partial.close()
+        collect.ended = time.monotonic()
     return collect
 
 
@@ -391,4 +393,5 @@ def _summary(
         "shed": collect.changes,
         "worker_crashes": collect.crashes,
         "devices": devices,
+        "stages": run_stages([records[t] for t in ok if t not in plan.reused], collect.ended),
     }

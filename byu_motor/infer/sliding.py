@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
@@ -10,9 +9,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from byu_motor.data.grid import Grid
 from byu_motor.data.normalize import Normalizer
+from byu_motor.infer.accel import autocast
 from byu_motor.infer.budget import PredictionCut, check_stop
+from byu_motor.infer.heatmaps import resample_heatmap  # noqa: F401 (re-exported: its home before)
+from byu_motor.infer.stage_timer import stage
 from byu_motor.infer.tta import View, get_views
 
 log = logging.getLogger(__name__)
@@ -84,51 +85,6 @@ def border_ramp(
     return w
 
 
-def resample_heatmap(logits: torch.Tensor, src_grid: Grid, dst_grid: Grid) -> torch.Tensor:
-    """Trilinearly resample heatmap values ``[D, H, W]`` from ``src_grid`` to ``dst_grid``.
-
-    Both grids cover the same physical volume from the same corner (the :class:`Grid` convention), so cell
-    ``j`` of ``dst_grid`` samples ``src_grid`` at ``dst_grid.map_to(src_grid, j)``; samples beyond the
-    first/last cell centre take the edge value. Works separably (one axis at a time), on any device.
-
-    Args:
-        logits: tensor ``[D, H, W]`` with ``D, H, W == src_grid.shape``.
-        src_grid: grid of ``logits``.
-        dst_grid: grid of the result.
-
-    Returns:
-        float32 tensor of shape ``dst_grid.shape`` on the device of ``logits``.
-    """
-    if tuple(logits.shape) != src_grid.shape:
-        raise ValueError(f"logits shape {tuple(logits.shape)} does not match source grid {src_grid.shape}")
-    out = logits.float()
-    if src_grid == dst_grid:
-        return out
-    for axis in range(3):
-        n_src, n_dst = src_grid.shape[axis], dst_grid.shape[axis]
-        ratio = dst_grid.spacing_a[axis] / src_grid.spacing_a[axis]
-        if n_src == n_dst and abs(ratio - 1.0) < 1e-12:
-            continue
-        pos = (np.arange(n_dst, dtype=np.float64) + 0.5) * ratio - 0.5
-        pos = np.clip(pos, 0.0, n_src - 1)
-        i0 = np.floor(pos).astype(np.int64)
-        i1 = np.minimum(i0 + 1, n_src - 1)
-        frac = torch.as_tensor(pos - i0, dtype=torch.float32, device=out.device)
-        shape = [1, 1, 1]
-        shape[axis] = n_dst
-        frac = frac.reshape(shape)
-        a = out.index_select(axis, torch.as_tensor(i0, device=out.device))
-        b = out.index_select(axis, torch.as_tensor(i1, device=out.device))
-        out = a + (b - a) * frac
-    return out
-
-
-def _autocast(device: torch.device, amp: bool) -> contextlib.AbstractContextManager:
-    if amp and device.type == "cuda":
-        return torch.autocast(device_type="cuda", dtype=torch.float16)
-    return contextlib.nullcontext()
-
-
 class SlidingWindow:
     """Run a detector over a whole volume window by window and merge its logits at heatmap resolution.
 
@@ -148,10 +104,13 @@ class SlidingWindow:
         views: TTA view names; logits are averaged over views per window.
         add_identity: include the identity view even when ``views`` lacks it (``False``: exactly ``views``).
         device: where the model runs.
-        amp: fp16 autocast on CUDA (no-op elsewhere).
+        amp: autocast on CUDA, bf16 where the card has it, else fp16 (no-op elsewhere;
+            :func:`byu_motor.infer.accel.autocast_dtype`).
         channels_last: ``channels_last_3d`` inputs; faster for some models and slower for others, on any
             device (``python bench/layout.py`` measures each preset).
         pad_value: raw grey (0-255, before normalisation) of the padding; ``None``: the volume's mean grey.
+        batch_views: all TTA views of a batch of windows in ONE forward pass (views whose windows keep their
+            shape); ``False``: one pass per view.
     """
 
     def __init__(
@@ -168,6 +127,7 @@ class SlidingWindow:
         should_stop: Callable[[], bool] | None = None,
         pad_value: float | None = None,
         add_identity: bool = True,
+        batch_views: bool = True,
     ):
         if merge not in MERGE_MODES:
             raise ValueError(f"unknown merge {merge!r}; choose from {MERGE_MODES}")
@@ -184,6 +144,7 @@ class SlidingWindow:
         self.channels_last = bool(channels_last)
         self.should_stop = should_stop
         self.pad_value = pad_value
+        self.batch_views = bool(batch_views)
         self.oom_retries = 0  # how often the batch was halved (for logs and tests)
 
     def layout(
@@ -201,14 +162,19 @@ class SlidingWindow:
         return padded, patch, starts  # type: ignore[return-value]
 
     def __call__(
-        self, model: nn.Module, volume: np.ndarray, stride: Sequence[int], normalizer: Normalizer
+        self,
+        model: nn.Module,
+        volume: np.ndarray | torch.Tensor,
+        stride: Sequence[int],
+        normalizer: Normalizer,
     ) -> torch.Tensor:
         """Logits of ``model`` over ``volume``.
 
         Args:
             model: any module mapping ``[B, 1, D, H, W]`` to ``[B, 1, D/s, H/s, W/s]`` (already on ``device``,
                 in eval mode); a list/tuple output uses its first element.
-            volume: uint8 array ``(Z, Y, X)`` at the model's spacing.
+            volume: uint8 ``(Z, Y, X)`` at the model's spacing: a host array, or a tensor on ``device`` (windows
+                are then cut on the device).
             stride: model output stride ``(sz, sy, sx)``.
             normalizer: intensity normalisation (fitted per tomogram when its mode asks for it).
 
@@ -216,19 +182,38 @@ class SlidingWindow:
             float32 tensor ``[ceil(Z/sz), ceil(Y/sy), ceil(X/sx)]`` on ``device`` (cell ``k`` centred at input
             voxel ``k*s + (s-1)/2``).
         """
-        if volume.ndim != 3 or volume.dtype != np.uint8:
-            raise ValueError(f"expected a uint8 (Z, Y, X) volume, got {volume.dtype} {volume.shape}")
+        if volume.ndim != 3 or volume.dtype not in (np.uint8, torch.uint8):
+            raise ValueError(f"expected a uint8 (Z, Y, X) volume, got {volume.dtype} {tuple(volume.shape)}")
+        with stage("forward"):
+            return self._run(model, volume, stride, normalizer)
+
+    def _run(
+        self,
+        model: nn.Module,
+        volume: np.ndarray | torch.Tensor,
+        stride: Sequence[int],
+        normalizer: Normalizer,
+    ) -> torch.Tensor:
+        """:meth:`__call__` after the input check."""
         st = _triple_int(stride, "stride")
         if any(v.swaps_yx for v in self.views) and st[1] != st[2]:
             raise ValueError(f"in-plane rotations need equal y and x strides, got {st}")
-        normalizer = normalizer.fit(volume)
-        padded, patch, starts = self.layout(volume.shape, st)
+        step = max(1, int(round((volume_size(volume) / 1e6) ** (1 / 3))))
+        if isinstance(volume, torch.Tensor):  # the fit's own subsample, taken on the device
+            fit_step = max(1, int(round((volume.numel() / 2_000_000) ** (1 / 3))))
+            normalizer = normalizer.fit(volume[::fit_step, ::fit_step, ::fit_step].cpu().numpy(), 10**18)
+            mean_grey = (
+                float(volume[::step, ::step, ::step].float().mean()) if self.pad_value is None else 0.0
+            )
+        else:
+            normalizer = normalizer.fit(volume)
+            mean_grey = float(volume[::step, ::step, ::step].mean()) if self.pad_value is None else 0.0
+        padded, patch, starts = self.layout(tuple(volume.shape), st)
         cells = tuple(p // s for p, s in zip(patch, st))
         heat_shape = tuple(n // s for n, s in zip(padded, st))
         dev = self.device
         # Padding stands for "average tomogram": the (normalised) mean grey of this volume.
-        step = max(1, int(round((volume.size / 1e6) ** (1 / 3))))
-        pad_grey = float(volume[::step, ::step, ::step].mean()) if self.pad_value is None else self.pad_value
+        pad_grey = mean_grey if self.pad_value is None else self.pad_value
 
         profiles = self._weight_profiles(starts, patch, padded, cells)
         if self.merge == "mean":
@@ -324,31 +309,51 @@ class SlidingWindow:
         x = torch.full((len(chunk), 1, *patch), pad_grey, dtype=torch.float32, device=dev)
         for k, (z0, y0, x0) in enumerate(chunk):
             part = volume[z0 : z0 + patch[0], y0 : y0 + patch[1], x0 : x0 + patch[2]]
-            t = torch.from_numpy(np.ascontiguousarray(part)).to(dev, non_blocking=True)
-            x[k, 0, : part.shape[0], : part.shape[1], : part.shape[2]].copy_(t)
+            if not isinstance(part, torch.Tensor):
+                part = torch.from_numpy(np.ascontiguousarray(part)).to(dev, non_blocking=True)
+            x[k, 0, : part.shape[0], : part.shape[1], : part.shape[2]].copy_(part)
         scale = 1.0 / (255.0 * normalizer.std)
         x.mul_(scale).add_(-normalizer.mean / normalizer.std)
         out = None
-        for view in self.views:
-            xv = view.forward(x)
+        for group in self._view_batches(x.shape):
+            xs = [view.forward(x) for view in group]
+            xv = xs[0] if len(xs) == 1 else torch.cat(xs)
             if self.channels_last:
                 xv = xv.contiguous(memory_format=torch.channels_last_3d)
-            with _autocast(dev, self.amp):
-                y = model(xv)
-            if isinstance(y, (list, tuple)):
-                y = y[0]
-            y = view.inverse(y.float())
-            expected = (len(chunk), 1, *cells)
-            if tuple(y.shape) != expected:
-                raise ValueError(
-                    f"model output {tuple(y.shape)} under view {view.name!r} does not match the expected "
-                    f"{expected} for windows {patch} at its stride"
-                )
-            out = y if out is None else out.add_(y)
+            with autocast(dev, self.amp):
+                ys = model(xv)
+            if isinstance(ys, (list, tuple)):
+                ys = ys[0]
+            for view, y in zip(group, ys.float().split(len(chunk))):
+                y = view.inverse(y)
+                expected = (len(chunk), 1, *cells)
+                if tuple(y.shape) != expected:
+                    raise ValueError(
+                        f"model output {tuple(y.shape)} under view {view.name!r} does not match the expected "
+                        f"{expected} for windows {patch} at its stride"
+                    )
+                out = y if out is None else out.add_(y)
         assert out is not None
         if len(self.views) > 1:
             out.div_(len(self.views))
         return out[:, 0]
+
+    def _view_batches(self, shape: Sequence[int]) -> list[list[View]]:
+        """The views grouped into forward passes: one group per transformed window shape with
+        ``batch_views``, else one view per pass."""
+        if not self.batch_views:
+            return [[view] for view in self.views]
+        groups: dict[tuple[int, ...], list[View]] = {}
+        for view in self.views:
+            swapped = view.swaps_yx and shape[-1] != shape[-2]
+            key = (*shape[:-2], shape[-1], shape[-2]) if swapped else tuple(shape)
+            groups.setdefault(key, []).append(view)
+        return list(groups.values())
+
+
+def volume_size(volume: np.ndarray | torch.Tensor) -> int:
+    """Number of voxels of a host array or a tensor."""
+    return int(volume.numel()) if isinstance(volume, torch.Tensor) else int(volume.size)
 
 
 def _divide_by_weight_sum(

@@ -23,6 +23,7 @@ from byu_motor.infer.factory import _SPEC_CACHE, default_predictor_factory  # no
 from byu_motor.infer.loader import PrefetchLoader
 from byu_motor.infer.resume import PartialFile
 from byu_motor.infer.spacing import resolve_spacing
+from byu_motor.infer.stage_timer import StageTimer, active, device_sync, stage, timed_iter
 from byu_motor.infer.testset import listed_sizes
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,8 @@ class WorkerJob:
         predictor_factory: ``factory(checkpoints, config, device) -> predictor``.
         reader: ``reader(folder) -> uint8 volume``.
         prior_s_per_voxel: the planner's rate before it measures one (``None``: its pessimistic default).
+        source: ``(tomo_id, volume)`` of ``items`` in order, from a loader the workers share
+            (:meth:`byu_motor.infer.loader.PrefetchLoader.feed`); ``None``: the worker reads with its own loader.
     """
 
     worker: int
@@ -88,6 +91,7 @@ class WorkerJob:
     predictor_factory: PredictorFactory
     reader: Callable[[Any], Any]
     prior_s_per_voxel: float | None = None
+    source: Any = None
 
 
 def _accepts_tomo_id(fn: Callable[..., Any]) -> bool:
@@ -161,9 +165,12 @@ def _predict_items(
     emit: Callable[[dict[str, Any]], None],
     say: Callable[[int, str], None],
 ) -> None:
-    """The loop of :func:`run_worker`: read ahead, pick each tomogram's level, predict, emit its result."""
+    """The loop of :func:`run_worker`: read ahead, pick each tomogram's level, predict, emit its result, with
+    ``stages`` (:mod:`~byu_motor.infer.stage_timer`; sum = ``seconds`` - ``startup_s``, the model build) and
+    ``decode_s`` (the loader thread's reading, overlapped)."""
     predictors = _LevelPredictors(job)
-    loader = PrefetchLoader(
+    timer = StageTimer(sync=device_sync(job.device))
+    loader = job.source or PrefetchLoader(
         [folder for _, folder in job.items],
         job.reader,
         max_in_memory=max(1, job.config.prefetch),
@@ -171,15 +178,17 @@ def _predict_items(
         ids=[tid for tid, _ in job.items],
     )
     t_prev = time.monotonic()
-    with loader:
-        for tomo_id, volume in loader:
+    with loader, active(timer):
+        for tomo_id, volume in timed_iter(loader, timer, "read"):
             record: dict[str, Any] = {"event": "result", "tomo_id": tomo_id, "worker": job.worker}
+            record.update(decode_s=round(loader.decode_s, 4))
             if isinstance(volume, BaseException):
                 say(logging.WARNING, f"tomogram {tomo_id}: cannot be read, writing -1 ({volume})")
                 emit({**record, "status": "read_error", "candidates": [], "error": str(volume)})
                 if planner is not None:
                     planner.skip()
                 t_prev = time.monotonic()
+                timer.take()
                 continue
             voxels = float(getattr(volume, "size", 0)) or None
             level = 0 if planner is None else planner.next_level(voxels)
@@ -188,11 +197,15 @@ def _predict_items(
             t_build = time.monotonic()
             predictor, config = predictors.get(level)
             build_s = time.monotonic() - t_build  # a one-off (model loading), not a cost per voxel
-            _predict_one(record, predictor, config, volume, job, level, say, planner and planner.should_stop)
+            with stage("fusion"):  # whatever predict_volume does outside its own, nested stages
+                _predict_one(
+                    record, predictor, config, volume, job, level, say, planner and planner.should_stop
+                )
             del volume
             now = time.monotonic()
             # Wall time since the previous tomogram ended: prediction plus any wait for the loader.
             record["seconds"] = round(now - t_prev, 4)
+            record.update(stages=timer.take(), startup_s=round(build_s, 4))
             t_prev = now
             if planner is not None and record["status"] == "cut":
                 planner.record_cut(tomo_id)
@@ -297,9 +310,14 @@ def split_jobs(template: WorkerJob, pending: list[tuple[str, str]], devices: lis
 
 
 def run_jobs(jobs: list[WorkerJob], collect: Collector) -> None:
-    """Run ``jobs``: in this process when there is one, else one spawned process per job."""
+    """Run ``jobs``: in this process when there is one; on several CUDA devices one thread each, fed by one
+    shared loader (:mod:`byu_motor.infer.device_threads`); else one spawned process per job."""
     if len(jobs) == 1:
         run_worker(jobs[0], collect)
+    elif all(job.device.startswith("cuda") for job in jobs):
+        from byu_motor.infer.device_threads import run_threads
+
+        run_threads(jobs, collect)
     else:
         _run_processes(jobs, collect)
 
@@ -315,6 +333,7 @@ class Collector:
         stopped: a worker stopped early for lack of time.
         crashes: what each crashed worker reported.
         cut: tomograms cut short at the deadline (not stored in the partial file, so a resume retries them).
+        ended: ``time.monotonic()`` when the workers were done.
     """
 
     partial: PartialFile
@@ -322,6 +341,7 @@ class Collector:
     stopped: bool = False
     crashes: list[str] = field(default_factory=list)
     cut: list[str] = field(default_factory=list)
+    ended: float | None = None  # time.monotonic() when the last worker finished (the threshold stage starts)
 
     def __call__(self, event: dict[str, Any]) -> None:
         """Handle one event (a dict with an ``event`` key: ``result``, ``log``, ``done`` or ``crash``)."""

@@ -1,0 +1,92 @@
+"""Resampling where the model runs: the uint8 volume goes to the device once per tomogram, is resampled there
+(:func:`byu_motor.data.grid.resample_tensor`, the same grid contract as the host path) and the sliding window
+cuts its windows there; the host only decodes.
+
+On CUDA the volume is first copied into a reusable page-locked (pinned) host buffer, then copied to the card
+without blocking the host.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from byu_motor.data.grid import resample_tensor, resample_volume
+from byu_motor.infer.stage_timer import stage
+
+
+class VolumeStager:
+    """Hands the sliding window each model's input: a host uint8 array or a device uint8 tensor.
+
+    With ``on_device`` the volume is uploaded once (:meth:`uploaded`) and resampled on ``device``; without it,
+    or for a model that denoises before resampling (host only), the host resamples (:func:`resample_volume`).
+    Call :meth:`release` after a tomogram to free the device copy (the pinned buffer is kept for the next).
+
+    Args:
+        device: where the models run.
+        on_device: resample and cut windows on ``device``.
+        dtype: precision of the device resize (``None``: float16 on CUDA, float32 elsewhere).
+    """
+
+    def __init__(self, device: str | torch.device, on_device: bool, dtype: torch.dtype | None = None):
+        self.device = torch.device(device)
+        self.on_device = bool(on_device)
+        self.dtype = dtype
+        self._pinned: torch.Tensor | None = None
+        self._source: np.ndarray | None = None
+        self._uploaded: torch.Tensor | None = None
+        # this tomogram's device resamplings, by (shape, mode): members at one spacing share one
+        self._resampled: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
+
+    def uploaded(self, volume: np.ndarray) -> torch.Tensor:
+        """``volume`` (uint8 ``(Z, Y, X)``) as a uint8 tensor on the device, copied at most once per tomogram."""
+        if self._uploaded is not None and self._source is volume:
+            return self._uploaded
+        self._resampled = {}
+        with stage("upload"):
+            host = torch.from_numpy(np.ascontiguousarray(volume))
+            if self.device.type == "cuda":
+                n = host.numel()
+                if self._pinned is None or self._pinned.numel() < n:
+                    self._pinned = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+                staged = self._pinned[:n].view(host.shape)
+                staged.copy_(host)
+                self._uploaded = staged.to(self.device, non_blocking=True)
+            else:
+                self._uploaded = host.to(self.device)
+        self._source = volume
+        return self._uploaded
+
+    def resampled(
+        self, volume: np.ndarray, shape: tuple[int, int, int], interp: str, denoise: str | None
+    ) -> np.ndarray | torch.Tensor:
+        """``volume`` resampled to ``shape`` voxels (``interp`` mode) for one model.
+
+        Returns:
+            a device uint8 tensor (on the device path), or a host uint8 array (host path, ``denoise``, or a CPU
+            device, where the host IS the device).
+        """
+        if not self.on_device or denoise is not None:
+            if tuple(shape) == volume.shape and denoise is None:
+                return volume
+            with stage("resample"):
+                return resample_volume(volume, shape, mode=interp, denoise=denoise)
+        if self.device.type == "cpu":  # the host is the device: no copy, the windows are cut from the array
+            if tuple(shape) == volume.shape:
+                return volume
+            with stage("resample"):
+                return resample_tensor(torch.from_numpy(volume), shape, mode=interp, dtype=self.dtype).numpy()
+        vol = self.uploaded(volume)
+        if tuple(shape) == tuple(vol.shape):
+            return vol
+        key = (tuple(shape), interp)
+        if key not in self._resampled:
+            with stage("resample"):
+                self._resampled[key] = resample_tensor(vol, shape, mode=interp, dtype=self.dtype)
+        return self._resampled[key]
+
+    def release(self) -> None:
+        """Drop this tomogram's device copy (keeps the pinned staging buffer for the next one)."""
+        self._uploaded = None
+        self._source = None
+        self._resampled = {}
