@@ -195,6 +195,7 @@ def run_demo(out_dir: str | Path = "demo_out", settings: DemoSettings | None = N
     threshold = summary.get("threshold", _threshold_used(checkpoints))
     result = {**details, "error_sources": sources, "threshold": threshold, "threshold_source": summary.get("threshold_source"),
               "preset": preset, "fold_overrides": per_fold, "ensemble": infer_cfg.ensemble, "timings_s": timings,
+              "predict_stages_s": summary.get("stages", {}),
               "paths": {"submission": str(out / "submission.csv"), "report": str(out / "report.md"),
                         "previews": str(out / "previews"), "checkpoints": checkpoints}}  # fmt: skip
     (out / "report.md").write_text(_report(result, s))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -118,6 +119,14 @@ def test_predict_progress_quiet_file_mode_and_partial_file(loud, tmp_path, capsy
         for line in err
     )
     assert any(line.startswith("predict: 1/1 tomo (100%)") and "level " in line for line in err)
+    # the summary has a line of seconds per stage, and the same stages (adding up) in OUT.result.json
+    assert any(line.startswith("stages (s per tomogram, 1 tomograms): read ") for line in out)
+    result = json.loads(Path(str(loud["csv"]).replace(".csv", ".result.json")).read_text())
+    stages = {
+        k: v for k, v in result["stages"].items() if k not in ("tomograms", "startup_s", "decode_s", "sum_s")
+    }
+    assert {"read", "forward", "peaks"} <= set(stages) and result["stages"]["tomograms"] == 1
+    assert abs(sum(stages.values()) - result["stages"]["sum_s"]) < 0.01
     # DATA after a one-or-more --checkpoints is not swallowed
     kept = tmp_path / "kept.csv"
     argv = ["predict", "--checkpoints", str(loud["ckpt"]), str(loud["data"]), "--devices", "cpu"]

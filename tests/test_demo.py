@@ -63,6 +63,7 @@ def test_short_demo_writes_every_artefact(tmp_path, capsys):
     assert "(misplaced) |" in report
     # every false positive and misplaced prediction is attributed to what it hit, and the report shows it
     result = json.loads((out / "result.json").read_text())
+    assert result["predict_stages_s"]["tomograms"] == 4 and result["predict_stages_s"]["forward"] > 0
     sources = result["error_sources"]
     assert sum(sources["false_positive"].values()) == result["fp"]
     assert sum(sources["misplaced"].values()) == result["misplaced"]

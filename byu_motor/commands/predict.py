@@ -119,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
         f"not reached {s.get('not_reached', 0)}; devices {','.join(s.get('devices', []))}"
     )
     print(f"time {s.get('seconds', 0):.1f} s ({s.get('seconds', 0) / n:.2f} s per predicted tomogram)")
+    print(stage_line(s.get("stages", {})))
+    print(f"run summary: {write_result(args.out, s)}")
     for name, count in s.get("levels", {}).items():
         print(f"  level {name}: {count} tomograms")
     for msg in s.get("shed", []):
@@ -128,6 +130,29 @@ def run(args: argparse.Namespace) -> int:
     if args.report:
         print(f"report: {_write_report(args, df)}")
     return 0
+
+
+def stage_line(stages: dict) -> str:
+    """One line of seconds per predicted tomogram by stage, e.g. ``stages (s per tomogram, 2 tomograms):
+    read 0.10, resample 1.20, forward 3.40, ...`` from the run summary's ``stages``
+    (:func:`byu_motor.infer.stage_timer.run_stages`)."""
+    n = int(stages.get("tomograms", 0))
+    skip = {"tomograms", "startup_s", "decode_s", "sum_s", "threshold"}
+    parts = [f"{k} {float(v) / max(n, 1):.2f}" for k, v in stages.items() if k not in skip]
+    extra = f"; start-up {stages.get('startup_s', 0.0):.1f} s, decoding {stages.get('decode_s', 0.0):.1f} s overlapped"
+    return f"stages (s per tomogram, {n} tomograms): {', '.join(parts) or 'none'}{extra}"
+
+
+def write_result(out_csv: str, summary: dict) -> str:
+    """Write the run summary (counts, threshold, shed levels, per-stage seconds) as JSON beside the
+    submission, ``<out without .csv>.result.json``; returns its path."""
+    import json
+
+    from byu_motor.atomic import atomic_write
+
+    path = str(Path(out_csv).with_suffix("")) + ".result.json"
+    atomic_write(path, lambda fh: fh.write(json.dumps(summary, indent=2, default=str)), text=True)
+    return path
 
 
 def _write_report(args: argparse.Namespace, df) -> str:
