@@ -78,6 +78,7 @@ def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
     from byu_motor.infer.recipe import read_recipe_file, resolve_infer
     from byu_motor.infer.runner import run_prediction
     from byu_motor.metric import score
+    from byu_motor.models.checkpoint import read_checkpoint_config
     from byu_motor.presets import get_preset
     from byu_motor.synth import generate_dataset
     from byu_motor.train.engine import train
@@ -167,3 +168,31 @@ def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
     paths = [m.checkpoint for m in members.members]
     direct2 = run_prediction(data, paths, tmp_path / "direct2.csv", seed_cfg)
     pd.testing.assert_frame_equal(seed_sub, direct2.reset_index(drop=True), check_dtype=False)
+
+    # 7. a mixed ensemble, the 3D checkpoint and a 2D tiny_2d one, through the same notebook: an ensemble.json
+    # whose shared "set" picks the ensemble-wide settings the two recipes disagree on
+    cfg2d = get_preset("tiny_2d").override(["train.steps=4", "train.val_every=4", "train.num_workers=0"])
+    train(cfg2d, data, tmp_path / "run2d")
+    mixed_dir, out3 = tmp_path / "mixed_checkpoints", tmp_path / "out3"
+    mixed_dir.mkdir()
+    out3.mkdir()
+    shutil.copy(ckpt, mixed_dir / "tiny_3d.pt")
+    shutil.copy(tmp_path / "run2d" / "last.pt", mixed_dir / "tiny_2d.pt")
+    shared = ["infer.threshold=fixed", "infer.threshold_value=0.0", "infer.scales=1.0", "infer.scale_merge=mean",
+              "infer.ensemble=fusion", "infer.steps=[]"]  # fmt: skip
+    mixed = {"members": [{"checkpoint": "tiny_3d.pt"}, {"checkpoint": "tiny_2d.pt"}], "set": shared}
+    (mixed_dir / "ensemble.json").write_text(json.dumps(mixed))
+    for key, value in {"BYU_CHECKPOINTS": mixed_dir, "BYU_OUT": out3, "BYU_SET": ""}.items():
+        monkeypatch.setenv(key, str(value))
+    nbclient.NotebookClient(
+        nb, kernel_name="kaggle", timeout=600, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    mixed_sub = pd.read_csv(out3 / "submission.csv")
+    assert mixed_sub["tomo_id"].tolist() == sample["tomo_id"].tolist() and mixed_sub.notna().all().all()
+    recipe3 = read_recipe_file(mixed_dir / "ensemble.json")
+    mixed_cfg = resolve_infer(recipe3.members, recipe3.sets)
+    assert read_checkpoint_config(mixed_dir / "tiny_2d.pt").config.model.dims == 2
+    direct3 = run_prediction(
+        data, [m.checkpoint for m in recipe3.members], tmp_path / "direct3.csv", mixed_cfg
+    )
+    pd.testing.assert_frame_equal(mixed_sub, direct3.reset_index(drop=True), check_dtype=False)

@@ -9,8 +9,8 @@ HELP = "add confident candidates far from every label as motors (one pseudo-labe
 
 EPILOG = """\
 Candidates come from predicting the labelled train tomograms (DATA/train/<tomo_id>, each at its labelled
-spacing) with --checkpoints, or from --candidates: a CSV tomo_id,z,y,x,score (original voxels) or the
-<submission>.partial.jsonl that `byu-motor predict` writes. A candidate scoring >= --min-score and farther
+spacing) with --checkpoints, or from --candidates: a CSV tomo_id,z,y,x,score (original voxels; `byu-motor
+review` and `predict --report DIR` write one) or a resume file `predict --keep-partial` keeps. A candidate scoring >= --min-score and farther
 than 1000 A from every label of its tomogram (and from candidates added before it) becomes a motor with
 source "pseudo round N" and its score as conf. NEW is the official long format plus source and conf.
 """

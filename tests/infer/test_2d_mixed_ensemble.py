@@ -42,11 +42,15 @@ def test_one_3d_and_one_2d_checkpoint_predict_together(tmp_path):
 
     both = resolve_infer([Member(p) for p in paths], COMMON)
     assert tuple(both.members[paths[1]]["patch_size"]) == (16, 128, 128)  # the 2D member keeps its window
-    sub = run_prediction(tmp_path / "data", paths, tmp_path / "both.csv", both, devices="cpu")
+    sub = run_prediction(
+        tmp_path / "data", paths, tmp_path / "both.csv", both, devices="cpu", keep_partial=True
+    )
     assert sorted(sub["tomo_id"]) == ["tomo_a", "tomo_b"] and sub.notna().all().all()
     assert pd.read_csv(tmp_path / "both.csv").shape == (2, 4)
 
     alone = resolve_infer([Member(paths[0])], COMMON)
-    run_prediction(tmp_path / "data", paths[:1], tmp_path / "alone.csv", alone, devices="cpu")
+    run_prediction(
+        tmp_path / "data", paths[:1], tmp_path / "alone.csv", alone, devices="cpu", keep_partial=True
+    )
     # the 2D member changed the fused candidates: it took part
     assert _partial(tmp_path / "both.csv") != _partial(tmp_path / "alone.csv")
