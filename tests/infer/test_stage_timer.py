@@ -126,6 +126,7 @@ def test_run_summary_has_the_stages_of_the_tomograms_predicted_in_this_run(tmp_p
     for k in range(3):
         write_tomogram(ball_volume((6, 16, 16), (3, 8, 8), 2.0), tmp_path / "data" / "test" / f"t{k}")
     kw = dict(predictor_factory=factory(unit_s=0.02), checkpoint_inspector=fake_inspector, devices="cpu")
+    kw["keep_partial"] = True  # the second run resumes from the first one's kept resume file
     from byu_motor.infer.runner import run_prediction
 
     df = run_prediction(tmp_path / "data", ckpts, tmp_path / "sub.csv", **kw)
