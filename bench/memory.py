@@ -10,11 +10,10 @@ One micro-batch's forward, backward and AdamW step is measured in a fresh proces
   forward and backward (no optimiser step), at a reduced patch (``--patch``, float32): activations and
   gradients, the relative saving of each mode, not GPU figures.
 
-Before the measurements it prints an estimate at the preset's patch that needs no GPU: the model runs on
-PyTorch's ``meta`` device in fp16 and every tensor autograd saves for backward is counted; in the 16 GB mode
-the checkpointed stages keep only their outputs, plus the largest stage's activations while it is
-recomputed. Weights, gradients and AdamW state add 16 bytes per parameter. Activation gradients, cuDNN
-workspace and allocator slack are not counted: a lower bound (the seed's >= 45 GB for ResNeXt50 at batch 2).
+Before the measurements it prints an estimate at the preset's patch that needs no GPU
+(:func:`byu_motor.train.memory_estimate.estimate_training_memory`: autograd's saved tensors counted on the
+``meta`` device in fp16, plus 16 bytes per parameter; a lower bound, the seed's >= 45 GB for ResNeXt50 at
+batch 2). ``bench/throughput.py`` prints the same estimate.
 
     python bench/memory.py [--members seed_resnext50 seed_densenet121 seed_x3d_m] [--patch 48 96 96]
         [--estimate-only]
@@ -31,8 +30,9 @@ from pathlib import Path
 
 import torch
 
+from byu_motor.train.memory_estimate import MEMORY_MODES, estimate_modes, mode_preset
+
 MEMBERS = ("seed_resnext50", "seed_densenet121", "seed_x3d_m")
-MODES = ("full", "16gb")
 
 
 def _status_kib(key: str) -> int | None:
@@ -55,49 +55,6 @@ def _reset_peak_rss() -> bool:
     return True
 
 
-def estimate(member: str, mode: str) -> dict:
-    """Bytes autograd keeps for one fp16 training micro-batch at the preset's patch (``meta`` device, no data).
-
-    Returns:
-        ``activations_gib`` (saved for backward; with checkpointing the stage outputs plus the largest
-        stage's recomputation), ``weights_gib`` (fp32 weights, gradients, AdamW moments: 16 B per
-        parameter) and their sum ``total_gib``.
-    """
-    from byu_motor.models import create_model
-    from byu_motor.presets import get_preset
-
-    cfg = get_preset(member if mode == "full" else f"{member}_16gb")
-    ckpt = cfg.model.grad_checkpointing
-    cfg.model.grad_checkpointing = False  # measured per stage below, then combined
-    with torch.device("meta"):
-        model = create_model(cfg.model).half().train()
-        x = torch.empty(cfg.train.batch_size, 1, *cfg.data.patch_size, dtype=torch.half)
-    saved, per_stage, outputs = [0], [], []
-
-    def pack(t: torch.Tensor) -> torch.Tensor:
-        saved[0] += t.numel() * t.element_size()
-        return t
-
-    def before(module, args) -> None:
-        per_stage.append(-saved[0])
-
-    def after(module, args, out) -> None:
-        per_stage[-1] += saved[0]
-        outputs.append(out.numel() * out.element_size())
-
-    for stage in model.encoder.stages:
-        stage.register_forward_pre_hook(before)
-        stage.register_forward_hook(after)
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        model(x)
-    act = saved[0]
-    if ckpt:  # stages keep their outputs; one stage at a time is recomputed in backward
-        act = act - sum(per_stage) + sum(outputs) + max(per_stage)
-    weights = 16 * sum(p.numel() for p in model.parameters())
-    gib = 2.0**30
-    return {"activations_gib": act / gib, "weights_gib": weights / gib, "total_gib": (act + weights) / gib}
-
-
 def measure(member: str, mode: str, patch: tuple[int, int, int] | None) -> dict:
     """One training step of ``member`` in ``mode`` in this process; returns its peak memory in MiB.
 
@@ -110,7 +67,7 @@ def measure(member: str, mode: str, patch: tuple[int, int, int] | None) -> dict:
     from byu_motor.presets import get_preset
     from byu_motor.train.optim import build_optimizer
 
-    cfg = get_preset(member if mode == "full" else f"{member}_16gb")
+    cfg = get_preset(mode_preset(member, mode))
     cuda = torch.cuda.is_available()
     device = torch.device("cuda" if cuda else "cpu")
     shape = tuple(cfg.data.patch_size) if cuda or patch is None else patch
@@ -160,19 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.one:
         print(json.dumps(measure(args.one[0], args.one[1], patch)))
         return
-    for member in args.members:
-        for mode in MODES:
-            e = estimate(member, mode)
-            print(
-                f"{member:18s} {mode:5s} estimate at the preset's patch, fp16: activations "
-                f"{e['activations_gib']:5.1f} GiB + weights/grads/AdamW {e['weights_gib']:4.1f} GiB = "
-                f"{e['total_gib']:5.1f} GiB (lower bound)",
-                flush=True,
-            )
+    for member, mode, e in estimate_modes(args.members):
+        print(f"{member:18s} {mode:5s} estimate at the preset's patch, fp16: {e.line()}", flush=True)
     if args.estimate_only:
         return
     for member in args.members:
-        for mode in MODES:
+        for mode in MEMORY_MODES:
             cmd = [sys.executable, __file__, "--one", member, mode, "--patch", *map(str, patch)]
             row = json.loads(
                 subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.splitlines()[-1]

@@ -4,9 +4,13 @@ seed's window sampler with its full augmentation set, in patches/s per loader wo
 A ratio loader/model above 1 means the input pipeline keeps the model busy; below 1 the model waits for
 data. Measured on the same machine in one run for the ``tiny`` preset and for one production preset at a
 small patch (both read the same cached synthetic volumes, resampled to 64 A so one cache serves both).
+First it prints the peak memory of each training memory mode (``full``, ``16gb``) of each seed member: the
+no-GPU lower bound of :func:`byu_motor.train.memory_estimate.estimate_training_memory` (as ``bench/memory.py``;
+``--memory-members`` with no name skips it).
 
     python bench/throughput.py [--data DIR] [--batches 20] [--steps 10] [--workers 2]
         [--production resnet18_unet_s16] [--patch 64 128 128] [--seed-items 6] [--big-items 3]
+        [--memory-members seed_resnext50 seed_densenet121 seed_x3d_m]
 
 The seed rows build items in this process (what one DataLoader worker does, less the collate): at ``--patch``
 from the cached volumes, and at the seed's (224, 448, 448) from one random 256 x 640 x 640 volume at 16 A
@@ -36,6 +40,9 @@ from byu_motor.presets import get_preset
 from byu_motor.synth import generate_dataset
 from byu_motor.train.engine import build_optimizer
 from byu_motor.train.losses import HeatmapLoss
+from byu_motor.train.memory_estimate import estimate_modes
+
+SEED_MEMBERS = ("seed_resnext50", "seed_densenet121", "seed_x3d_m")
 
 
 def loader_rate(cfg: Config, volumes: list, stride, batches: int, workers: int) -> float:
@@ -106,6 +113,16 @@ def print_seed_rates(tiny: Config, volumes: list, patch, seed_items: int, big_it
         print(f"{'x'.join(map(str, size)):<14} {n:>5} {rate:>21.3f} {1.0 / rate:>8.2f}")
 
 
+def print_memory_modes(members: list[str]) -> None:
+    """Peak memory of one fp16 training micro-batch per (member, memory mode), at the preset's patch and batch."""
+    if not members:
+        return
+    print("training memory per mode (meta-device estimate at the preset's patch, fp16, no GPU)")
+    for member, mode, e in estimate_modes(members):
+        print(f"{member:18s} {mode:5s} {e.line()}", flush=True)
+    print()
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", type=Path, default=Path("/tmp/byu_bench/synth_s025_40_20"))
@@ -126,8 +143,15 @@ def main() -> None:
         default=3,
         help="seed-sampler items timed at 224x448x448, 0: skip (default 3)",
     )
+    p.add_argument(
+        "--memory-members",
+        nargs="*",
+        default=list(SEED_MEMBERS),
+        help="presets whose training memory per mode is estimated first, none: skip (default: the seed's three)",
+    )
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    print_memory_modes(args.memory_members)
 
     if not (args.data / "train_labels.csv").exists():
         generate_dataset(args.data, max(args.n_volumes, 4), 0, scale=0.25, seed=0, workers=args.threads)

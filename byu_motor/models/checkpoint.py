@@ -2,7 +2,8 @@
 
 Layout: ``{"format": "byu_motor.checkpoint/1", "config": Config.to_dict(), "state_dict": {...},
 "extra": {...}}``. Written with ``torch.save`` and read with
-``torch.load(..., weights_only=True)``.
+``torch.load(..., weights_only=True)``, memory-mapped (``mmap=True``) where the file is torch's zip format:
+reading the config then touches only the small pickled header, not the weights.
 Optimizer and scheduler state are not stored here (the training engine keeps resume state apart).
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -124,13 +126,23 @@ def save_checkpoint(
     return path
 
 
-def _read(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[dict[str, Any], Config, dict]:
-    """Load and validate a checkpoint file; returns (payload, config, extra)."""
+def _torch_load(path: Path) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, memory-mapped where the file is a zip archive.
+
+    With ``mmap=True`` the tensors' storages stay in the file until touched (page cache), so a caller that
+    only reads the config pays for the pickled header; legacy (non-zip) files cannot be mapped and load fully.
+    """
+    mmap = zipfile.is_zipfile(path)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+
+
+def _read(path: str | os.PathLike) -> tuple[dict[str, Any], Config, dict]:
+    """Load (CPU, memory-mapped) and validate a checkpoint file; returns (payload, config, extra)."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = _torch_load(path)
     except Exception as err:
         raise CheckpointError(
             f"checkpoint {str(path)!r}: not a readable torch file ({type(err).__name__}: {str(err)[:200]})"
@@ -166,7 +178,18 @@ def _read(path: str | os.PathLike, map_location: Any = "cpu") -> tuple[dict[str,
     extra = payload.get("extra") or {}
     if not isinstance(extra, dict):
         raise CheckpointError(f"checkpoint {str(path)!r}: 'extra' must be a dict, got {type(extra).__name__}")
-    return payload, config, extra
+    return payload, config, _unmapped(extra)
+
+
+def _unmapped(value: Any) -> Any:
+    """``value`` with every tensor copied out of the file mapping (extra values outlive the read)."""
+    if isinstance(value, torch.Tensor):
+        return value.clone()
+    if isinstance(value, list):
+        return [_unmapped(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _unmapped(v) for k, v in value.items()}
+    return value
 
 
 def _check_finite(path: str | os.PathLike, state_dict: Mapping[str, Any]) -> None:
@@ -215,7 +238,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Loade
     """
     from byu_motor.models.detector import create_model
 
-    payload, config, extra = _read(path, map_location)
+    payload, config, extra = _read(path)  # CPU tensors: load_state_dict copies them into the CPU-built model
     # The weights are in the file: never look for the encoder's pretrained file (absent on Kaggle).
     model_cfg = dataclasses.replace(config.model, pretrained_file=None)
     try:

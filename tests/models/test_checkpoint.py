@@ -169,3 +169,29 @@ def test_kwargs_the_encoder_does_not_take_are_a_checkpoint_error(tmp_path):
     torch.save({"format": FORMAT, "config": cfg.to_dict(), "state_dict": {}, "extra": {}}, path)
     with pytest.raises(CheckpointError, match="kwargs.pt.*cannot rebuild.*TypeError.*no_such_option"):
         load_checkpoint(path)
+
+
+def test_header_read_gives_the_full_loads_config_and_extra(tmp_path):
+    cfg = _config(encoder_kwargs={"width": 3})
+    extra = {"threshold": 0.37, "step": 7, "t": torch.arange(3.0)}
+    path = save_checkpoint(tmp_path / "h.pt", _trained_like(cfg), cfg, extra=extra)
+    header = read_checkpoint_config(path)  # memory-mapped: touches the pickled header only
+    full = load_checkpoint(path)
+    assert header.config == full.config == cfg
+    assert header.config.to_dict() == torch.load(path, weights_only=True)["config"]
+    assert header.extra.keys() == full.extra.keys() == extra.keys()
+    assert header.extra["threshold"] == full.extra["threshold"] == 0.37
+    assert torch.equal(header.extra["t"], full.extra["t"]) and torch.equal(header.extra["t"], extra["t"])
+
+
+def test_legacy_non_zip_checkpoint_still_reads(tmp_path):
+    # torch's pre-1.6 layout cannot be memory-mapped: read fully instead
+    cfg = _config()
+    model = _trained_like(cfg)
+    save_checkpoint(tmp_path / "z.pt", model, cfg, extra={"step": 3})
+    payload = torch.load(tmp_path / "z.pt", weights_only=True)
+    torch.save(payload, tmp_path / "legacy.pt", _use_new_zipfile_serialization=False)
+    assert read_checkpoint_config(tmp_path / "legacy.pt") == read_checkpoint_config(tmp_path / "z.pt")
+    x = torch.randn(1, 1, 16, 16, 16)
+    with torch.no_grad():
+        assert torch.equal(load_checkpoint(tmp_path / "legacy.pt").model(x), model(x))

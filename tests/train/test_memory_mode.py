@@ -68,14 +68,27 @@ def test_the_16gb_variant_keeps_the_recipe_but_its_memory(name: str) -> None:
 
 
 def test_the_memory_estimate_puts_the_16gb_variant_under_16_gib() -> None:
-    import importlib.util
-    from pathlib import Path
+    from byu_motor.train.memory_estimate import estimate_modes
 
-    path = Path(__file__).resolve().parents[2] / "bench" / "memory.py"
-    spec = importlib.util.spec_from_file_location("bench_memory", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
-    full, small = bench.estimate("seed_resnext50", "full"), bench.estimate("seed_resnext50", "16gb")
-    assert full["total_gib"] > 30.0  # the seed needed a 48 GB card
-    assert small["total_gib"] < 0.75 * 16  # room for activation gradients and workspace on a 16 GB card
-    assert small["weights_gib"] == full["weights_gib"]
+    est = {mode: e for _, mode, e in estimate_modes(["seed_resnext50"])}  # what bench/memory.py prints
+    full, small = est["full"], est["16gb"]
+    assert full.total_gib > 30.0  # the seed needed a 48 GB card
+    assert small.total_gib < 0.75 * 16  # room for activation gradients and workspace on a 16 GB card
+    assert small.weights_gib == full.weights_gib
+
+
+def test_memory_estimate_counts_weights_and_checkpointing_saves_activations() -> None:
+    from byu_motor.train.memory_estimate import estimate_training_memory
+
+    cfg = get_preset("tiny")
+    cfg.data.patch_size = (32, 64, 64)
+    plain = estimate_training_memory(cfg)
+    params = sum(p.numel() for p in create_model(cfg.model).parameters())
+    assert plain.weights_gib == pytest.approx(16 * params / 2**30)
+    assert plain.total_gib == pytest.approx(plain.activations_gib + plain.weights_gib)
+    cfg.model.grad_checkpointing = True
+    ckpt = estimate_training_memory(cfg)
+    assert ckpt.weights_gib == plain.weights_gib
+    assert 0 < ckpt.activations_gib < 0.8 * plain.activations_gib
+    cfg.train.batch_size *= 2  # activations scale with the batch, weights do not
+    assert estimate_training_memory(cfg).activations_gib == pytest.approx(2 * ckpt.activations_gib, rel=0.05)
