@@ -141,7 +141,25 @@ def _decode_slice(
         raise TomogramReadError(f"{path}: cannot decode slice ({type(err).__name__}: {err})") from err
 
 
-def read_tomogram(folder: str | Path, reduce: int = 1, num_threads: int | None = None) -> np.ndarray:
+def _check_out(out: object, shape: tuple[int, int, int], folder: str | Path) -> np.ndarray:
+    """``out`` when it is a writable C-contiguous uint8 array of ``shape``; else one ValueError naming ``folder``."""
+    if (
+        not isinstance(out, np.ndarray)
+        or out.dtype != np.uint8
+        or out.shape != shape
+        or not out.flags.c_contiguous
+        or not out.flags.writeable
+    ):
+        got = f"{out.dtype} {out.shape}" if isinstance(out, np.ndarray) else type(out).__name__
+        raise ValueError(
+            f"{folder}: out= must be a writable C-contiguous uint8 array of shape {shape}, got {got}"
+        )
+    return out
+
+
+def read_tomogram(
+    folder: str | Path, reduce: int = 1, num_threads: int | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
     """Read a folder of slices into one uint8 volume ``(Z, Y, X)``, decoding with threads.
 
     Slices are ordered by the integer in ``slice_<int>.(jpg|jpeg|png)``; other files are ignored. Pillow
@@ -163,11 +181,14 @@ def read_tomogram(folder: str | Path, reduce: int = 1, num_threads: int | None =
         folder: tomogram folder (``<root>/train/<tomo_id>``).
         reduce: reduction factor 1, 2 or 4 on every axis.
         num_threads: decoding threads; ``None`` = the CPUs available to this process.
+        out: optional buffer the slices are decoded into (e.g. the numpy view of a pinned host tensor),
+            a writable C-contiguous uint8 array of the result's shape; ``None`` allocates one.
 
     Returns:
-        uint8 array ``(ceil(Z/r), ceil(Y/r), ceil(X/r))``.
+        uint8 array ``(ceil(Z/r), ceil(Y/r), ceil(X/r))``: ``out`` itself when given.
 
     Raises:
+        ValueError: ``out`` of another shape or dtype (or not writable / C-contiguous).
         TomogramReadError: missing/empty folder, a gap in the slice indices, a corrupt or unreadable file,
             or a slice whose size differs from the first one (the message names the file or folder).
     """
@@ -180,7 +201,8 @@ def read_tomogram(folder: str | Path, reduce: int = 1, num_threads: int | None =
     except Exception as err:
         raise TomogramReadError(f"{paths[0]}: cannot open slice ({type(err).__name__}: {err})") from err
     n_out = -(-len(paths) // reduce)
-    out = np.empty((n_out, -(-size_xy[1] // reduce), -(-size_xy[0] // reduce)), dtype=np.uint8)
+    shape = (n_out, -(-size_xy[1] // reduce), -(-size_xy[0] // reduce))
+    out = np.empty(shape, dtype=np.uint8) if out is None else _check_out(out, shape, folder)
 
     def fill(k: int) -> None:
         group = paths[k * reduce : (k + 1) * reduce]

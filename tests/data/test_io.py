@@ -53,6 +53,34 @@ def test_copy_fallback_gives_the_same_volume(tmp_path: Path, monkeypatch: pytest
     np.testing.assert_array_equal(read_tomogram(folder, num_threads=2), vol)
 
 
+@pytest.mark.parametrize("reduce", [1, 2])
+def test_decoding_into_out_gives_the_same_bytes(tmp_path: Path, reduce: int) -> None:
+    vol = smooth_volume((5, 20, 18), seed=4)  # JPEG: reduce 2 takes the DCT-scaling path
+    write_tomogram(vol, tmp_path / "t", quality=90)
+    ref = read_tomogram(tmp_path / "t", reduce=reduce, num_threads=2)
+    for threads in (1, 2):
+        buf = np.full(ref.shape, 7, dtype=np.uint8)
+        got = read_tomogram(tmp_path / "t", reduce=reduce, num_threads=threads, out=buf)
+        assert got is buf
+        assert got.tobytes() == ref.tobytes()
+
+
+def test_out_of_another_shape_or_dtype_is_one_value_error(tmp_path: Path) -> None:
+    folder = write_png_slices(np.zeros((3, 4, 5), dtype=np.uint8), tmp_path / "t")
+    bad = [
+        np.empty((3, 4, 6), np.uint8),
+        np.empty((3, 4, 5), np.float32),
+        np.empty((3, 5, 4), np.uint8).transpose(0, 2, 1),  # right shape, not C-contiguous
+        [[0] * 5] * 4,
+    ]
+    for out in bad:
+        with pytest.raises(ValueError, match=r"out= must be .*\(3, 4, 5\)") as err:
+            read_tomogram(folder, out=out)
+        assert str(tmp_path / "t") in str(err.value) and not isinstance(err.value, TomogramReadError)
+    with pytest.raises(ValueError, match="out="):
+        read_tomogram(folder, reduce=2, out=np.empty((3, 4, 5), np.uint8))  # reduced shape is (2, 2, 3)
+
+
 def test_jpeg_round_trip_is_close(tmp_path: Path) -> None:
     vol = smooth_volume((4, 32, 40))
     write_tomogram(vol, tmp_path / "t", quality=95)
