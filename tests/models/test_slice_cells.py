@@ -23,6 +23,18 @@ def test_seed_plan_runs_non_overlapping_triplets_one_cell_each():
     assert len(every) == 32 and len(starts) == 11  # the seed runs about a third of the triplets
 
 
+def test_windows_a_multiple_of_12_deep_cut_the_seeds_global_triplets():
+    # one 96-slice volume cut whole, or as two 48-slice windows: the same triplets fill the same cells
+    whole = set(zip(*slice_plan("seed", 96, 3, 4)))
+    halves = {
+        (s + o, (lo + o // 4, hi + o // 4))
+        for o in (0, 48)
+        for s, (lo, hi) in zip(*slice_plan("seed", 48, 3, 4))
+    }
+    assert {s for s, _ in whole} == set(range(0, 94, 3)) and whole == halves
+    assert get_preset("seed_maxvit_tiny_2d").infer.patch_size[0] % 12 == 0
+
+
 @pytest.mark.parametrize("depth,cell_depth", [(16, 2), (40, 4), (13, 4), (24, 8), (3, 4), (2, 2)])
 def test_every_cell_is_filled_and_windows_stay_inside(depth: int, cell_depth: int):
     cells = -(-depth // cell_depth)
