@@ -62,6 +62,8 @@ class ModelConfig:
     head_kwargs: dict[str, Any] = field(default_factory=dict)
     dims: int = 3  # 2: a timm image encoder on slice windows, logits in a 3D grid (models.detector2d)
     stride_2d: int = 16  # dims=2: stride of the 2D logit map (upsampled bilinearly to stride[1:])
+    # dims=2, 3D call: "seed" non-overlapping slice triplets as the seed; "every": one per slice (3x compute)
+    slice_windows: str = "seed"
 
 
 @dataclass

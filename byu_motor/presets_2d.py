@@ -44,7 +44,7 @@ def _seed_2d(
 
     ``encoder`` at ``img_size`` 896 on 3 slices 32 A apart at 16 A per pixel, its own mean/std inside; the
     factorised FPN (64 per level) to stride 16, one 256-wide decoder block, a head at a 5e-5 prior; logits
-    bilinear x2 into a (4, 8, 8) grid (128 A cells). AdamW 1e-4, no weight decay or warmup, effective batch
+    bilinear x2 into a (4, 8, 8) grid (128 A cells), from non-overlapping slice triplets as the seed. AdamW 1e-4, no weight decay or warmup, effective batch
     32, cosine to 0.5 %, EMA 0.99, fp16, BCE on a 200 A Gaussian whose peak falls with the z distance.
     At test: 13.1 A assumed, seed tiling, seed peaks over 0.01, views apart, WBF over 1000 A.
     """
@@ -69,6 +69,9 @@ def _seed_2d(
     t.batch_size, t.grad_accum, t.lr, t.warmup_steps, t.min_lr = batch[0], batch[1], 1e-4, 0, 1e-4 * 0.005
     t.bg_ratio = bg_ratio
     cfg.infer.peak_floor, cfg.infer.decode_upsample = 0.01, 1
+    # windows 48 slices deep (a multiple of 3 and 4): the seed's non-overlapping triplets, cut per window,
+    # then start on its global lattice 0, 3, 6, ... and fill the same 4-slice cells (models.slice_cells)
+    cfg.infer.patch_size = (48, 896, 896)
     return cfg
 
 

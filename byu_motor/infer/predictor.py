@@ -58,7 +58,8 @@ class Predictor:
             raise ValueError(
                 f"unknown infer.peak_decoder {config.peak_decoder!r}; choose from {PEAK_DECODERS}"
             )
-        check_tiling(config.tiling, config.decode_upsample, [spec.stride3 for spec in models])
+        for spec in models:  # each member decodes at its own stride / decode_upsample
+            check_tiling(config.tiling, member_upsample(spec, config), [spec.stride3])
         # checked here, not per tomogram: the runner turns a tomogram's error into a -1 row and goes on
         self.steps = build_steps(config.steps)
         self.models = list(models)
@@ -105,8 +106,9 @@ class Predictor:
             batch_views=cfg.batch_views and self.device.type == "cuda",  # a CPU gains nothing from it
             **window_settings(cfg.tiling, cfg.overlap, cfg.border_weight),
         )
-        if cfg.decode_upsample > 1:
-            return FinerWindow(factor=cfg.decode_upsample, **kwargs)
+        factor = member_upsample(spec, cfg)
+        if factor > 1:
+            return FinerWindow(factor=factor, **kwargs)
         return SlidingWindow(**kwargs)
 
     def model_logits(
@@ -156,7 +158,7 @@ class Predictor:
                 assumed = Grid(volume.shape, tuple(s * scale for s in original.spacing_a))
                 res_shape = assumed.resampled(spec.spacing3).shape
                 vol = self._stager.resampled(volume, res_shape, spec.interp, spec.denoise)
-                stride = decode_stride(spec.stride3, self.config.decode_upsample)
+                stride = decode_stride(spec.stride3, member_upsample(spec, self.config))
                 grid = original.with_shape(res_shape).strided(stride)
                 for parts, inferer in zip(lists, inferers):
                     parts.append((inferer(module, vol, stride, spec.normalizer), grid))
@@ -260,3 +262,9 @@ class Predictor:
             stacklevel=3,
         )
         return False
+
+
+def member_upsample(spec: ModelSpec, config: InferConfig) -> int:
+    """A member's ``decode_upsample``: its own (``ModelSpec.decode_upsample``, from the ensemble recipe) or
+    else the inference config's."""
+    return config.decode_upsample if spec.decode_upsample is None else spec.decode_upsample

@@ -4,8 +4,10 @@ Every checkpoint stores the ``infer`` section it was trained with (test spacing,
 candidate steps, threshold rule), so predicting needs no ``--set``. For an ensemble the settings split three
 ways:
 
-- **per member** (:data:`MEMBER_KEYS`, plus its ``weight``): the TTA views (``tta``) and the window
-  (``patch_size``) of each checkpoint, kept in ``InferConfig.members`` under the checkpoint's path. The
+- **per member** (:data:`MEMBER_KEYS`, plus its ``weight``): the TTA views (``tta``), the window
+  (``patch_size``) and the decoding stride (``decode_upsample``: a 3D member's stride-16 logits decoded at
+  stride 8 beside a 2D member's own (4, 8, 8) grid) of each checkpoint, kept in ``InferConfig.members``
+  under the checkpoint's path. The
   ensemble's ``tta`` is the union of the members' views, which the time budget sheds from the end.
 - **how this machine runs it** (:data:`RUN_KEYS`: precision, compilation, batching, prefetching, budget
   reserve, previews): the first member's; they do not change what is predicted.
@@ -37,7 +39,7 @@ from typing import Any
 from byu_motor.config import INFER_RUN_FIELDS, Config, InferConfig, apply_override
 
 #: settings each member keeps for itself (besides its weight)
-MEMBER_KEYS = ("tta", "patch_size")
+MEMBER_KEYS = ("tta", "patch_size", "decode_upsample")
 #: settings of the machine running the ensemble: the first member's, never checked for agreement
 RUN_KEYS = INFER_RUN_FIELDS
 
@@ -152,7 +154,8 @@ def resolve_infer(
 
     Returns:
         The first member's settings with the ensemble-wide keys checked for agreement, ``tta`` the union of
-        the members' views and ``members`` holding each member's ``weight``, ``tta`` and ``patch_size``.
+        the members' views and ``members`` holding each member's ``weight``, ``tta``, ``patch_size`` and
+        ``decode_upsample``.
 
     Raises:
         ValueError: no members, a checkpoint listed twice, a bad override, or members that disagree on an
@@ -175,7 +178,12 @@ def resolve_infer(
     _check_agreement(paths, configs)
     views = list(dict.fromkeys(v for c in configs for v in c.tta))
     per_member = {
-        p: {"weight": float(m.weight), "tta": list(c.tta), "patch_size": c.patch_size}
+        p: {
+            "weight": float(m.weight),
+            "tta": list(c.tta),
+            "patch_size": c.patch_size,
+            "decode_upsample": c.decode_upsample,
+        }
         for p, m, c in zip(paths, members, configs)
     }
     return dataclasses.replace(configs[0], tta=tuple(views), patch_size=None, members=per_member)
@@ -198,8 +206,9 @@ def _check_agreement(paths: Sequence[str], configs: Sequence[InferConfig]) -> No
 
 
 def apply_member(spec: Any, settings: dict[str, Any] | None) -> Any:
-    """``spec`` (a :class:`byu_motor.infer.spec.ModelSpec`) with a member's ``weight``, views and window
-    from ``InferConfig.members`` (a copy; ``spec`` itself, e.g. a cached one, is not changed)."""
+    """``spec`` (a :class:`byu_motor.infer.spec.ModelSpec`) with a member's ``weight``, views, window and
+    ``decode_upsample`` from ``InferConfig.members`` (a copy; ``spec`` itself, e.g. a cached one, is not
+    changed)."""
     if not settings:
         return spec
     patch = settings.get("patch_size")
@@ -208,6 +217,7 @@ def apply_member(spec: Any, settings: dict[str, Any] | None) -> Any:
         weight=float(settings.get("weight", spec.weight)),
         views=tuple(settings["tta"]) if "tta" in settings else spec.views,
         patch_size=tuple(patch) if patch is not None else spec.patch_size,
+        decode_upsample=settings.get("decode_upsample", spec.decode_upsample),
     )
 
 

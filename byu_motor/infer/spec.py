@@ -31,6 +31,8 @@ class ModelSpec:
         threshold: the checkpoint's tuned probability threshold, if any (used by the runner).
         views: this member's TTA views (``None``: the inference config's ``tta``); views that the config's
             ``tta`` does not list (e.g. shed by the time budget) are skipped.
+        decode_upsample: this member's logit upsampling before accumulation (decoded at ``stride /
+            decode_upsample``; ``None``: the inference config's ``decode_upsample``).
     """
 
     module: nn.Module
@@ -44,6 +46,7 @@ class ModelSpec:
     denoise: str | None = None
     threshold: float | None = None
     views: tuple[str, ...] | None = None
+    decode_upsample: int | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stride, int):

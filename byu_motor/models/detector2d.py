@@ -2,9 +2,10 @@
 
 A :class:`SliceDetector` takes a ``[B, 3, H, W]`` batch of slice triplets in training (logits at
 ``stride_2d``), and honours the 3D detector contract at inference: ``[B, 1, D, H, W] -> [B, 1, D/sz, H/sy,
-W/sx]`` (ceil). For the 3D call every slice ``z`` becomes the triplet ``(z - 1, z, z + 1)`` (edge slices
-repeated), its 2D logits are upsampled bilinearly from ``stride_2d`` to ``(sy, sx)`` and the logits of each
-``sz`` consecutive slices are averaged into one cell. So a 2D member is one more detector for the sliding
+W/sx]`` (ceil). For the 3D call the depth is cut into slice triplets as the seed's ``submit_2d.py`` does
+(non-overlapping, last one flush, each filling one 4-slice cell; ``slice_windows="every"``: one triplet per
+slice, 3x the compute; :mod:`byu_motor.models.slice_cells`), their 2D logits are upsampled bilinearly from
+``stride_2d`` to ``(sy, sx)`` and each cell is the mean of the logits of the triplets that fill it. So a 2D member is one more detector for the sliding
 window, the Grid, the peak decoding and the fusion of the 3D members.
 """
 
@@ -19,6 +20,7 @@ from torch import nn
 
 from byu_motor.config import ModelConfig
 from byu_motor.models.neck2d import HEADS_2D, NECKS_2D
+from byu_motor.models.slice_cells import SLICE_WINDOWS, slice_plan
 
 Triple = tuple[int, int, int]
 
@@ -70,6 +72,8 @@ class SliceDetector(nn.Module):
         stride_2d: stride of the 2D logits (a multiple of ``sy`` and ``sx``).
         pad_multiple_2d: H and W are padded (zeros after normalisation) up to a multiple of this.
         max_batch_2d: triplets per forward pass in the 3D call (bounds memory).
+        slice_windows: which triplets the 3D call runs and how they fill the z cells
+            (:mod:`byu_motor.models.slice_cells`): ``"seed"`` (non-overlapping, as the seed) or ``"every"``.
 
     Attributes:
         stride, output_strides, pad_multiple: as for :class:`byu_motor.models.detector.Detector`.
@@ -84,6 +88,7 @@ class SliceDetector(nn.Module):
         stride_2d: int = 16,
         pad_multiple_2d: int = 32,
         max_batch_2d: int = 16,
+        slice_windows: str = "seed",
     ):
         super().__init__()
         if any(stride_2d % int(s) for s in stride[1:]):
@@ -95,6 +100,9 @@ class SliceDetector(nn.Module):
         self.pad_multiple_2d = int(pad_multiple_2d)
         self.pad_multiple: Triple = (self.stride[0], self.pad_multiple_2d, self.pad_multiple_2d)
         self.max_batch_2d = int(max_batch_2d)
+        if slice_windows not in SLICE_WINDOWS:
+            raise ValueError(f"unknown slice_windows {slice_windows!r}; choose from {SLICE_WINDOWS}")
+        self.slice_windows = slice_windows
         n = len(encoder.mean)
         self.register_buffer("mean", torch.tensor(encoder.mean).view(1, n, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(encoder.std).view(1, n, 1, 1), persistent=False)
@@ -116,21 +124,22 @@ class SliceDetector(nn.Module):
         if x.dim() != 5 or x.shape[1] != 1:
             raise ValueError(f"expected [B, 3, H, W] or [B, 1, D, H, W], got {tuple(x.shape)}")
         b, _, d, h, w = x.shape
-        half = len(self.encoder.mean) // 2
-        padded = torch.cat([x[:, 0, :1]] * half + [x[:, 0]] + [x[:, 0, -1:]] * half, dim=1)
-        windows = padded.unfold(1, 2 * half + 1, 1).permute(0, 1, 4, 2, 3).reshape(b * d, -1, h, w)
-        logits = torch.cat([self.forward2d(c) for c in windows.split(self.max_batch_2d)], dim=0)
+        k = len(self.encoder.mean)
         sz, sy, sx = self.stride
+        starts, ranges = slice_plan(self.slice_windows, d, k, sz)
+        idx = (torch.tensor(starts).view(-1, 1) + torch.arange(k)).clamp(0, d - 1).to(x.device)
+        windows = x[:, 0][:, idx].reshape(b * len(starts), k, h, w)
+        logits = torch.cat([self.forward2d(c) for c in windows.split(self.max_batch_2d)], dim=0)
         out_h, out_w = -(-h // sy), -(-w // sx)
         factor = self.stride_2d // sy, self.stride_2d // sx
         if factor != (1, 1):
             logits = F.interpolate(logits.float(), scale_factor=factor, mode="bilinear", align_corners=False)
-        logits = logits[..., :out_h, :out_w].reshape(b, d, out_h, out_w).float()
-        cells = -(-d // sz)
-        sums = F.pad(logits, (0, 0, 0, 0, 0, cells * sz - d)).view(b, cells, sz, out_h, out_w).sum(2)
-        counts = torch.full((cells,), float(sz), device=x.device)
-        counts[-1] = d - (cells - 1) * sz
-        return (sums / counts.view(1, cells, 1, 1)).unsqueeze(1)
+        logits = logits[..., :out_h, :out_w].reshape(b, len(starts), out_h, out_w).float()
+        fills = torch.zeros(-(-d // sz), len(starts), device=x.device)
+        for i, (lo, hi) in enumerate(ranges):
+            fills[lo:hi, i] = 1.0
+        cells = torch.einsum("cn,bnhw->bchw", fills, logits) / fills.sum(1).view(1, -1, 1, 1)
+        return cells.unsqueeze(1)
 
     def to(self, *args: Any, **kwargs: Any) -> SliceDetector:
         """``nn.Module.to``, reading ``memory_format=channels_last_3d`` (asked of every ensemble member when
@@ -181,7 +190,15 @@ def create_model_2d(cfg: ModelConfig) -> SliceDetector:
     head = HEADS_2D.build(cfg.head, in_channels=neck.out_channels[0], **cfg.head_kwargs)
     img = kwargs.get("img_size")
     multiple = max(encoder.strides) if img is None else int(img if isinstance(img, int) else max(img))
-    model = SliceDetector(encoder, neck, head, tuple(cfg.stride), cfg.stride_2d, multiple)  # type: ignore[arg-type]
+    model = SliceDetector(
+        encoder,
+        neck,
+        head,
+        tuple(cfg.stride),
+        cfg.stride_2d,
+        multiple,  # type: ignore[arg-type]
+        slice_windows=cfg.slice_windows,
+    )
     if cfg.grad_checkpointing:
         model.set_grad_checkpointing(True)
     return model

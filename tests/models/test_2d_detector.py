@@ -69,9 +69,11 @@ def test_normalisation_comes_from_the_encoders_pretrained_config():
     assert coat.encoder.std == pytest.approx((0.229, 0.224, 0.225))
 
 
-def test_3d_call_averages_the_2d_logits_of_each_slice_triplet():
+def test_3d_call_every_plan_averages_the_2d_logits_of_each_slice_triplet():
     torch.manual_seed(0)
-    model = create_model(get_preset("tiny_2d").model).eval()
+    cfg = get_preset("tiny_2d").model
+    cfg.slice_windows = "every"
+    model = create_model(cfg).eval()
     torch.nn.init.normal_(model.head[-1].weight, std=0.5)
     vol = torch.rand(1, 1, 5, 40, 48)
     with torch.no_grad():
