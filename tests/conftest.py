@@ -9,6 +9,12 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+#: the seed's label files (MIT): ../shared when present, else the test copies in tests/fixtures (a clone alone)
+SEED_LABELS = (
+    SHARED / "data" / "seed_labels"
+    if (SHARED / "data" / "seed_labels").exists()
+    else REPO / "tests" / "fixtures" / "seed_labels"
+)
 
 torch.set_num_threads(2)
 

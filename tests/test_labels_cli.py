@@ -8,9 +8,9 @@ import pytest
 from byu_motor.cli import main
 from byu_motor.data.label_edits import DECISION_COLUMNS, apply_labels_file, read_sourced_labels
 from byu_motor.data.layout import TomoRecord, labels_to_frame, read_labels
-from tests.conftest import SHARED
+from tests.conftest import SEED_LABELS
 
-SEED = SHARED / "data" / "seed_labels"
+SEED = SEED_LABELS
 
 
 def test_diff_official_to_gt_v3(capsys, real_labels_csv):

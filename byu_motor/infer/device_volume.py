@@ -66,16 +66,13 @@ class VolumeStager:
             a device uint8 tensor (on the device path), or a host uint8 array (host path, ``denoise``, or a CPU
             device, where the host IS the device).
         """
-        if not self.on_device or denoise is not None:
+        # on a CPU device the host is the device: the host resampler (the same bytes as before the device path
+        # existed; the tensor resampler may differ by one grey level) and windows cut from the array
+        if not self.on_device or denoise is not None or self.device.type == "cpu":
             if tuple(shape) == volume.shape and denoise is None:
                 return volume
             with stage("resample"):
                 return resample_volume(volume, shape, mode=interp, denoise=denoise)
-        if self.device.type == "cpu":  # the host is the device: no copy, the windows are cut from the array
-            if tuple(shape) == volume.shape:
-                return volume
-            with stage("resample"):
-                return resample_tensor(torch.from_numpy(volume), shape, mode=interp, dtype=self.dtype).numpy()
         vol = self.uploaded(volume)
         if tuple(shape) == tuple(vol.shape):
             return vol

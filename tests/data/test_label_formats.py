@@ -14,9 +14,9 @@ from byu_motor.data.label_formats import (
     rescale_motors,
 )
 from byu_motor.data.layout import LabelError
-from tests.conftest import SHARED
+from tests.conftest import SEED_LABELS
 
-SEED = SHARED / "data" / "seed_labels"
+SEED = SEED_LABELS
 
 
 def _counts(records):
