@@ -1,4 +1,4 @@
-"""Kaggle delivery: notebooks match their sources, and a rehearsal of the offline install + infer notebook."""
+"""Kaggle delivery: notebooks match their sources, and a rehearsal of the offline install, the infer notebook and a continued train notebook."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def _base_image_venv(tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
-def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
+def test_offline_install_and_notebooks(tmp_path, monkeypatch):
     import nbclient
     import nbformat
     import numpy
@@ -196,3 +196,29 @@ def test_offline_install_and_infer_notebook(tmp_path, monkeypatch):
         data, [m.checkpoint for m in recipe3.members], tmp_path / "direct3.csv", mixed_cfg
     )
     pd.testing.assert_frame_equal(mixed_sub, direct3.reset_index(drop=True), check_dtype=False)
+
+    # 8. the train notebook continues a session from an earlier one's output attached as an input: it finds
+    # the run folder by itself and finishes the run at the step the first session stopped at
+    cache, attached = tmp_path / "nb_cache", tmp_path / "input" / "train-session1" / "run"
+    session = ["train.steps=4", "train.val_every=4", "train.num_workers=0"]
+    cfg_nb = get_preset("tiny").override([f"data.cache_dir={cache}", *session])
+    train(cfg_nb, data, attached, stop_at_step=2, progress=False)
+    assert torch.load(attached / "resume.pt", weights_only=True)["step"] == 2
+    run_out = tmp_path / "working" / "run"
+    for key, value in {"BYU_PRESET": "tiny", "BYU_SET": ";".join(session), "BYU_INPUT": tmp_path / "input",
+                       "BYU_CACHE": cache, "BYU_OUT": run_out}.items():  # fmt: skip
+        monkeypatch.setenv(key, str(value))
+    nb_train = nbformat.read(KERNELS / "byu-motor-train" / "byu-motor-train.ipynb", as_version=4)
+    nbclient.NotebookClient(
+        nb_train, kernel_name="kaggle", timeout=600, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
+    printed = "".join(o.get("text", "") for c in nb_train.cells if c.cell_type == "code" for o in c.outputs)
+    assert f"continuing from: {attached}" in printed
+    assert torch.load(run_out / "resume.pt", weights_only=True)["step"] == 4
+    def train_steps(run: Path) -> list[int]:
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return [r["step"] for r in rows if r["event"] == "train"]
+
+    before, after = train_steps(attached), train_steps(run_out)  # logged every train.log_every steps
+    assert after[: len(before)] == before and after[-1] == 4 and after == sorted(set(after))
+    assert (run_out / "last.pt").exists()

@@ -8,6 +8,7 @@ the next session as a (read-only) dataset, and ``train.resume_from`` names that 
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -54,6 +55,58 @@ def adopt_previous_run(previous: str | Path, out_dir: Path) -> bool:
             os.replace(tmp, out_dir / name)
     log.info("continuing the run in %s (copied into %s)", src, out_dir)
     return True
+
+
+def _resume_step(path: Path) -> int:
+    """The optimiser step saved in ``resume.pt`` (memory-mapped: only the small entries are read)."""
+    state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return int(state.get("step", -1))
+
+
+def find_previous_run(root: str | Path, preset: str | None = None, max_depth: int = 4) -> Path | None:
+    """The run folder under ``root`` that a new session should continue, or None when there is none.
+
+    A run folder is a directory holding ``resume.pt``, at most ``max_depth`` levels below ``root`` (Kaggle
+    mounts an attached notebook output at ``/kaggle/input/<slug>/`` or ``/kaggle/input/notebooks/<owner>/<slug>/``,
+    and the run sits in its ``run/`` folder). With ``preset``, only runs whose ``config.json`` names that preset
+    count. When several sessions' outputs are attached, the one saved at the highest step wins (ties: the
+    first path in sorted order), so attaching every earlier output is harmless.
+
+    Args:
+        root: folder to search (``/kaggle/input`` on Kaggle); missing: None.
+        preset: the preset name (``Config.name``) the run must have been started from, or None for any.
+        max_depth: how many directory levels below ``root`` to look.
+
+    Returns:
+        The chosen folder, or None.
+    """
+    root = Path(root)
+    found: list[tuple[int, str, Path]] = []
+    for folder, dirs, files in os.walk(root, followlinks=True):
+        here = Path(folder)
+        depth = len(here.relative_to(root).parts)
+        if depth >= max_depth:
+            dirs[:] = []
+        dirs.sort()
+        if "resume.pt" not in files:
+            continue
+        if preset is not None:
+            try:
+                name = json.loads((here / "config.json").read_text()).get("name")
+            except (OSError, ValueError):
+                name = None
+            if name != preset:
+                log.info("%s: not a run of preset %s (config.json names %r); skipped", here, preset, name)
+                continue
+        found.append((-_resume_step(here / "resume.pt"), str(here), here))
+    if not found:
+        return None
+    found.sort()
+    if len(found) > 1:
+        log.info(
+            "%d previous runs found; continuing the one at step %d: %s", len(found), -found[0][0], found[0][2]
+        )
+    return found[0][2]
 
 
 def recipe_without_validation(cfg: Config) -> Config:

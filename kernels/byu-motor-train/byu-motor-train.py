@@ -17,13 +17,13 @@
 # **Runs longer than Kaggle's 12 hours** (the seed presets: 30-32k steps) go in sessions. Each session stops
 # itself after `BYU_HOURS` hours (setup and volume caching included) with `resume.pt` saved in the output.
 # For the next session, add this notebook's output as an input dataset and run it again: the run folder
-# holding `resume.pt` under `/kaggle/input` (or `BYU_RESUME_FROM`) is copied to the writable output and
-# training continues at its step, with the same weights, optimiser, schedule, EMA and random state.
+# of this preset holding `resume.pt` under `/kaggle/input` (the one saved at the highest step when several
+# sessions' outputs are attached; or `BYU_RESUME_FROM`) is copied to the writable output and training
+# continues at its step, with the same weights, optimiser, schedule, EMA and random state.
 # The seed members need a 48 GB card; on a 16 GB card use their `_16gb` presets (e.g. `seed_resnext50_16gb`:
 # gradient checkpointing, batch 1 x accumulation 4, 192 x 384 x 384 training patches; python bench/memory.py).
 
 # %%
-import glob
 import os
 import subprocess
 import sys
@@ -36,9 +36,8 @@ OUT = os.environ.get("BYU_OUT", "/kaggle/working/run")
 PRESET = os.environ.get("BYU_PRESET", "resnext50_fpn_s16")
 OVERRIDES = [s for s in os.environ.get("BYU_SET", "").split(";") if s.strip()]
 HOURS = float(os.environ.get("BYU_HOURS", "11.25"))  # this session's length, under Kaggle's 12-hour limit
-# the previous session's run folder (read-only input); default: the one attached input holding resume.pt
-found = sorted(glob.glob("/kaggle/input/*/run/resume.pt") + glob.glob("/kaggle/input/*/resume.pt"))
-RESUME_FROM = os.environ.get("BYU_RESUME_FROM", os.path.dirname(found[0]) if found else "")
+INPUT = os.environ.get("BYU_INPUT", "/kaggle/input")  # where an earlier session's output is attached
+CACHE = os.environ.get("BYU_CACHE", "/tmp/byu_cache")  # outside the read-only input, same path every session
 
 subprocess.check_call(
     [sys.executable, "-m", "pip", "install", "--quiet", "--no-index", "--find-links", WHEELS, "byu_motor"]
@@ -46,10 +45,12 @@ subprocess.check_call(
 
 # %%
 from byu_motor.presets import get_preset
+from byu_motor.train.continuation import find_previous_run
 from byu_motor.train.engine import train
 
-# the volume cache lives outside the read-only input, at the same path in every session
-cfg = get_preset(PRESET).override(["data.cache_dir=/tmp/byu_cache", *OVERRIDES])
+cfg = get_preset(PRESET).override([f"data.cache_dir={CACHE}", *OVERRIDES])
+# the previous session's run folder (read-only input): BYU_RESUME_FROM, else the furthest run of this preset
+RESUME_FROM = os.environ.get("BYU_RESUME_FROM") or str(find_previous_run(INPUT, cfg.name) or "")
 cfg.train.resume_from = RESUME_FROM
 cfg.train.stop_after_s = max(600.0, HOURS * 3600 - (time.time() - T0))
 print(cfg.name, cfg.model, cfg.data, cfg.train, sep="\n")

@@ -13,7 +13,7 @@ import torch
 
 from byu_motor.cli import main
 from byu_motor.models import load_checkpoint
-from byu_motor.train.continuation import adopt_previous_run, recipe_without_validation
+from byu_motor.train.continuation import adopt_previous_run, find_previous_run, recipe_without_validation
 from byu_motor.train.engine import train
 from tests.train.test_engine import N_NEG, N_POS, one_thread, tiny_config, write_tiny_dataset  # noqa: F401
 
@@ -90,6 +90,7 @@ def test_a_session_continued_from_a_read_only_copy_matches_one_run(data_dir: Pat
     shutil.copytree(first, attached)
     _read_only(attached)
     before = {p.name: p.read_bytes() for p in attached.iterdir()}
+    assert find_previous_run(tmp_path / "input", cfg.name) == attached  # what the train notebook continues
     try:
         cfg2 = tiny_config(steps=6, val_every=2, grad_accum=2, ema=0.8, ema_every_micro=True, lr=2e-3)
         cfg2.train.resume_from = str(attached)
@@ -124,3 +125,29 @@ def test_stop_after_s_saves_and_stops_the_session(data_dir: Path, tmp_path: Path
     assert _state(out)["step"] == 1 and (out / "last.pt").exists()
     cfg.train.stop_after_s = 0.0
     assert train(cfg, data_dir, out, progress=False)["step"] == 5  # the next session finishes the run
+
+
+def _fake_run(folder: Path, step: int, preset: str | None) -> Path:
+    folder.mkdir(parents=True)
+    torch.save({"format": "fake", "step": step, "model": {"w": torch.zeros(3)}}, folder / "resume.pt")
+    if preset is not None:
+        (folder / "config.json").write_text(json.dumps({"name": preset}))
+    return folder
+
+
+def test_find_previous_run_picks_the_furthest_run_of_the_preset(tmp_path: Path) -> None:
+    root = tmp_path / "input"
+    assert find_previous_run(root, "seed_resnext50") is None  # nothing attached (or no such folder)
+    _fake_run(root / "a-session1" / "run", 3000, "seed_resnext50")
+    later = _fake_run(root / "notebooks" / "me" / "z-session2" / "run", 9000, "seed_resnext50")
+    _fake_run(root / "b-other" / "run", 20000, "seed_densenet121")  # another member's run: not this one
+    _fake_run(root / "c-unnamed", 50000, None)  # no config.json: only when any preset will do
+    _fake_run(root / "d" / "e" / "f" / "g" / "run", 90000, "seed_resnext50")  # deeper than max_depth
+    assert find_previous_run(root, "seed_resnext50") == later
+    assert find_previous_run(root, "seed_densenet121") == root / "b-other" / "run"
+    assert find_previous_run(root, None) == root / "c-unnamed"
+    assert find_previous_run(root, None, max_depth=6) == root / "d" / "e" / "f" / "g" / "run"
+    assert find_previous_run(root, "seed_x3d_m") is None
+    # equal steps: the first path in sorted order, whatever the walk order
+    _fake_run(root / "0-copy" / "run", 9000, "seed_resnext50")
+    assert find_previous_run(root, "seed_resnext50") == root / "0-copy" / "run"
