@@ -13,8 +13,9 @@ no-GPU lower bound of :func:`byu_motor.train.memory_estimate.estimate_training_m
         [--memory-members seed_resnext50 seed_densenet121 seed_x3d_m]
 
 The seed rows build items in this process (what one DataLoader worker does, less the collate): at ``--patch``
-from the cached volumes, and at the seed's (224, 448, 448) from one random 256 x 640 x 640 volume at 16 A
-(``--big-items 0`` skips it).
+from the cached volumes, and at the seed's (224, 448, 448) from one random 256 x 640 x 640 volume at 16 A and
+from the same extent at 13.1 A kept at its spacing (``train.resample_once``: spacing, zoom, affine and view in
+one resampling per window); ``--big-items 0`` skips both.
 """
 
 from __future__ import annotations
@@ -82,9 +83,11 @@ def model_rate(cfg: Config, volumes: list, steps: int) -> tuple[float, tuple[int
     return steps * bs / (time.perf_counter() - t0), stride  # type: ignore[return-value]
 
 
-def seed_rate(volumes: list, patch, train_cfg, items: int) -> float:
+def seed_rate(volumes: list, patch, train_cfg, items: int, target_spacing_a: float | None = None) -> float:
     """Patches per second of one worker building ``SeedWindowDataset`` items (after one warm-up item)."""
-    ds = SeedWindowDataset(volumes, patch, train_cfg, 16, length=items + 1, seed=0)
+    ds = SeedWindowDataset(
+        volumes, patch, train_cfg, 16, length=items + 1, seed=0, target_spacing_a=target_spacing_a
+    )
     ds[0]  # MONAI imports, first allocations
     t0 = time.perf_counter()
     for i in range(1, items + 1):
@@ -92,25 +95,28 @@ def seed_rate(volumes: list, patch, train_cfg, items: int) -> float:
     return items / (time.perf_counter() - t0)
 
 
-def big_volume() -> CachedVolume:
-    """A random uint8 256 x 640 x 640 tomogram at 16 A with one motor (a typical resampled size)."""
-    shape = (256, 640, 640)
+def big_volume(spacing_a: float = 16.0) -> CachedVolume:
+    """A random uint8 tomogram of 256 x 640 x 640 voxels at 16 A (a typical resampled size), or the same extent
+    at ``spacing_a`` (as cached with ``train.resample_once``), with one motor in the middle."""
+    shape = tuple(int(round(n * 16.0 / spacing_a)) for n in (256, 640, 640))
     vol = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    grid = Grid(shape, 16.0)
-    return CachedVolume("big", vol, grid, grid, np.array([[128.0, 320.0, 320.0]]), Normalizer())
+    grid = Grid(shape, spacing_a)
+    return CachedVolume("big", vol, grid, grid, (np.array([shape]) - 1) / 2.0, Normalizer())
 
 
 def print_seed_rates(tiny: Config, volumes: list, patch, seed_items: int, big_items: int) -> None:
     """The seed sampler + full seed augmentation set, patches/s per worker at ``patch`` and (224, 448, 448)."""
     t = SimpleNamespace(**{**vars(tiny.train), "sampler": "seed", "augment_set": "seed"})
     print("\nseed sampler + seed augmentation set, one worker (in-process)")
-    print(f"{'patch':<14} {'items':>5} {'patches/s per worker':>21} {'s/patch':>8}")
-    rows = [(tuple(patch), volumes, seed_items)]
+    print(f"{'patch':<14} {'cache':<22} {'items':>5} {'patches/s per worker':>21} {'s/patch':>8}")
+    rows = [(tuple(patch), "resampled", volumes, seed_items, None)]
     if big_items > 0:
-        rows.append(((224, 448, 448), [big_volume()], big_items))
-    for size, vols, n in rows:
-        rate = seed_rate(vols, size, t, n)
-        print(f"{'x'.join(map(str, size)):<14} {n:>5} {rate:>21.3f} {1.0 / rate:>8.2f}")
+        rows.append(((224, 448, 448), "resampled (16 A)", [big_volume()], big_items, None))
+        t_once = SimpleNamespace(**{**vars(t), "resample_once": True})
+        rows.append(((224, 448, 448), "13.1 A, resample_once", [big_volume(13.1)], big_items, 16.0))
+    for size, cache, vols, n, target in rows:
+        rate = seed_rate(vols, size, t_once if target else t, n, target)
+        print(f"{'x'.join(map(str, size)):<14} {cache:<22} {n:>5} {rate:>21.3f} {1.0 / rate:>8.2f}")
 
 
 def print_memory_modes(members: list[str]) -> None:

@@ -159,6 +159,9 @@ class TrainConfig:
     bg_from_pos: float = 0.25  # sampler "seed": positive tomograms' background weight vs negative ones'
     augment_set: str = "ours"  # "ours" (train.augment) or "seed" (the seed's zoom/affine/views + MONAI set)
     sigma_rule: str = "same"  # sampler "seed": "same" (smallest principal std) or "covariance" (transformed)
+    # sampler "seed": cache tomograms at their own spacing and resample each window once (spacing + zoom +
+    # affine + view), as the seed's MONAI lazy resampling did; the cache is then as large as the tomograms
+    resample_once: bool = False
     # 2D members (data.slices2d): negatives from slices bg_min_dist_a from every motor; z jitter in sigma_a
     bg_min_dist_a: float = 1000.0
     z_jitter_sigma: float = 1.0

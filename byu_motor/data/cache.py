@@ -100,6 +100,8 @@ class VolumeCache:
         data_cfg: :class:`byu_motor.config.DataConfig` (``spacing_a``, ``interp``, ``denoise``,
             ``fix_wraparound``, normalisation fields).
         reader: ``folder -> uint8 (Z, Y, X)``; default :func:`byu_motor.data.io.read_tomogram`.
+        native: keep each tomogram at its own spacing (wraparound repair and denoising still applied), for
+            samplers that resample every window from the original voxels (``train.resample_once``).
     """
 
     def __init__(
@@ -107,19 +109,21 @@ class VolumeCache:
         cache_dir: str | Path,
         data_cfg: Any,
         reader: Callable[[Path], np.ndarray] | None = None,
+        native: bool = False,
     ):
         self.cache_dir = Path(cache_dir)
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self.data_cfg = data_cfg
         self.reader = reader
+        self.native = bool(native)
 
     def _params(self, record: Any) -> dict[str, Any]:
         cfg = self.data_cfg
         return {
             "version": CACHE_VERSION,
             "src_spacing_a": as_triple(record.spacing_a, "spacing_a"),
-            "spacing_a": as_triple(cfg.spacing_a, "data.spacing_a"),
-            "interp": cfg.interp,
+            "spacing_a": "native" if self.native else as_triple(cfg.spacing_a, "data.spacing_a"),
+            "interp": None if self.native else cfg.interp,
             "denoise": cfg.denoise,
             "fix_wraparound": bool(cfg.fix_wraparound),
         }
@@ -177,7 +181,7 @@ class VolumeCache:
             )  # before resampling: blending wrapped values is wrong
             fixed = True
         src = Grid(volume.shape, record.spacing_a)
-        dst = src.resampled(cfg.spacing_a)
+        dst = src if self.native else src.resampled(cfg.spacing_a)
         out = resample_volume(volume, dst.shape, mode=cfg.interp, denoise=cfg.denoise)
         del volume
         step = max(1, int(round((out.size / 2_000_000) ** (1 / 3))))

@@ -94,23 +94,34 @@ def sample_seed_matrix(rng: np.random.Generator) -> np.ndarray:
     return m
 
 
+# largest input block (voxels) one grid_sample call reads; bigger footprints are split (~64 MiB as float32)
+MAX_BLOCK_VOXELS = 2**24
+
+
 def resample_window(
-    volume: np.ndarray, centre: Sequence[float], matrix: np.ndarray, out_shape: Sequence[int]
+    volume: np.ndarray,
+    centre: Sequence[float],
+    matrix: np.ndarray,
+    out_shape: Sequence[int],
+    max_block_voxels: int = MAX_BLOCK_VOXELS,
 ) -> tuple[torch.Tensor, np.ndarray]:
     """Sample a window of ``out_shape`` around ``centre`` of ``volume`` through ``matrix``, zeros outside.
 
     Args:
-        volume: ``(Z, Y, X)`` grey volume (uint8 memmap), voxels of the cached grid.
+        volume: ``(Z, Y, X)`` grey volume (uint8 memmap).
         centre: ``(3,)`` window centre in volume voxels (``start + (P - 1) / 2`` for a tile at ``start``).
-        matrix: ``(3, 3)`` output-to-input offsets.
+        matrix: ``(3, 3)`` output-to-input offsets (it may include a spacing change: output voxels of another
+            size than the volume's, see :class:`byu_motor.data.seed_sampler.SeedWindowDataset`).
         out_shape: output ``(D, H, W)``.
+        max_block_voxels: the output is split into boxes whose input footprint stays under this many voxels
+            (memory bound: rotated or zoomed-out windows of a large native-spacing tomogram); the values do not
+            depend on it beyond float rounding of the sampling coordinates.
 
     Returns:
         ``(float32 tensor out_shape in grey units, origin (3,))`` where ``origin`` is the volume position that
         plays the role of ``c_in``: a volume point ``x`` lands at ``c_out + M^-1 (x - origin)``.
     """
     m = np.asarray(matrix, dtype=np.float64)
-    p = np.asarray(out_shape, dtype=np.float64)
     c = np.asarray(centre, dtype=np.float64)
     plan = plan_for_matrix(m, out_shape)
     if plan.is_permutation:  # exact: read the block and permute it
@@ -118,27 +129,58 @@ def resample_window(
         start = np.floor(c - (e - 1) / 2.0).astype(np.int64)
         block = read_block(volume, start, plan.in_shape, 0.0)
         return torch.from_numpy(np.asarray(plan.apply(block))).float(), start + (e - 1) / 2.0
+    return _resample_split(volume, c, m, np.asarray(out_shape, dtype=np.int64), int(max_block_voxels)), c
+
+
+def _footprint(
+    volume_shape: Sequence[int], c: np.ndarray, m: np.ndarray, p: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    """Input block ``[lo, hi)`` (clipped to the volume) that sampling ``p`` output voxels around ``c`` reads."""
     half = np.abs(m) @ (p - 1.0) / 2.0  # footprint of the output voxel centres
-    shape = np.asarray(volume.shape)
+    shape = np.asarray(volume_shape)
     lo = np.clip(np.floor(c - half).astype(np.int64) - 1, 0, shape)
     hi = np.clip(np.ceil(c + half).astype(np.int64) + 2, 0, shape)
+    return lo, hi
+
+
+def _resample_split(
+    volume: np.ndarray, c: np.ndarray, m: np.ndarray, p: np.ndarray, budget: int
+) -> torch.Tensor:
+    """Sample ``p`` output voxels around ``c``; halve the longest output axis while the footprint is too large.
+
+    Each half is the same map ``x = c + M (o - c_out)`` restricted to its outputs: its centre moves by ``M d``,
+    ``d`` the offset of the half's centre from the whole window's.
+    """
+    lo, hi = _footprint(volume.shape, c, m, p.astype(np.float64))
     if np.any(hi <= lo):
-        return torch.zeros(tuple(int(v) for v in p)), c
+        return torch.zeros(tuple(int(v) for v in p))
+    if np.prod(hi - lo) > budget and p.max() > 8:
+        axis = int(np.argmax(p))
+        n0 = int(p[axis]) // 2
+        parts = []
+        for start, n in ((0, n0), (n0, int(p[axis]) - n0)):
+            q = p.copy()
+            q[axis] = n
+            d = np.zeros(3)
+            d[axis] = start + (n - 1) / 2.0 - (p[axis] - 1) / 2.0
+            parts.append(_resample_split(volume, c + m @ d, m, q, budget))
+        return torch.cat(parts, dim=axis)
+    pf = p.astype(np.float64)
     if np.all(np.abs(m[0, 1:]) < 1e-12) and np.all(np.abs(m[1:, 0]) < 1e-12):
-        return _resample_z_apart(volume, c, m, p, lo, hi), c
+        return _resample_z_apart(volume, c, m, pf, lo, hi)
     block = torch.from_numpy(
         np.asarray(volume[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]], dtype=np.float32)
     )
     e = (hi - lo).astype(np.float64)
     # normalised coordinates (align_corners=False): n_in = diag(2/E) M diag(P/2) n_out + (2 (c - lo) + 1) / E - 1
-    lin = np.diag(2.0 / e) @ m @ np.diag(p / 2.0)
+    lin = np.diag(2.0 / e) @ m @ np.diag(pf / 2.0)
     shift = (2.0 * (c - lo) + 1.0) / e - 1.0
     theta = np.zeros((1, 3, 4), dtype=np.float32)
     theta[0, :, :3] = lin[::-1, ::-1]  # affine_grid orders axes (x, y, z)
     theta[0, :, 3] = shift[::-1]
     grid = F.affine_grid(torch.from_numpy(theta), [1, 1, *(int(v) for v in p)], align_corners=False)
     out = F.grid_sample(block[None, None], grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    return out[0, 0], c
+    return out[0, 0]
 
 
 def _affine_2d(a: np.ndarray, c: np.ndarray, p: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:

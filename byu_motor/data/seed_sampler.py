@@ -8,6 +8,11 @@ of a negative tomogram weighs 1, and the background windows of positive tomogram
 ``bg_from_pos`` times that of the negative ones (the seed's ``bg_from_pos_ratio``; their share of the
 background is ``bg_from_pos / (1 + bg_from_pos)``). Epochs are shuffled; item ``i`` depends only on
 ``(seed, i)``, so the usual ``ShardedRangeSampler`` shards it across DDP ranks and resumes it mid-epoch.
+
+With ``target_spacing_a`` the cached volumes may stay at their own spacing (``train.resample_once``): windows
+then tile the grid the volume would have at the target spacing (the same tiles as a resampled cache), and the
+spacing change joins zoom, affine and view in the one resampling of each window, as the seed's MONAI lazy
+resampling did (one interpolation of the original voxels instead of two).
 """
 
 from __future__ import annotations
@@ -52,17 +57,22 @@ class Window:
     foreground: bool
 
 
-def tile_windows(volumes: Sequence[CachedVolume], patch: Sequence[int]) -> list[Window]:
-    """All tiles of all volumes (row-major per volume), marked foreground when a motor is inside."""
+def tile_windows(frames: Sequence[tuple[Sequence[int], np.ndarray]], patch: Sequence[int]) -> list[Window]:
+    """All tiles of all volumes (row-major per volume), marked foreground when a motor is inside.
+
+    Args:
+        frames: per volume, the ``(Z, Y, X)`` shape of the grid to tile and its motors ``(n, 3)`` in that grid's voxels.
+        patch: window ``(D, H, W)``.
+    """
     out = []
     p = np.asarray(patch)
-    for k, v in enumerate(volumes):
-        starts = [tile_starts(int(n), int(w)) for n, w in zip(v.volume.shape, p)]
+    for k, (shape, motors) in enumerate(frames):
+        starts = [tile_starts(int(n), int(w)) for n, w in zip(shape, p)]
         for z in starts[0]:
             for y in starts[1]:
                 for x in starts[2]:
                     s = np.array([z, y, x])
-                    fg = bool(np.any(np.all((v.motors >= s - 0.5) & (v.motors < s + p - 0.5), axis=1)))
+                    fg = bool(np.any(np.all((motors >= s - 0.5) & (motors < s + p - 0.5), axis=1)))
                     out.append(Window(k, (int(z), int(y), int(x)), fg))
     return out
 
@@ -92,6 +102,7 @@ class SeedWindowDataset(Dataset):
         length: number of items (``steps * batch_size``); epochs repeat, each reshuffled.
         seed: base seed.
         augment: ``False``: views only (no zoom, affine or voxel augmentation).
+        target_spacing_a: the spacing of the windows (Angstrom, scalar or ``(3,)``); None: each volume's own.
 
     Items: ``image`` float32 ``[1, D, H, W]`` (normalised), ``target`` float32 ``[1, d, h, w]`` (each motor's
     blob peaking at exactly 1.0, :func:`byu_motor.data.targets.peak_gaussian_heatmap`), ``motors`` float32
@@ -108,6 +119,7 @@ class SeedWindowDataset(Dataset):
         length: int,
         seed: int = 0,
         augment: bool = True,
+        target_spacing_a: float | Sequence[float] | None = None,
     ):
         if not volumes:
             raise ValueError("SeedWindowDataset needs at least one volume")
@@ -126,7 +138,15 @@ class SeedWindowDataset(Dataset):
         self.sigma_rule = str(train_cfg.sigma_rule)
         self.augmenter = Augmenter(train_cfg.augment)
         self.views = dihedral_views()
-        self.windows = tile_windows(self.volumes, self.patch_size)
+        # the grid each volume's windows live on, and its output-to-volume voxel scale (identity when cached there)
+        self.grids = [
+            v.grid if target_spacing_a is None else v.grid.resampled(target_spacing_a) for v in self.volumes
+        ]
+        self.scales = [
+            np.diag(np.asarray(g.spacing_a) / np.asarray(v.grid.spacing_a)) for v, g in self._pairs()
+        ]
+        frames = [(g.shape, v.grid.map_to(g, v.motors)) for v, g in self._pairs()]
+        self.windows = tile_windows(frames, self.patch_size)
         self.fg = [i for i, w in enumerate(self.windows) if w.foreground]
         self.bg = [i for i, w in enumerate(self.windows) if not w.foreground]
         positive = {k for k, v in enumerate(self.volumes) if len(v.motors)}
@@ -139,6 +159,9 @@ class SeedWindowDataset(Dataset):
         self.max_motors = max(1, max(len(v.motors) for v in self.volumes))
         self._pixel: dict[tuple[float, ...], SeedPixelAugment] = {}
         self._epochs: dict[int, np.ndarray] = {}
+
+    def _pairs(self) -> list[tuple[CachedVolume, Grid]]:
+        return list(zip(self.volumes, self.grids))
 
     def epoch(self, e: int) -> np.ndarray:
         """Epoch ``e`` as a shuffled ``(epoch_len, 2)`` int array of (window index, view index)."""
@@ -175,20 +198,21 @@ class SeedWindowDataset(Dataset):
 
     def sample(self, window: Window, view: int, rng: np.random.Generator) -> dict[str, Any]:
         """Build the item of ``window`` seen through dihedral view ``view`` (see the class docstring)."""
-        v = self.volumes[window.volume]
-        m = self._geometry(view, rng)
-        centre = np.asarray(window.start) + (np.asarray(self.patch_size) - 1) / 2.0
+        v, grid = self.volumes[window.volume], self.grids[window.volume]
+        m = self.scales[window.volume] @ self._geometry(view, rng)  # output voxels -> volume voxels
+        centre = grid.map_to(v.grid, np.asarray(window.start) + (np.asarray(self.patch_size) - 1) / 2.0)[0]
         patch, origin = resample_window(v.volume, centre, m, self.patch_size)
         motors = map_motors(v.motors, origin, m, self.patch_size)
-        sigma_vox = self.sigma_a / np.asarray(v.grid.spacing_a, dtype=np.float64)
+        sigma_vox = self.sigma_a / np.asarray(v.grid.spacing_a, dtype=np.float64)  # volume voxels
         if self.augment and self.augment_set == "seed":
-            key = tuple(float(s) for s in v.grid.spacing_a)
+            key = tuple(float(s) for s in grid.spacing_a)
             if key not in self._pixel:
                 self._pixel[key] = SeedPixelAugment(key)
-            patch = self._pixel[key](patch, motors, rng, margin_vox=float(sigma_vox.max()))
+            margin = float(np.max(self.sigma_a / np.asarray(grid.spacing_a)))  # output voxels
+            patch = self._pixel[key](patch, motors, rng, margin_vox=margin)
         elif self.augment:
             patch = self.augmenter.intensity(patch, rng)
-        target = self.target_for(v.grid, motors, motor_covariance(m, sigma_vox, self.sigma_rule))
+        target = self.target_for(grid, motors, motor_covariance(m, sigma_vox, self.sigma_rule))
         inside = np.all((motors >= -0.5) & (motors < np.asarray(self.patch_size) - 0.5), axis=1)
         padded = np.full((self.max_motors, 3), -1.0, dtype=np.float32)
         padded[: int(inside.sum())] = motors[inside]

@@ -124,12 +124,15 @@ def load_volumes(
     """Resampled cached volumes of the training tomograms (rank 0 fills the cache, the others then read it).
 
     ``folders`` gives a tomogram's slice folder (several data roots); by default ``data_dir/train/<tomo_id>``.
-    The cache stays ``data_dir/.byu_cache`` for every root (tomo_ids are unique across roots).
+    The cache stays ``data_dir/.byu_cache`` for every root (tomo_ids are unique across roots). With
+    ``train.resample_once`` the volumes stay at their own spacing (the seed sampler resamples each window).
     """
     from byu_motor.data.cache import VolumeCache
 
+    if cfg.train.resample_once and (cfg.train.sampler != "seed" or cfg.model.dims != 3):
+        raise ValueError("train.resample_once needs train.sampler=seed and a 3D model (model.dims=3)")
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else data_dir / ".byu_cache"
-    cache = VolumeCache(cache_dir, cfg.data)
+    cache = VolumeCache(cache_dir, cfg.data, native=cfg.train.resample_once)
     folders = folders or {}
 
     def get_all(show: bool = False) -> list[CachedVolume]:
@@ -180,12 +183,15 @@ def make_loader(
     n_batches: int,
     info: DistInfo,
     device: torch.device,
+    target_spacing_a: float | Sequence[float] | None = None,
 ) -> DataLoader:
     """A loader of this process's micro-batches among global micro-batches ``first_batch .. n_batches - 1``.
 
     ``train_cfg.sampler == "seed"`` swaps ``dataset`` for a
     :class:`~byu_motor.data.seed_sampler.SeedWindowDataset` over the same volumes, patch size, stride,
-    length and seed (the seed's epochs of every motor window in 16 views, ``train_cfg.augment_set``).
+    length and seed (the seed's epochs of every motor window in 16 views, ``train_cfg.augment_set``);
+    with ``train_cfg.resample_once`` its windows are sampled at ``target_spacing_a`` (``data.spacing_a``)
+    from volumes cached at their own spacing.
 
     Its workers are not persistent: each new loader's workers copy the dataset as it is then (e.g. after
     hard negatives were set).
@@ -198,7 +204,13 @@ def make_loader(
         from byu_motor.data.seed_sampler import SeedWindowDataset
 
         dataset = SeedWindowDataset(  # type: ignore[assignment]
-            dataset.volumes, dataset.patch_size, train_cfg, dataset.stride, len(dataset), dataset.seed
+            dataset.volumes,
+            dataset.patch_size,
+            train_cfg,
+            dataset.stride,
+            len(dataset),
+            dataset.seed,
+            target_spacing_a=target_spacing_a if train_cfg.resample_once else None,
         )
     elif train_cfg.sampler != "random":
         raise ValueError(f"unknown train.sampler {train_cfg.sampler!r}; choose from ('random', 'seed')")

@@ -244,7 +244,15 @@ class Trainer:
         self._batches = None
         first = self.step * self.micro_per_step
         self._batches = iter(
-            make_loader(self.dataset, self.cfg.train, first, self.n_batches, self.info, self.device)
+            make_loader(
+                self.dataset,
+                self.cfg.train,
+                first,
+                self.n_batches,
+                self.info,
+                self.device,
+                target_spacing_a=self.cfg.data.spacing_a,
+            )
         )
 
     def run(self) -> None:

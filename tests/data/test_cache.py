@@ -120,3 +120,14 @@ def test_missing_folder_is_named(tmp_path):
     cache = VolumeCache(tmp_path / "c", DataConfig())
     with pytest.raises(FileNotFoundError, match="tomo_missing"):
         cache.get(tmp_path / "tomo_missing", TomoRecord("tomo_missing", (4, 4, 4), 10.0))
+
+
+def test_native_entries_keep_the_tomogram_and_are_apart(tmp_path, tomo):
+    folder, record = tomo
+    cfg = DataConfig(spacing_a=(20.0, 20.0, 20.0))
+    native = VolumeCache(tmp_path / "cache", cfg, native=True).get(folder, record)
+    resampled = VolumeCache(tmp_path / "cache", cfg).get(folder, record)
+    np.testing.assert_array_equal(np.asarray(native.volume), read_tomogram(folder))
+    assert native.grid == native.src_grid == Grid((12, 20, 24), 10.0)
+    np.testing.assert_allclose(native.motors, record.motors)
+    assert resampled.volume.shape == (6, 10, 12) and native.path != resampled.path

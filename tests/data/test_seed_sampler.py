@@ -138,3 +138,74 @@ def test_patch_dataset_draws_the_seed_set_too(volumes: list[CachedVolume]) -> No
         assert not torch.equal(a["image"], ours[i]["image"])
     with pytest.raises(ValueError, match="augment_set"):
         PatchDataset(volumes, data_cfg, _cfg(**train, augment_set="theirs"), stride=4, length=2)
+
+
+def _native_and_resampled(spacing: float = 10.0) -> tuple[CachedVolume, CachedVolume]:
+    """A smooth tomogram at its own ``spacing`` with a bright ball, and the same resampled to 16 A (the cache)."""
+    from scipy.ndimage import gaussian_filter
+
+    from byu_motor.data.grid import resample_volume
+
+    rng = np.random.default_rng(11)
+    src = Grid((20, 40, 48), spacing)
+    motor = np.array([[8.3, 17.6, 29.2]])
+    zz, yy, xx = np.meshgrid(*(np.arange(n) for n in src.shape), indexing="ij")
+    ball = np.exp(
+        -((zz - motor[0, 0]) ** 2 + (yy - motor[0, 1]) ** 2 + (xx - motor[0, 2]) ** 2) / (2 * 2.5**2)
+    )
+    noise = gaussian_filter(rng.normal(0, 1, src.shape), 2.0)
+    vol = np.clip(90 + 40 * noise / noise.std() + 140 * ball, 0, 255).astype(np.uint8)
+    dst = src.resampled(16.0)
+    norm = Normalizer("fixed", 0.5, 0.25)
+    native = CachedVolume("t", vol, src, src, motor, norm)
+    cached = CachedVolume("t", resample_volume(vol, dst.shape), src, dst, src.map_to(dst, motor), norm)
+    return native, cached
+
+
+def test_resample_once_tiles_and_samples_as_the_resampled_cache() -> None:
+    """Native volume + target spacing: the same windows, motors and targets, images within a grey level."""
+    native, cached = _native_and_resampled()
+    fused = SeedWindowDataset([native], PATCH, _cfg(), 4, 64, seed=2, augment=False, target_spacing_a=16.0)
+    plain = SeedWindowDataset([cached], PATCH, _cfg(), 4, 64, seed=2, augment=False)
+    assert fused.windows == plain.windows and len(fused.fg) >= 1
+    grey = 1.0 / 255.0 / 0.25  # one grey level after the fixed normaliser
+    for i in range(64):
+        a, b = fused[i], plain[i]
+        torch.testing.assert_close(a["image"], b["image"], atol=grey, rtol=0)
+        torch.testing.assert_close(a["motors"], b["motors"], atol=1e-4, rtol=0)
+        torch.testing.assert_close(a["target"], b["target"], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("spacing", [10.0, 13.1, 19.7])
+def test_resample_once_moves_the_ball_with_its_motor(spacing: float) -> None:
+    """Spacing, zoom, tilt and shear in one resampling: the ball's bright centre is where the motor maps."""
+    from byu_motor.data.seed_augment import sample_seed_matrix
+
+    native, _ = _native_and_resampled(spacing)
+    ds = SeedWindowDataset([native], PATCH, _cfg(), 4, 16, seed=2, augment=False, target_spacing_a=16.0)
+    rng = np.random.default_rng(4)
+    window = ds.windows[ds.fg[0]]
+    checked = 0
+    while checked < 12:
+        m = sample_seed_matrix(rng) @ dihedral_views()[int(rng.integers(16))]
+        ds._geometry = lambda view, r, m=m: m  # noqa: B023 - this draw's geometry for the item below
+        item = ds.sample(window, 0, np.random.default_rng(0))
+        if int(item["n_motors"]) != 1:
+            continue  # zoomed or turned out of the window
+        motor = item["motors"][0].numpy()
+        img = item["image"][0].numpy()
+        if np.any(motor < 2) or np.any(motor > np.asarray(PATCH) - 3):
+            continue  # too near the edge for a centroid
+        lo = np.floor(motor).astype(int) - 1
+        box = img[lo[0] : lo[0] + 4, lo[1] : lo[1] + 4, lo[2] : lo[2] + 4]
+        w = np.clip(box - np.percentile(box, 50), 0, None)
+        centre = (
+            lo
+            + np.array(np.meshgrid(*(np.arange(4.0),) * 3, indexing="ij")).reshape(3, -1)
+            @ w.ravel()
+            / w.sum()
+        )
+        assert np.all(np.abs(centre - motor) < 1.0), (centre, motor)
+        cell = tuple(int(v) for v in np.floor((motor + 0.5) / 4))
+        assert item["target"][0][cell] == 1.0
+        checked += 1
