@@ -215,6 +215,7 @@ def test_offline_install_and_notebooks(tmp_path, monkeypatch):
     printed = "".join(o.get("text", "") for c in nb_train.cells if c.cell_type == "code" for o in c.outputs)
     assert f"continuing from: {attached}" in printed
     assert torch.load(run_out / "resume.pt", weights_only=True)["step"] == 4
+
     def train_steps(run: Path) -> list[int]:
         rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
         return [r["step"] for r in rows if r["event"] == "train"]
