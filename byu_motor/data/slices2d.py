@@ -12,9 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from byu_motor.data.augment_2d import apply_homography, geometry_2d, local_scale, pixels_2d, place, warp
 from byu_motor.data.cache import CachedVolume
 
 # the 99.9 % contour of a 2D Gaussian: d^2 / sigma^2 <= chi2(2).ppf(0.999)
@@ -22,7 +22,7 @@ CHI2_2D_999 = -2.0 * math.log(1e-3)
 
 
 def gaussian_target_2d(
-    shape: Sequence[int], stride: int, points: np.ndarray, sigma_px: float, peaks: np.ndarray
+    shape: Sequence[int], stride: int, points: np.ndarray, sigma_px: float | np.ndarray, peaks: np.ndarray
 ) -> np.ndarray:
     """Heatmap ``(ceil(H/s), ceil(W/s))`` of 2D Gaussians, each at its own peak height, merged by max.
 
@@ -33,91 +33,20 @@ def gaussian_target_2d(
         shape: ``(H, W)`` of the image, pixels.
         stride: heatmap stride in pixels.
         points: ``(n, 2)`` centres ``(y, x)`` in pixels.
-        sigma_px: Gaussian sigma in pixels.
+        sigma_px: Gaussian sigma in pixels, one for all or ``(n,)``.
         peaks: ``(n,)`` peak heights in [0, 1].
     """
     h, w = (-(-int(n) // stride) for n in shape)
     out = np.zeros((h, w), dtype=np.float32)
     cy = np.arange(h) * stride + (stride - 1) / 2.0
     cx = np.arange(w) * stride + (stride - 1) / 2.0
-    for (y, x), peak in zip(np.asarray(points, dtype=np.float64).reshape(-1, 2), peaks):
-        d2 = ((cy[:, None] - y) ** 2 + (cx[None, :] - x) ** 2) / sigma_px**2
+    pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
+    sigmas = np.broadcast_to(np.asarray(sigma_px, dtype=np.float64), (len(pts),))
+    for (y, x), peak, sigma in zip(pts, peaks, sigmas):
+        d2 = ((cy[:, None] - y) ** 2 + (cx[None, :] - x) ** 2) / sigma**2
         blob = np.where(d2 <= CHI2_2D_999, peak * np.exp(-0.5 * d2), 0.0)
         np.maximum(out, blob.astype(np.float32), out=out)
     return out
-
-
-def affine_2d(rng: np.random.Generator, aug: bool) -> np.ndarray:
-    """A random forward 2x2 map (input -> output pixels): flips, then with p 0.8 rotation, scale, shear.
-
-    The seed's geometric set (SEED_RECIPE 5.4): scale U(0.6, 1.2) per axis, rotation U(0, 360), shear +-5
-    degrees (p 0.4 of the group) or +-20 degrees (p 0.3); identity with ``aug=False``.
-    """
-    m = np.eye(2)
-    if not aug:
-        return m
-    m = np.diag([-1.0 if rng.random() < 0.5 else 1.0, -1.0 if rng.random() < 0.5 else 1.0])
-    if rng.random() < 0.8:
-        a = rng.uniform(0.0, 2.0 * math.pi)
-        rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
-        shear = math.tan(
-            math.radians(rng.uniform(-20.0, 20.0) if rng.random() < 0.43 else rng.uniform(-5.0, 5.0))
-        )
-        m = rot @ np.array([[1.0, shear], [0.0, 1.0]]) @ np.diag(rng.uniform(0.6, 1.2, 2)) @ m
-    return m
-
-
-def intensity_2d(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
-    """The seed's 2D intensity set on ``[C, H, W]`` grey values 0..255, the same draw for every channel.
-
-    Noise p 0.1 (Gaussian, var 60-120, or multiplicative 0.6-1.4); quality p 0.25 (down- then up-scale by
-    0.5-0.9); brightness-contrast or gamma p 0.5.
-    """
-    if rng.random() < 0.1:
-        if rng.random() < 0.5:
-            g = torch.Generator().manual_seed(int(rng.integers(2**31)))
-            x = x + torch.randn(x.shape, generator=g) * math.sqrt(rng.uniform(60.0, 120.0))
-        else:
-            x = x * rng.uniform(0.6, 1.4)
-    if rng.random() < 0.25:
-        size = x.shape[-2:]
-        small = [max(1, int(n * rng.uniform(0.5, 0.9))) for n in size]
-        mode = ("bilinear", "nearest", "area")[int(rng.integers(3))]
-        x = F.interpolate(F.interpolate(x[None], size=small, mode=mode), size=size, mode="bilinear")[0]
-    if rng.random() < 0.5:
-        if rng.random() < 0.5:
-            mean = x.mean()
-            x = (x - mean) * rng.uniform(0.8, 1.2) + mean + rng.uniform(-0.2, 0.2) * 255.0
-        else:
-            x = 255.0 * (x.clamp(0, 255) / 255.0) ** rng.uniform(0.8, 1.25)
-    return x.clamp(0.0, 255.0)
-
-
-def warp_slices(
-    slices: np.ndarray, fwd: np.ndarray, centre_in: np.ndarray, out_shape: Sequence[int], fill: float
-):
-    """Resample ``[C, Y, X]`` slices so that input pixel ``centre_in`` lands at the output centre under ``fwd``.
-
-    Output pixel ``p`` reads input ``centre_in + fwd^-1 (p - c_out)`` (bilinear, ``fill`` outside).
-
-    Returns:
-        float32 tensor ``[C, H, W]`` and the map ``input (y, x) -> output (y, x)`` as a function.
-    """
-    c_out = (np.asarray(out_shape, dtype=np.float64) - 1.0) / 2.0
-    inv = np.linalg.inv(fwd)
-    h, w = (int(n) for n in out_shape)
-    yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    src = np.stack([yy - c_out[0], xx - c_out[1]], axis=-1) @ inv.T + centre_in  # (H, W, 2) input (y, x)
-    size = np.asarray(slices.shape[1:], dtype=np.float64)
-    norm = (src + 0.5) / size * 2.0 - 1.0  # align_corners=False pixel centres
-    grid = torch.from_numpy(norm[..., ::-1].copy()).float()[None]  # grid_sample wants (x, y)
-    img = torch.from_numpy(np.asarray(slices, dtype=np.float32))[None] - fill
-    out = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0] + fill
-
-    def to_out(points: np.ndarray) -> np.ndarray:
-        return (np.asarray(points, dtype=np.float64).reshape(-1, 2) - centre_in) @ fwd.T + c_out
-
-    return out, to_out
 
 
 class SliceDataset(Dataset):
@@ -137,7 +66,7 @@ class SliceDataset(Dataset):
         stride: stride of the 2D logits (pixels).
         length: number of items.
         seed: base seed.
-        augment: apply the 2D augmentation set (flips, affine with shear, noise, quality, intensity).
+        augment: apply the seed's 2D augmentation set (:mod:`byu_motor.data.augment_2d`).
         slices: slices per sample (odd).
 
     Items: ``image`` float32 ``[slices, H, W]`` (normalised like the volume), ``target`` float32
@@ -210,7 +139,7 @@ class SliceDataset(Dataset):
         sz, sy, _ = v.grid.spacing_a
         idx = np.clip(np.arange(z - self.half, z + self.half + 1), 0, v.volume.shape[0] - 1)
         slices = np.asarray(v.volume[idx])
-        fwd = affine_2d(rng, self.augment)
+        g = geometry_2d(rng, slices.shape[1:], self.augment)
         crop = np.asarray(self.crop, dtype=np.float64)
         if keep is None:
             want_out = rng.uniform(0.0, crop - 1.0)
@@ -219,14 +148,14 @@ class SliceDataset(Dataset):
             margin = np.minimum(self.min_dist_a / sy, crop / 4.0)
             want_out = rng.uniform(margin, crop - 1.0 - margin)
             anchor = v.motors[keep, 1:]
-        centre_in = anchor - np.linalg.inv(fwd) @ (want_out - (crop - 1.0) / 2.0)
-        image, to_out = warp_slices(slices, fwd, centre_in, self.crop, v.mean_grey)
+        g = place(g, anchor, want_out)
+        image = warp(slices, g, self.crop, v.mean_grey)
         if self.augment:
-            image = intensity_2d(image, rng)
+            image = pixels_2d(image, rng)
         dz_a = (v.motors[:, 0] - z) * sz if len(v.motors) else np.zeros(0)
         near = np.abs(dz_a) <= self.jitter_a + sz
-        pts = to_out(v.motors[near, 1:]) if near.any() else np.zeros((0, 2))
-        sigma_px = self.sigma_a / sy * math.sqrt(abs(np.linalg.det(fwd)))
+        pts = apply_homography(g, v.motors[near, 1:]) if near.any() else np.zeros((0, 2))
+        sigma_px = self.sigma_a / sy * local_scale(g, v.motors[near, 1:])
         peaks = np.exp(-0.5 * (dz_a[near] / self.sigma_a) ** 2)
         target = gaussian_target_2d(self.crop, self.stride, pts, sigma_px, peaks)
         inside = np.all((pts >= -0.5) & (pts < crop - 0.5), axis=1)

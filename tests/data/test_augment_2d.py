@@ -1,0 +1,92 @@
+"""The seed's 2D augmentation set: keypoints follow every geometry (perspective too); voxel groups do what they say."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from byu_motor.data import augment_2d as A
+
+
+def _disc_slices(centre: tuple[float, float], shape=(3, 96, 112)) -> np.ndarray:
+    yy, xx = np.meshgrid(np.arange(shape[1]), np.arange(shape[2]), indexing="ij")
+    disc = np.exp(-((yy - centre[0]) ** 2 + (xx - centre[1]) ** 2) / (2 * 2.0**2))
+    return np.broadcast_to(40 + 200 * disc, shape).astype(np.uint8).copy()
+
+
+def test_homography_from_points_maps_the_four_points() -> None:
+    src = np.array([[3.0, 4.0], [2.0, 90.0], [80.0, 95.0], [85.0, 1.0]])
+    dst = np.array([[0.0, 0.0], [0.0, 100.0], [90.0, 100.0], [90.0, 0.0]])
+    g = A.homography_from_points(src, dst)
+    np.testing.assert_allclose(A.apply_homography(g, src), dst, atol=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["affine5", "affine20", "perspective", "random"])
+def test_the_disc_lands_where_its_keypoint_maps(kind: str) -> None:
+    rng = np.random.default_rng(7)
+    centre = np.array([41.3, 57.8])
+    slices = _disc_slices(tuple(centre))
+    out_shape = (64, 64)
+    for _ in range(15):
+        if kind == "perspective":
+            g = A.perspective(rng, slices.shape[1:])
+            assert np.abs(g[2, :2]).max() > 0  # really projective
+        elif kind == "random":
+            g = A.geometry_2d(rng, slices.shape[1:])
+        else:
+            g = A._affine(rng, 5.0 if kind == "affine5" else 20.0)
+        want = rng.uniform(20, 44, 2)
+        g = A.place(g, centre, want)
+        np.testing.assert_allclose(A.apply_homography(g, centre)[0], want, atol=1e-9)
+        img = A.warp(slices, g, out_shape, fill=40.0)
+        assert img.shape == (3, *out_shape) and torch.equal(img[0], img[2])  # every slice alike
+        lo = np.floor(want).astype(int) - 6
+        box = img[1, lo[0] : lo[0] + 13, lo[1] : lo[1] + 13].numpy() - 40.0
+        w = np.clip(box, 0, None)
+        grid = np.stack(np.meshgrid(np.arange(13.0), np.arange(13.0), indexing="ij"), -1)
+        found = lo + (grid * w[..., None]).sum((0, 1)) / w.sum()
+        assert np.all(np.abs(found - want) < 1.0), (kind, found, want)
+
+
+def test_local_scale_is_the_area_change() -> None:
+    g = np.diag([0.7, 1.2, 1.0])
+    np.testing.assert_allclose(A.local_scale(g, [[5.0, 9.0]]), [np.sqrt(0.84)])
+    p = A.perspective(np.random.default_rng(2), (200, 240))
+    pt, e = np.array([60.0, 150.0]), 1e-3
+    corners = A.apply_homography(p, [pt, pt + [e, 0], pt + [0, e]])
+    area = abs(np.cross(corners[1] - corners[0], corners[2] - corners[0])) / e**2
+    np.testing.assert_allclose(A.local_scale(p, [pt]), [np.sqrt(area)], rtol=1e-4)
+
+
+def test_geometry_draws_follow_the_seed_weights() -> None:
+    rng = np.random.default_rng(0)
+    draws = [A.geometry_2d(rng, (128, 128)) for _ in range(3000)]
+    projective = np.mean([np.abs(g[2, :2]).max() > 0 for g in draws])
+    untouched = np.mean([np.allclose(np.abs(g), np.eye(3)) for g in draws])  # flips only
+    assert abs(projective - 0.8 * 0.3) < 0.03 and abs(untouched - 0.2) < 0.03
+    assert np.array_equal(A.geometry_2d(rng, (128, 128), aug=False), np.eye(3))
+
+
+def test_voxel_groups() -> None:
+    rng = np.random.default_rng(3)
+    base = torch.from_numpy(np.random.default_rng(1).integers(90, 150, (3, 48, 64)).astype(np.float32))
+    levels = A.posterize(base * 1.7, 4)
+    for _ in range(30):
+        out = A.pixels_2d(base.clone(), rng)
+        assert out.shape == base.shape and out.min() >= 0 and out.max() <= 255
+    assert (
+        len(torch.unique(levels)) <= 16 and torch.all(levels % 16 == 0) and (base * 1.7 - levels).max() < 16.5
+    )
+    jpeg = A._jpeg(base, 20)
+    assert 0 < (jpeg - base).abs().mean() < 20
+    eq = A.clahe(base)
+    assert eq.std() > 1.5 * base.std()  # a low-contrast image gains contrast
+    ramp = torch.arange(256.0).reshape(1, 16, 16)
+    assert torch.all(A.clahe(ramp).flatten().diff() >= -1e-4)  # monotone on a ramp
+    t = A._colour(torch.tensor([[[0.0, 255.0]]]), np.random.default_rng(9))
+    assert t.shape == (1, 1, 2)
+    flat = torch.full((1, 16, 16), 100.0)
+    for r in range(8):  # emboss, sharpen and CLAHE keep a flat image flat (sharpen may dim it, as the seed's)
+        out = A._texture(flat, np.random.default_rng(r))
+        assert float(out.std()) < 1e-3 and 0 < float(out.mean()) <= 255
