@@ -286,6 +286,7 @@ def _seed(
             bg_from_pos=background[1],
             augment_set="seed",
             sigma_rule="same",
+            resample_once=True,  # spacing + zoom + affine + view in one resampling (MONAI lazy, SEED_RECIPE 5.2)
         ),
         # the seed's submission mechanics (SEED_RECIPE 1.3-1.6): flush tiling without overlap, logits upsampled
         # to stride 8, each view decoded apart by the seed's peak decoder, points fused (WBF) over 1000 A,
