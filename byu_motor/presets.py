@@ -241,10 +241,10 @@ def _seed(
     decay, eps 1e-7, batch 2 x accumulation 2, 3k warmup from 1 % of the rate, cosine to 0.5 %, EMA 0.99
     updated every micro-batch, fp16, no clipping, BCE on a 200 A Gaussian (each blob peaking at 1.0), epochs of
     every motor window in 16 views plus ``background`` = (bg_ratio, bg_from_pos) background windows, the seed's
-    zoom / affine / intensity / low-resolution / coarse-dropout augmentations, every tomogram trained on
-    (``train_on_all``). At test: 13.1 A assumed, the seed's tiling, stride-8 decoding, views decoded apart,
-    points fused over 1000 A, 55 % predicted negative. ``model.pretrained_file`` is ``None``: point it at a
-    local weights file (torchvision's state dict for the inflated members).
+    zoom / affine / intensity / low-resolution / coarse-dropout augmentations sampled once from the tomogram at
+    its own spacing, every tomogram trained on (``train_on_all``). At test: 13.1 A assumed, the seed's tiling,
+    stride-8 decoding, views decoded apart, points fused over 1000 A, 55 % predicted negative.
+    ``model.pretrained_file`` is ``None``: point it at a local weights file (torchvision's for inflated ones).
     """
     return Config(
         model=ModelConfig(
@@ -286,7 +286,7 @@ def _seed(
             bg_from_pos=background[1],
             augment_set="seed",
             sigma_rule="same",
-            resample_once=True,  # spacing + zoom + affine + view in one resampling (MONAI lazy, SEED_RECIPE 5.2)
+            resample_once=True,
         ),
         # the seed's submission mechanics (SEED_RECIPE 1.3-1.6): flush tiling without overlap, logits upsampled
         # to stride 8, each view decoded apart by the seed's peak decoder, points fused (WBF) over 1000 A,
