@@ -288,9 +288,8 @@ def _seed(
             sigma_rule="same",
             resample_once=True,
         ),
-        # the seed's submission mechanics (SEED_RECIPE 1.3-1.6): flush tiling without overlap, logits upsampled
-        # to stride 8, each view decoded apart by the seed's peak decoder, points fused (WBF) over 1000 A,
-        # the 55 % lowest-scoring tomograms predicted negative
+        # the seed's submission mechanics (SEED_RECIPE 1.3-1.6): flush tiles, logits upsampled to stride 8, views
+        # decoded apart (the seed's decoder), points fused (WBF) over 1000 A, the 55 % lowest predicted negative
         infer=InferConfig(
             test_spacing_a=13.1,
             overlap=0.0,
