@@ -69,8 +69,9 @@ def find_previous_run(root: str | Path, preset: str | None = None, max_depth: in
     A run folder is a directory holding ``resume.pt``, at most ``max_depth`` levels below ``root`` (Kaggle
     mounts an attached notebook output at ``/kaggle/input/<slug>/`` or ``/kaggle/input/notebooks/<owner>/<slug>/``,
     and the run sits in its ``run/`` folder). With ``preset``, only runs whose ``config.json`` names that preset
-    count. When several sessions' outputs are attached, the one saved at the highest step wins (ties: the
-    first path in sorted order), so attaching every earlier output is harmless.
+    count, and an unreadable ``resume.pt`` is skipped with a warning. When several sessions' outputs are
+    attached, the one saved at the highest step wins (ties: the first path in sorted order), so attaching every
+    earlier output is harmless.
 
     Args:
         root: folder to search (``/kaggle/input`` on Kaggle); missing: None.
@@ -98,7 +99,12 @@ def find_previous_run(root: str | Path, preset: str | None = None, max_depth: in
             if name != preset:
                 log.info("%s: not a run of preset %s (config.json names %r); skipped", here, preset, name)
                 continue
-        found.append((-_resume_step(here / "resume.pt"), str(here), here))
+        try:
+            step = _resume_step(here / "resume.pt")
+        except Exception as exc:  # a truncated or foreign file must not stop the session: start elsewhere
+            log.warning("%s: unreadable resume.pt (%s); skipped", here, exc)
+            continue
+        found.append((-step, str(here), here))
     if not found:
         return None
     found.sort()

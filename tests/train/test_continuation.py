@@ -148,6 +148,9 @@ def test_find_previous_run_picks_the_furthest_run_of_the_preset(tmp_path: Path) 
     assert find_previous_run(root, None) == root / "c-unnamed"
     assert find_previous_run(root, None, max_depth=6) == root / "d" / "e" / "f" / "g" / "run"
     assert find_previous_run(root, "seed_x3d_m") is None
+    broken = _fake_run(root / "00-broken" / "run", 0, "seed_resnext50")
+    (broken / "resume.pt").write_bytes((broken / "resume.pt").read_bytes()[:100])  # cut off mid-write
+    assert find_previous_run(root, "seed_resnext50") == later
     # equal steps: the first path in sorted order, whatever the walk order
     _fake_run(root / "0-copy" / "run", 9000, "seed_resnext50")
     assert find_previous_run(root, "seed_resnext50") == root / "0-copy" / "run"
