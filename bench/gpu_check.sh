@@ -3,7 +3,9 @@
 # full-size (800, 928, 960) JPEG tomogram, a checkpoint of the seed's ResNeXt50 member with random weights, and
 # `bench/gpu_throughput.py` twice, first with all host cores, then `taskset` to 4 cores (Kaggle's host): stage
 # seconds per tomogram (read, upload, resample, forward, peaks, fusion), end-to-end / pure forward time of the
-# same windows (goal <= 1.25), and the seed ensemble's hours for 900 tomograms of the average test shape.
+# same windows (goal <= 1.25), and the seed ensemble's hours for 900 tomograms of the average test shape; then
+# whether the seed's training loader (4 workers, then all cores) keeps ahead of the member's training step
+# (bench/seed_loader_vs_model.py, about a minute).
 # GPU_CHECK_FULL=1 then also runs the older checks, about 7 minutes more: `byu-motor demo` on the GPU (its
 # `tiny_fine_gpu` preset, then `tiny_gpu` for comparison), `byu-motor predict` end to end on a full-size
 # synthetic tomogram, the NDHWC / NCDHW memory-layout ratios of every preset (bench/layout.py), then a short
@@ -13,7 +15,8 @@
 #   GPU_CHECK_FULL=1 bash bench/gpu_check.sh [PRESET]   # then demos, predict, layout, training of PRESET
 #                                                     (default resnext50_fpn_s16)
 #   GPU_CHECK_THROUGHPUT_PRESET=resnext50_fpn_s16 bash bench/gpu_check.sh   # another member (default seed_resnext50)
-#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.1 GPU_CHECK_THROUGHPUT_PRESET=tiny bash bench/gpu_check.sh   # dry run
+#   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.1 GPU_CHECK_THROUGHPUT_PRESET=tiny GPU_CHECK_LOADER_PRESET=tiny \
+#     GPU_CHECK_LOADER_ARGS="--patch 32 64 64 --volume 40 96 96 --workers 1 2" bash bench/gpu_check.sh   # dry run
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 GPU_CHECK_LAYOUT_PATCH="16 32 32" \
 #     GPU_CHECK_LAYOUT_STEPS=1 GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" \
 #     GPU_CHECK_THROUGHPUT_PRESET=tiny bash bench/gpu_check.sh tiny   # dry run of everything
@@ -102,6 +105,10 @@ if command -v taskset >/dev/null && [ "$(nproc)" -gt 4 ]; then
 else
   step "no taskset, or 4 host cores or fewer: the 4-core run is the run above"
 fi
+step "seed loader (full seed augmentation, resample_once) vs ${GPU_CHECK_LOADER_PRESET:-seed_resnext50} training"
+# shellcheck disable=SC2086
+timeout 150 python3 bench/seed_loader_vs_model.py --preset "${GPU_CHECK_LOADER_PRESET:-seed_resnext50}" \
+  --device "$DEVICE" ${GPU_CHECK_LOADER_ARGS-} || echo "seed loader check failed (rc=$?)"
 if [ "${GPU_CHECK_FULL:-0}" != 1 ]; then
   step "done: throughput only (GPU_CHECK_FULL=1 for the demos, predict, layout and training; work folder $WORK)"
   exit 0
