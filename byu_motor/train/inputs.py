@@ -113,6 +113,22 @@ def split_folds(
     return [tid for tid in ids if int(folds[tid]) != t.fold], val
 
 
+def check_sampling(cfg: Config) -> None:
+    """Refuse sampling settings that cannot work together, before any tomogram is read.
+
+    Raises:
+        ValueError: ``train.resample_once`` without the seed sampler and a 3D model, or hard-negative mining
+            with the seed sampler (it draws its own windows, so mined points would go unused).
+    """
+    t = cfg.train
+    if t.resample_once and (t.sampler != "seed" or cfg.model.dims != 3):
+        raise ValueError("train.resample_once needs train.sampler=seed and a 3D model (model.dims=3)")
+    if t.hard_negative_ratio > 0 and t.sampler == "seed" and cfg.model.dims == 3:
+        raise ValueError(
+            "train.hard_negative_ratio must be 0 with train.sampler=seed (it draws its own windows)"
+        )
+
+
 def load_volumes(
     data_dir: Path,
     records: dict[str, TomoRecord],
@@ -129,8 +145,7 @@ def load_volumes(
     """
     from byu_motor.data.cache import VolumeCache
 
-    if cfg.train.resample_once and (cfg.train.sampler != "seed" or cfg.model.dims != 3):
-        raise ValueError("train.resample_once needs train.sampler=seed and a 3D model (model.dims=3)")
+    check_sampling(cfg)
     cache_dir = Path(cfg.data.cache_dir) if cfg.data.cache_dir else data_dir / ".byu_cache"
     cache = VolumeCache(cache_dir, cfg.data, native=cfg.train.resample_once)
     folders = folders or {}

@@ -35,6 +35,7 @@ def test_tiny_model_trains_three_steps_on_seed_windows(
         bg_ratio=0.1,
         sigma_rule="covariance",
         resample_once=resample_once,
+        hard_negative_ratio=0.0,  # the seed sampler draws its own windows
     )
     cfg.data.spacing_a = (80.0, 80.0, 80.0)  # the tomograms are at 64 A: windows come from a resampling
     losses: list[float] = []
@@ -60,3 +61,15 @@ def test_unknown_sampler_is_one_clear_error(tmp_path: Path) -> None:
     cfg = tiny_config(steps=1, sampler="windows")
     with pytest.raises(ValueError, match="train.sampler"):
         train(cfg, data, tmp_path / "run", val_ids=VAL_IDS)
+
+
+def test_every_preset_passes_the_sampling_checks() -> None:
+    from byu_motor.presets import _PRESETS, get_preset
+    from byu_motor.train.inputs import check_sampling
+
+    assert {"seed_resnext50", "seed_maxvit_tiny_2d", "tiny"} <= set(_PRESETS)
+    for name in _PRESETS:
+        check_sampling(get_preset(name))  # e.g. the 2D seed members must not inherit resample_once
+    mined = tiny_config(steps=1, sampler="seed", hard_negative_ratio=0.5)
+    with pytest.raises(ValueError, match="hard_negative_ratio"):
+        check_sampling(mined)
