@@ -202,7 +202,7 @@ def make_loader(
 ) -> DataLoader:
     """A loader of this process's micro-batches among global micro-batches ``first_batch .. n_batches - 1``.
 
-    ``train_cfg.sampler == "seed"`` swaps ``dataset`` for a
+    ``train_cfg.sampler == "seed"`` swaps a 3D ``dataset`` for a
     :class:`~byu_motor.data.seed_sampler.SeedWindowDataset` over the same volumes, patch size, stride,
     length and seed (the seed's epochs of every motor window in 16 views, ``train_cfg.augment_set``);
     with ``train_cfg.resample_once`` its windows are sampled at ``target_spacing_a`` (``data.spacing_a``)
@@ -213,9 +213,12 @@ def make_loader(
     """
     from torch.utils.data import DataLoader
 
-    from byu_motor.data.dataset import collate_patches
+    from byu_motor.data.dataset import PatchDataset, collate_patches
 
-    if train_cfg.sampler == "seed":
+    if train_cfg.sampler not in ("random", "seed"):
+        raise ValueError(f"unknown train.sampler {train_cfg.sampler!r}; choose from ('random', 'seed')")
+    # a 2D member's SliceDataset already samples the seed's way (slice triplets around motors, bg_ratio)
+    if train_cfg.sampler == "seed" and isinstance(dataset, PatchDataset):
         from byu_motor.data.seed_sampler import SeedWindowDataset
 
         dataset = SeedWindowDataset(  # type: ignore[assignment]
@@ -227,8 +230,6 @@ def make_loader(
             dataset.seed,
             target_spacing_a=target_spacing_a if train_cfg.resample_once else None,
         )
-    elif train_cfg.sampler != "random":
-        raise ValueError(f"unknown train.sampler {train_cfg.sampler!r}; choose from ('random', 'seed')")
     sampler = ShardedRangeSampler(first_batch, n_batches, train_cfg.batch_size, info.rank, info.world_size)
     return DataLoader(
         dataset,
