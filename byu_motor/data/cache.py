@@ -236,7 +236,8 @@ class VolumeCache:
         if progress:
             from byu_motor import progress as progress_module
 
-            bar = progress_module.bar(len(items), "cache (read, resample)", unit="tomo")
+            what = "cache (read, own spacing)" if self.native else "cache (read, resample)"
+            bar = progress_module.bar(len(items), what, unit="tomo")
         results: list[CachedVolume | None] = [None] * len(items)
 
         def one(i: int) -> None:
