@@ -162,6 +162,10 @@ class TrainConfig:
     # sampler "seed": cache tomograms at their own spacing and resample each window once (spacing + zoom +
     # affine + view), as the seed's MONAI lazy resampling did; the cache is then as large as the tomograms
     resample_once: bool = False
+    # also keep the inference checkpoints of these steps as step_<N>.pt (the seed's CoaT: step 10000 of 16100)
+    keep_steps: tuple[int, ...] = ()
+    # the validation split from a file: a tomo_id,fold CSV or the seed's cv JSON (folds[k]["val"]); "": our own
+    folds_file: str = ""
     # 2D members (data.slices2d): negatives from slices bg_min_dist_a from every motor; z jitter in sigma_a
     bg_min_dist_a: float = 1000.0
     z_jitter_sigma: float = 1.0

@@ -87,6 +87,11 @@ def seed_maxvit_tiny_2d() -> Config:
 
 @register_preset
 def seed_coat_lite_medium_2d() -> Config:
-    """The seed's 2D CoaT-lite-medium member (0.833 private F2 alone): the 10k-step checkpoint of a 16.1k run,
-    batch 4 x 8, bg_ratio 0.25; identity view only."""
-    return _seed_2d("coat_lite_medium_384", 16100, (4, 8), 0.25, ("identity",))
+    """The seed's 2D CoaT-lite-medium member (0.833 private F2 alone): batch 4 x 8, bg_ratio 0.25, seed 42,
+    identity view only. Unlike the other members it held fold 0 of a 4-fold split out (``train_on_all`` off;
+    ``train.folds_file`` = the seed's ``cv/v3/skf4_rd42.json`` gives their exact split) and its final
+    checkpoint is step 10,000 of a 16,100-step schedule: kept as ``step_10000.pt``."""
+    cfg = _seed_2d("coat_lite_medium_384", 16100, (4, 8), 0.25, ("identity",))
+    t = cfg.train
+    t.train_on_all, t.n_folds, t.fold, t.seed, t.keep_steps = False, 4, 0, 42, (10000,)
+    return cfg

@@ -120,3 +120,34 @@ def split_records(records: Mapping[str, Any], folds: Mapping[str, int], fold: in
     train = {tid: r for tid, r in records.items() if folds[tid] != fold}
     val = {tid: r for tid, r in records.items() if folds[tid] == fold}
     return train, val
+
+
+def held_out_ids(path: str | Path, fold: int) -> set[str]:
+    """The tomo_ids of validation fold ``fold`` in a split file.
+
+    Two formats: a ``tomo_id,fold`` CSV (:func:`read_folds`), or the seed's cv JSON (``cv/v3/skf4_rd42.json``:
+    ``{"num_folds": K, "folds": [{"train": [...], "val": [...]}, ...]}``). Tomograms the file does not list
+    (e.g. external data) are not held out.
+
+    Raises:
+        ValueError: naming the file for a missing file, unreadable JSON, a wrong layout or ``fold`` outside it.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: train.folds_file does not exist")
+    if path.suffix.lower() != ".json":
+        folds = read_folds(path)
+        if fold not in set(folds.values()):
+            raise ValueError(f"{path}: no tomogram is in fold {fold}")
+        return {tid for tid, k in folds.items() if k == fold}
+    try:
+        data = json.loads(path.read_text())
+        entries = data["folds"]
+        val = entries[fold]["val"] if 0 <= fold < len(entries) else None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a cv split file ({exc})") from None
+    if val is None:
+        raise ValueError(f"{path}: fold {fold} is outside 0..{len(entries) - 1}")
+    return {str(tid) for tid in val}

@@ -126,8 +126,10 @@ def save_inference_checkpoints(
     result: Mapping[str, Any] | None,
     best: dict[str, Any],
     step: int,
+    keep: bool = False,
 ) -> dict[str, Any]:
-    """Write ``last.pt``, and ``best.pt`` when ``result`` is at least as good as ``best``.
+    """Write ``last.pt``, and ``best.pt`` when ``result`` is at least as good as ``best`` (``keep``: also
+    ``step_<step>.pt``).
 
     Args:
         out_dir: the run folder.
@@ -144,6 +146,8 @@ def save_inference_checkpoints(
 
     extra = checkpoint_extra(result, cfg, step)
     save_checkpoint(out_dir / "last.pt", model, cfg, extra)
+    if keep:
+        save_checkpoint(out_dir / f"step_{step}.pt", model, cfg, extra)
     if result is None:  # nothing to compare: the latest weights are the best we know
         save_checkpoint(out_dir / "best.pt", model, cfg, extra)
     elif result["f2"] >= best["f2"]:  # ties: the later, longer-trained weights

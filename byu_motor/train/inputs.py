@@ -76,7 +76,8 @@ def split_folds(
     info: DistInfo,
     val_ids: Sequence[str] | None,
 ) -> tuple[list[str], list[str]]:
-    """Train / validation tomo_ids: explicit ``val_ids``, else fold ``cfg.train.fold`` of ``folds.csv``.
+    """Train / validation tomo_ids: explicit ``val_ids``, else fold ``cfg.train.fold`` of ``train.folds_file``
+    when set, else of ``folds.csv``.
 
     ``out_dir/folds.csv`` is written once by the main process (seeded by ``cfg.train.seed``) and read on every
     later run, so a resumed run validates on the same tomograms.
@@ -95,7 +96,11 @@ def split_folds(
     t = cfg.train
     if t.n_folds <= 1 or t.fold < 0:
         return ids, []
-    from byu_motor.data.folds import make_folds, read_folds, write_folds
+    from byu_motor.data.folds import held_out_ids, make_folds, read_folds, write_folds
+
+    if t.folds_file:  # a given split (the seed's cv JSON): its fold's tomograms validate, every other trains
+        held = held_out_ids(t.folds_file, t.fold)
+        return [tid for tid in ids if tid not in held], [tid for tid in ids if tid in held]
 
     path = out_dir / "folds.csv"
     if info.is_main and not path.exists():

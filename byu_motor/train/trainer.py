@@ -275,7 +275,7 @@ class Trainer:
             for hook in self.hooks:
                 hook.on_step_end(self, {"loss": step_loss, "lr": lr})
             out_of_time = time_is_up(time.perf_counter() - self._session_t0, t.stop_after_s, self.device)
-            save = self.step % t.val_every == 0 or self.step in (t.steps, self.stop_at_step)
+            save = self.step % t.val_every == 0 or self.step in (t.steps, self.stop_at_step, *t.keep_steps)
             if save or out_of_time:
                 if show:
                     progress.status(f"validate fold {t.fold} at step {self.step}")
@@ -346,8 +346,9 @@ class Trainer:
                 quantile_thresholds=result["quantile_thresholds"],
                 val_s=round(result["seconds"], 2),
             )
+        keep = self.step in self.cfg.train.keep_steps
         self.best = save_inference_checkpoints(
-            self.out_dir, self.eval_model, self.cfg, result, self.best, self.step
+            self.out_dir, self.eval_model, self.cfg, result, self.best, self.step, keep
         )
         return result
 

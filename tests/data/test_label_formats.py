@@ -115,3 +115,17 @@ def test_unknown_header_is_named(tmp_path):
     path.write_text("a,b\n1,2\n")
     with pytest.raises(LabelError, match="x.csv: unknown label format"):
         read_label_file(path)
+
+
+def test_the_seed_split_file_holds_out_single_motor_tomograms_in_four_folds():
+    """The seed's cv/v3/skf4_rd42.json through ``held_out_ids``: 141-145 validation tomograms per fold (SEED_RECIPE
+    5.7), disjoint, all of them gt_v3 tomograms with at most one motor (multi-motor ones always train)."""
+    from byu_motor.data.folds import held_out_ids
+
+    records = read_label_file(SEED / "processed" / "gt_v3.csv")
+    folds = [held_out_ids(SEED / "cv" / "v3" / "skf4_rd42.json", k) for k in range(4)]
+    assert [141 <= len(f) <= 145 for f in folds] == [True] * 4
+    assert len(set().union(*folds)) == sum(len(f) for f in folds)
+    held = set().union(*folds)
+    assert held <= set(records) and all(len(records[t].motors) <= 1 for t in held)
+    assert sum(len(r.motors) > 1 for r in records.values()) == 79 and len(held) == 648 - 79

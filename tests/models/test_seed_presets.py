@@ -50,11 +50,13 @@ def test_seed_recipe(name: str):
     assert cfg.train.ema == 0.99 and cfg.train.ema_every_micro and cfg.train.sigma_a == 200.0
     # SEED_RECIPE 5.6: X3D-M (EXP16) 30k steps with 1k warmup, the others 32k with 3k
     x3d = name == "seed_x3d_m"
-    assert (cfg.train.steps, cfg.train.warmup_steps) == ((30000, 1000) if x3d else (32000, 3000))
+    steps = 30000 if x3d else (32010 if "resnext" in name else 32000)
+    assert (cfg.train.steps, cfg.train.warmup_steps) == (steps, 1000 if x3d else 3000)
     t = cfg.train
     assert (t.warmup_lr_init, t.min_lr) == pytest.approx((0.01 * t.lr, 0.005 * t.lr), rel=1e-12)
     assert (t.adam_eps, t.clip_grad, t.amp, t.pos_weight, t.losses) == (1e-7, 0.0, "fp16", 1.0, {"bce": 1.0})
     assert (t.batch_size, t.grad_accum, t.train_on_all) == (2, 2, True)
+    assert t.seed == {"seed_resnext50": 6112210, "seed_densenet121": 2210, "seed_x3d_m": 42}[name]
     # SEED_RECIPE 5.2: every motor window in 16 views plus background (X3D EXP16: more, fewer from positives)
     assert (t.sampler, t.augment_set, t.sigma_rule) == ("seed", "seed", "same")
     assert (t.bg_ratio, t.bg_from_pos) == ((0.25, 0.1) if x3d else (0.05, 0.25))

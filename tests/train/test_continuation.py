@@ -154,3 +154,31 @@ def test_find_previous_run_picks_the_furthest_run_of_the_preset(tmp_path: Path) 
     # equal steps: the first path in sorted order, whatever the walk order
     _fake_run(root / "0-copy" / "run", 9000, "seed_resnext50")
     assert find_previous_run(root, "seed_resnext50") == root / "0-copy" / "run"
+
+
+def test_keep_steps_and_a_seed_split_file(data_dir: Path, tmp_path: Path) -> None:
+    """``train.keep_steps`` keeps ``step_<N>.pt``; ``train.folds_file`` (the seed's cv JSON) fixes validation."""
+    from byu_motor.data.folds import held_out_ids
+
+    held = ["tomo_001", f"tomo_{N_POS + N_NEG - 1:03d}"]
+    split = tmp_path / "skf4_rd42.json"
+    split.write_text(
+        json.dumps({"num_folds": 2, "folds": [{"train": [], "val": ["tomo_999"]}, {"val": held}]})
+    )
+    assert held_out_ids(split, 1) == set(held)
+    with pytest.raises(ValueError, match="outside"):
+        held_out_ids(split, 2)
+    csv_split = tmp_path / "folds.csv"
+    csv_split.write_text("tomo_id,fold\ntomo_000,0\ntomo_001,1\ntomo_002,1\n")
+    assert held_out_ids(csv_split, 1) == {"tomo_001", "tomo_002"}
+    with pytest.raises(ValueError, match="does not exist"):
+        held_out_ids(tmp_path / "nope.json", 0)
+    cfg = tiny_config(steps=3, val_every=100, keep_steps=(2,), folds_file=str(split), fold=1, n_folds=2)
+    out = tmp_path / "run"
+    result = train(cfg, data_dir, out, progress=False)
+    assert result["step"] == 3 and result["best_step"] in (2, 3)
+    assert (out / "step_2.pt").exists() and not (out / "step_3.pt").exists()
+    assert load_checkpoint(out / "step_2.pt").extra["step"] == 2
+    assert not (out / "folds.csv").exists()  # the split came from the file
+    vals = [e for e in _events(out) if e["event"] == "val"]
+    assert [e["step"] for e in vals] == [2, 3]  # validated on the held-out pair at the kept step and the end

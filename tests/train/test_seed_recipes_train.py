@@ -32,7 +32,9 @@ def test_the_seed_training_recipe_runs_end_to_end(name: str, data_dir: Path, tmp
     cfg.data.cache_dir = str(tmp_path / "cache")
     t = cfg.train
     t.steps, t.warmup_steps, t.num_workers, t.log_every, t.amp = 3, 1, 0, 1, "none"
-    assert t.train_on_all and t.ema_every_micro  # the seed's final members
+    coat = name == "seed_coat_lite_medium_2d"  # the one member that held fold 0 out
+    assert t.train_on_all != coat and t.ema_every_micro
+    assert (t.n_folds, t.fold, t.keep_steps) == (4, 0, (10000,)) if coat else t.keep_steps == ()
     if not two_d:
         assert t.sampler == "seed" and t.augment_set == "seed" and t.resample_once
     losses: list[float] = []
@@ -42,3 +44,4 @@ def test_the_seed_training_recipe_runs_end_to_end(name: str, data_dir: Path, tmp
     assert result["step"] == 3 and len(losses) == 3 and all(math.isfinite(v) for v in losses)
     loaded = load_checkpoint(tmp_path / "run" / "last.pt")
     assert loaded.config.infer.threshold == "negative_share" and loaded.config.model.dims == cfg.model.dims
+    assert (tmp_path / "run" / "folds.csv").exists() == coat  # validation only for the CoaT recipe
