@@ -171,3 +171,56 @@ def test_quiet_keeps_warnings_on_stderr(loud, tmp_path) -> None:
     err = done.stderr.splitlines()
     assert len(err) == 1 and " WARNING " in err[0] and "no training record" in err[0]
     assert done.stdout.splitlines()[0].startswith("wrote submission.csv: 1 rows")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", ["review", "pseudo", "convert", "recipe", "models"])
+def test_every_other_command_is_silent_but_for_its_summary_with_quiet(
+    loud, tmp_path, capsys, command
+) -> None:
+    """review, pseudo, convert, recipe and models: with --quiet only warnings on stderr (no bars, no status
+    lines), and stdout is a part of what the loud run printed (its summary)."""
+    import numpy as np
+
+    data, ckpt, labels = loud["data"], str(loud["ckpt"]), str(loud["data"] / "train_labels.csv")
+    if command == "convert":
+        from tests.data.test_external import make_mrc
+
+        src = make_mrc(tmp_path / "run1.mrc", np.random.default_rng(1).normal(0, 1, (20, 40, 44)).astype(np.float32), (16.0,) * 3)  # fmt: skip
+    argvs = {
+        "review": lambda tag: [
+            "review",
+            str(data),
+            "--checkpoints",
+            ckpt,
+            "--labels",
+            labels,
+            "--out",
+            str(tmp_path / tag),
+        ],  # fmt: skip
+        "pseudo": lambda tag: [
+            "pseudo",
+            str(data),
+            "--checkpoints",
+            ckpt,
+            "--labels",
+            labels,
+            "--min-score",
+            "0.5",
+            "--out",
+            str(tmp_path / f"{tag}.csv"),
+        ],  # fmt: skip
+        "convert": lambda tag: ["convert", str(src), "--out", str(tmp_path / tag)],
+        "recipe": lambda tag: ["recipe", ckpt],
+        "models": lambda tag: ["models", "--tiny", "--no-params"],
+    }
+    out, err = _run(capsys, argvs[command]("loud"))
+    quiet_out, quiet_err = _run(capsys, [*argvs[command]("quiet"), "--quiet"])
+    assert [line for line in quiet_err if not line.startswith("warning:")] == [], quiet_err  # warnings stay
+    assert quiet_out and len(quiet_out) <= len(out)
+    # the same summary, up to the output folder's name
+    assert [line.replace("quiet", "loud") for line in quiet_out] == [
+        line
+        for line in out
+        if line.replace("quiet", "loud") in {q.replace("quiet", "loud") for q in quiet_out}
+    ]

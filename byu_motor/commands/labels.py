@@ -40,7 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="N",
         help="review round, written as source 'review round N' (default: 1)",
     )
-    apply.add_argument("--quiet", action="store_true", help="print nothing on success (default: off)")
+    apply.add_argument("--quiet", action="store_true", help="only warnings and the summary (default: off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -57,8 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from byu_motor.data.label_edits import apply_labels_file
 
     changed, total = apply_labels_file(args.labels, args.decisions, args.out, args.round)
-    if not args.quiet:
-        print(
-            f"wrote {args.out}: {changed} of {total} decisions changed a label (source 'review round {args.round}')"
-        )
+    print(
+        f"wrote {args.out}: {changed} of {total} decisions changed a label (source 'review round {args.round}')"
+    )
     return 0

@@ -54,7 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--device", default=None, help="torch device (default: cuda when available, else cpu)"
     )
-    parser.add_argument("--quiet", action="store_true", help="print nothing on success (default: off)")
+    parser.add_argument("--quiet", action="store_true", help="only warnings and the summary (default: off)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -74,8 +74,5 @@ def run(args: argparse.Namespace) -> int:
     before = sum(r.n_motors for r in labels.records.values())
     added = add_pseudo_labels(labels, candidates, args.min_score, f"pseudo round {args.round}")
     labels.write(args.out)
-    if not args.quiet:
-        print(
-            f"wrote {args.out}: {before} labelled motors + {added} pseudo-labels (score >= {args.min_score})"
-        )
+    print(f"wrote {args.out}: {before} labelled motors + {added} pseudo-labels (score >= {args.min_score})")
     return 0
