@@ -107,9 +107,12 @@ def warp(slices: np.ndarray, g: np.ndarray, out_shape: Sequence[int], fill: floa
     """Resample ``[C, Y, X]`` slices through homography ``g`` into ``[C, H, W]`` (bilinear, ``fill`` outside)."""
     h, w = (int(n) for n in out_shape)
     yy, xx = np.meshgrid(np.arange(h, dtype=np.float64), np.arange(w, dtype=np.float64), indexing="ij")
-    src = apply_homography(np.linalg.inv(g), np.stack([yy.ravel(), xx.ravel()], axis=1)).reshape(h, w, 2)
+    with np.errstate(divide="ignore", invalid="ignore"):  # handled below
+        src = apply_homography(np.linalg.inv(g), np.stack([yy.ravel(), xx.ravel()], axis=1)).reshape(h, w, 2)
     size = np.asarray(slices.shape[1:], dtype=np.float64)
     norm = (src + 0.5) / size * 2.0 - 1.0  # align_corners=False pixel centres
+    # points beyond a perspective's vanishing line: outside (fill), never NaN or inf
+    norm = np.clip(np.nan_to_num(norm, nan=-2.0, posinf=2.0, neginf=-2.0), -2.0, 2.0)
     grid = torch.from_numpy(norm[..., ::-1].copy()).float()[None]  # grid_sample wants (x, y)
     img = torch.from_numpy(np.asarray(slices, dtype=np.float32))[None] - fill
     return F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=False)[0] + fill

@@ -90,3 +90,10 @@ def test_voxel_groups() -> None:
     for r in range(8):  # emboss, sharpen and CLAHE keep a flat image flat (sharpen may dim it, as the seed's)
         out = A._texture(flat, np.random.default_rng(r))
         assert float(out.std()) < 1e-3 and 0 < float(out.mean()) <= 255
+
+
+def test_a_degenerate_homography_warps_to_fill_not_nan() -> None:
+    inv = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.1, 0.0, -1.5]])  # output row y = 15 maps to infinity
+    g = np.linalg.inv(inv)
+    img = A.warp(_disc_slices((20.0, 30.0), (1, 40, 48)), g, (32, 32), fill=77.0)
+    assert torch.isfinite(img).all() and img.min() >= 0 and img.max() <= 255
