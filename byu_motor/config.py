@@ -242,6 +242,8 @@ class InferConfig:
     preview_top: int = 0  # with --preview: PNGs for the N best-scoring tomograms only (0: all)
     # resample and cut windows on the model's device (the uint8 volume uploaded once; fp16 on CUDA), not the host
     resample_on_device: bool = True
+    # float -> uint8 after resampling a test tomogram: "round", or "floor" (the seed's truncating cast)
+    resample_cast: str = "round"
     batch_views: bool = True  # on CUDA, all TTA views of a batch of windows in one forward pass
 
 

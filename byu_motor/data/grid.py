@@ -19,6 +19,19 @@ import torch.nn.functional as F
 
 INTERP_MODES = ("trilinear", "area", "nearest")
 DENOISE_MODES = (None, "median", "gaussian")
+# float -> uint8 after resampling: "round" (ours), "floor" (the seed's inference: a plain uint8 cast truncates)
+CASTS = ("round", "floor")
+
+
+def _to_grey(res: torch.Tensor, cast: str) -> torch.Tensor:
+    """Resampled float grey values -> uint8 by ``cast`` (:data:`CASTS`), clipped to 0..255."""
+    res = res.floor_() if cast == "floor" else res.round_()
+    return res.clamp_(0, 255).to(torch.uint8)
+
+
+def _check_cast(cast: str) -> None:
+    if cast not in CASTS:
+        raise ValueError(f"unknown uint8 cast {cast!r}; choose from {CASTS}")
 
 
 def as_triple(value: float | Sequence[float], name: str = "value") -> tuple[float, float, float]:
@@ -150,6 +163,7 @@ def resample_volume(
     denoise_size: int = 3,
     denoise_sigma: float = 1.0,
     chunk_slices: int = 16,
+    cast: str = "round",
 ) -> np.ndarray:
     """Resample a uint8 volume ``(Z, Y, X)`` to ``out_shape`` without a float32 copy of the whole volume.
 
@@ -164,6 +178,7 @@ def resample_volume(
         denoise: ``None``, ``"median"`` (cube of ``denoise_size``) or ``"gaussian"`` (``denoise_sigma`` voxels),
             applied on the input grid before the resize, with a halo so chunk borders do not show.
         chunk_slices: output slices per chunk (memory ~ input slices needed x Y x X x 4 bytes).
+        cast: float -> uint8, ``"round"`` or ``"floor"`` (the seed's inference: truncation).
 
     Returns:
         uint8 array of shape ``out_shape``.
@@ -174,6 +189,7 @@ def resample_volume(
         raise ValueError(f"unknown interpolation mode {mode!r}; choose from {INTERP_MODES}")
     if denoise not in DENOISE_MODES:
         raise ValueError(f"unknown denoise mode {denoise!r}; choose from {DENOISE_MODES}")
+    _check_cast(cast)
     zo, yo, xo = (int(v) for v in out_shape)
     zi = volume.shape[0]
     if (zo, yo, xo) == tuple(volume.shape) and denoise is None:
@@ -203,7 +219,7 @@ def resample_volume(
             )
         w = torch.from_numpy(wz[o0:o1, a:b]).float()  # (o, n)
         res = torch.einsum("on,nyx->oyx", w, t[:, 0])
-        out[o0:o1] = res.round_().clamp_(0, 255).to(torch.uint8).numpy()
+        out[o0:o1] = _to_grey(res, cast).numpy()
     return out
 
 
@@ -231,6 +247,7 @@ def resample_tensor(
     mode: str = "trilinear",
     dtype: torch.dtype | None = None,
     chunk_slices: int | None = None,
+    cast: str = "round",
 ) -> torch.Tensor:
     """:func:`resample_volume` on a uint8 tensor, on the tensor's own device (e.g. the GPU the model runs on).
 
@@ -246,6 +263,7 @@ def resample_tensor(
             are always combined in float32.
         chunk_slices: output z-slices per chunk (device memory ~ input slices needed x Y' x X' x 4 bytes);
             ``None``: 32 on CUDA, 8 elsewhere (a CPU's caches favour small chunks).
+        cast: float -> uint8, ``"round"`` or ``"floor"``.
 
     Returns:
         uint8 tensor of shape ``out_shape`` on the device of ``volume`` (``volume`` itself when the shape
@@ -255,6 +273,7 @@ def resample_tensor(
         raise ValueError(f"expected a uint8 (Z, Y, X) tensor, got {volume.dtype} {tuple(volume.shape)}")
     if mode not in INTERP_MODES:
         raise ValueError(f"unknown interpolation mode {mode!r}; choose from {INTERP_MODES}")
+    _check_cast(cast)
     zo, yo, xo = (int(v) for v in out_shape)
     if (zo, yo, xo) == tuple(volume.shape):
         return volume
@@ -273,5 +292,5 @@ def resample_tensor(
             t = F.interpolate(t, size=(yo, xo), mode=mode2d, **extra)
         w = torch.from_numpy(wz[o0:o1, a:b]).to(device=volume.device, dtype=torch.float32)
         res = torch.einsum("on,nyx->oyx", w, t[:, 0].float())
-        out[o0:o1] = res.round_().clamp_(0, 255).to(torch.uint8)
+        out[o0:o1] = _to_grey(res, cast)
     return out

@@ -26,12 +26,20 @@ class VolumeStager:
         device: where the models run.
         on_device: resample and cut windows on ``device``.
         dtype: precision of the device resize (``None``: float16 on CUDA, float32 elsewhere).
+        cast: float -> uint8 after resampling, ``"round"`` or ``"floor"`` (``InferConfig.resample_cast``).
     """
 
-    def __init__(self, device: str | torch.device, on_device: bool, dtype: torch.dtype | None = None):
+    def __init__(
+        self,
+        device: str | torch.device,
+        on_device: bool,
+        dtype: torch.dtype | None = None,
+        cast: str = "round",
+    ):
         self.device = torch.device(device)
         self.on_device = bool(on_device)
         self.dtype = dtype
+        self.cast = cast
         self._pinned: torch.Tensor | None = None
         self._source: np.ndarray | None = None
         self._uploaded: torch.Tensor | None = None
@@ -72,14 +80,16 @@ class VolumeStager:
             if tuple(shape) == volume.shape and denoise is None:
                 return volume
             with stage("resample"):
-                return resample_volume(volume, shape, mode=interp, denoise=denoise)
+                return resample_volume(volume, shape, mode=interp, denoise=denoise, cast=self.cast)
         vol = self.uploaded(volume)
         if tuple(shape) == tuple(vol.shape):
             return vol
         key = (tuple(shape), interp)
         if key not in self._resampled:
             with stage("resample"):
-                self._resampled[key] = resample_tensor(vol, shape, mode=interp, dtype=self.dtype)
+                self._resampled[key] = resample_tensor(
+                    vol, shape, mode=interp, dtype=self.dtype, cast=self.cast
+                )
         return self._resampled[key]
 
     def release(self) -> None:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from byu_motor.config import InferConfig
-from byu_motor.data.grid import Grid
+from byu_motor.data.grid import CASTS, Grid
 from byu_motor.infer.accel import maybe_compile
 from byu_motor.infer.device_volume import VolumeStager
 from byu_motor.infer.merges import ENSEMBLE_MERGES, SCALE_MERGES, mean_on_finest, weighted_mean
@@ -58,6 +58,8 @@ class Predictor:
             raise ValueError(
                 f"unknown infer.peak_decoder {config.peak_decoder!r}; choose from {PEAK_DECODERS}"
             )
+        if config.resample_cast not in CASTS:
+            raise ValueError(f"unknown infer.resample_cast {config.resample_cast!r}; choose from {CASTS}")
         for spec in models:  # each member decodes at its own stride / decode_upsample
             check_tiling(config.tiling, member_upsample(spec, config), [spec.stride3])
         # checked here, not per tomogram: the runner turns a tomogram's error into a -1 row and goes on
@@ -69,7 +71,7 @@ class Predictor:
             if device is not None
             else torch.device("cuda" if torch.cuda.is_available() else "cpu")
         )
-        self._stager = VolumeStager(self.device, config.resample_on_device)
+        self._stager = VolumeStager(self.device, config.resample_on_device, cast=config.resample_cast)
         self._modules = []
         for spec in self.models:
             module = spec.module.to(self.device).eval()

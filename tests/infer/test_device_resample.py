@@ -100,3 +100,28 @@ def test_stager_resamples_once_per_shape_on_a_device(monkeypatch):
     stager.release()
     stager.resampled(vol, (6, 16, 14), "trilinear", None)
     assert len(calls) == 3
+
+
+@pytest.mark.parametrize("on_device", [False, True])
+def test_the_seed_truncating_cast(on_device: bool) -> None:
+    """``infer.resample_cast=floor`` truncates as the seed's ``.to(torch.uint8)`` of the float resampling:
+    never above the rounded voxels, at most one level below, half a level darker on average."""
+    vol = np.random.default_rng(3).integers(0, 256, (45, 67, 53), dtype=np.uint8)
+    shape = (37, 55, 43)  # 13.1 -> 16 A
+    ref = torch.nn.functional.interpolate(
+        torch.from_numpy(vol).float()[None, None], size=shape, mode="trilinear"
+    )
+    seed = ref[0, 0].to(torch.uint8).numpy().astype(int)  # the seed's cast: truncation
+    stager = VolumeStager("cpu", on_device, cast="floor")
+    if on_device:
+        floor = resample_tensor(torch.from_numpy(vol), shape, cast="floor").numpy().astype(int)
+    else:
+        floor = np.asarray(stager.resampled(vol, shape, "trilinear", None)).astype(int)
+    rounded = resample_volume(vol, shape).astype(int)
+    assert np.all(floor <= rounded) and np.all(rounded - floor <= 1)
+    assert 0.45 < float((rounded - floor).mean()) < 0.55
+    assert float((floor == seed).mean()) > 0.999  # equal but where float rounding straddles an integer
+    with pytest.raises(ValueError, match="cast"):
+        resample_volume(vol, shape, cast="ceil")
+    with pytest.raises(ValueError, match="resample_cast"):
+        Predictor([spec(2)], InferConfig(resample_cast="trunc"))

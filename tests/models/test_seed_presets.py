@@ -60,7 +60,9 @@ def test_seed_recipe(name: str):
     # SEED_RECIPE 5.2: every motor window in 16 views plus background (X3D EXP16: more, fewer from positives)
     assert (t.sampler, t.augment_set, t.sigma_rule) == ("seed", "seed", "same")
     assert (t.bg_ratio, t.bg_from_pos) == ((0.25, 0.1) if x3d else (0.05, 0.25))
-    assert cfg.infer.test_spacing_a == 13.1 and cfg.infer.overlap == 0.0
+    assert (
+        cfg.infer.test_spacing_a == 13.1 and cfg.infer.overlap == 0.0 and cfg.infer.resample_cast == "floor"
+    )
     # two views each, exactly the seed's (no implicit identity), decoded apart and fused as points
     assert len(cfg.infer.tta) == 2 and not cfg.infer.tta_identity and cfg.infer.views_apart
     assert (cfg.infer.tiling, cfg.infer.decode_upsample, cfg.infer.peak_decoder) == ("seed", 2, "seed")
