@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 # what a run folder holds that the next session needs (resume.pt last: its presence marks a complete copy)
 RUN_FILES = ("config.json", "folds.csv", "metrics.jsonl", "last.pt", "best.pt", "resume.pt")
+# files that mark a competition data root, whose tomogram folders find_previous_run does not walk
+DATA_ROOT_MARKERS = {"train_labels.csv", "sample_submission.csv"}
 # the seed's rule for its train_on_all members: the 55 % lowest-scoring test tomograms are negative
 NO_VALIDATION_THRESHOLD = "negative_share"
 
@@ -68,7 +70,8 @@ def find_previous_run(root: str | Path, preset: str | None = None, max_depth: in
 
     A run folder is a directory holding ``resume.pt``, at most ``max_depth`` levels below ``root`` (Kaggle
     mounts an attached notebook output at ``/kaggle/input/<slug>/`` or ``/kaggle/input/notebooks/<owner>/<slug>/``,
-    and the run sits in its ``run/`` folder). With ``preset``, only runs whose ``config.json`` names that preset
+    and the run sits in its ``run/`` folder); the tomogram folders of a competition data root are not walked.
+    With ``preset``, only runs whose ``config.json`` names that preset
     count, and an unreadable ``resume.pt`` is skipped with a warning. When several sessions' outputs are
     attached, the one saved at the highest step wins (ties: the first path in sorted order), so attaching every
     earlier output is harmless.
@@ -86,8 +89,8 @@ def find_previous_run(root: str | Path, preset: str | None = None, max_depth: in
     for folder, dirs, files in os.walk(root, followlinks=True):
         here = Path(folder)
         depth = len(here.relative_to(root).parts)
-        if depth >= max_depth:
-            dirs[:] = []
+        if depth >= max_depth or DATA_ROOT_MARKERS & set(files):
+            dirs[:] = []  # too deep, or a competition data root (hundreds of slice folders: no run inside)
         dirs.sort()
         if "resume.pt" not in files:
             continue

@@ -151,6 +151,13 @@ def test_find_previous_run_picks_the_furthest_run_of_the_preset(tmp_path: Path) 
     broken = _fake_run(root / "00-broken" / "run", 0, "seed_resnext50")
     (broken / "resume.pt").write_bytes((broken / "resume.pt").read_bytes()[:100])  # cut off mid-write
     assert find_previous_run(root, "seed_resnext50") == later
+    comp = (
+        root / "byu-locating-bacterial-flagellar-motors-2025"
+    )  # the competition data: its folders not walked
+    (comp / "train").mkdir(parents=True)
+    (comp / "train_labels.csv").write_text("tomo_id\n")
+    _fake_run(comp / "train" / "tomo_x", 10**6, "seed_resnext50")
+    assert find_previous_run(root, "seed_resnext50") == later
     # equal steps: the first path in sorted order, whatever the walk order
     _fake_run(root / "0-copy" / "run", 9000, "seed_resnext50")
     assert find_previous_run(root, "seed_resnext50") == root / "0-copy" / "run"
