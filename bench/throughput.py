@@ -109,13 +109,13 @@ def print_seed_rates(tiny: Config, volumes: list, patch, seed_items: int, big_it
     t = SimpleNamespace(**{**vars(tiny.train), "sampler": "seed", "augment_set": "seed"})
     print("\nseed sampler + seed augmentation set, one worker (in-process)")
     print(f"{'patch':<14} {'cache':<22} {'items':>5} {'patches/s per worker':>21} {'s/patch':>8}")
-    rows = [(tuple(patch), "resampled", volumes, seed_items, None)]
+    rows = [(tuple(patch), "resampled", volumes, seed_items, t, None)]
     if big_items > 0:
-        rows.append(((224, 448, 448), "resampled (16 A)", [big_volume()], big_items, None))
-        t_once = SimpleNamespace(**{**vars(t), "resample_once": True})
-        rows.append(((224, 448, 448), "13.1 A, resample_once", [big_volume(13.1)], big_items, 16.0))
-    for size, cache, vols, n, target in rows:
-        rate = seed_rate(vols, size, t_once if target else t, n, target)
+        once = SimpleNamespace(**{**vars(t), "resample_once": True})
+        rows.append(((224, 448, 448), "resampled (16 A)", [big_volume()], big_items, t, None))
+        rows.append(((224, 448, 448), "13.1 A, resample_once", [big_volume(13.1)], big_items, once, 16.0))
+    for size, cache, vols, n, train_cfg, target in rows:
+        rate = seed_rate(vols, size, train_cfg, n, target)
         print(f"{'x'.join(map(str, size)):<14} {cache:<22} {n:>5} {rate:>21.3f} {1.0 / rate:>8.2f}")
 
 

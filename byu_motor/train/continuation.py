@@ -71,10 +71,9 @@ def find_previous_run(root: str | Path, preset: str | None = None, max_depth: in
     A run folder is a directory holding ``resume.pt``, at most ``max_depth`` levels below ``root`` (Kaggle
     mounts an attached notebook output at ``/kaggle/input/<slug>/`` or ``/kaggle/input/notebooks/<owner>/<slug>/``,
     and the run sits in its ``run/`` folder); the tomogram folders of a competition data root are not walked.
-    With ``preset``, only runs whose ``config.json`` names that preset
-    count, and an unreadable ``resume.pt`` is skipped with a warning. When several sessions' outputs are
-    attached, the one saved at the highest step wins (ties: the first path in sorted order), so attaching every
-    earlier output is harmless.
+    With ``preset``, only runs whose ``config.json`` names that preset count, and an unreadable ``resume.pt`` is
+    skipped with a warning. When several sessions' outputs are attached, the one saved at the highest step wins
+    (ties: the first path in sorted order), so attaching every earlier output is harmless.
 
     Args:
         root: folder to search (``/kaggle/input`` on Kaggle); missing: None.
