@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# GPU check, offline. By default the inference THROUGHPUT check, under 5 minutes on an H100: one synthetic
+# GPU check, offline. By default the inference THROUGHPUT check, at most 280 s (GPU_CHECK_BUDGET_S): one synthetic
 # full-size (800, 928, 960) JPEG tomogram, a checkpoint of the seed's ResNeXt50 member with random weights, and
 # `bench/gpu_throughput.py` twice, first with all host cores, then `taskset` to 4 cores (Kaggle's host): stage
 # seconds per tomogram (read, upload, resample, forward, peaks, fusion), end-to-end / pure forward time of the
@@ -46,6 +46,44 @@ export PYTHONUNBUFFERED=1
 
 step() { echo "== [$(($(date +%s) - T_START)) s] $*"; }
 
+# The whole check keeps to GPU_CHECK_BUDGET_S seconds (default 280, or 590 with GPU_CHECK_FULL=1: a device
+# call runs at most 600 s): each step runs under `timeout` of its own limit or the budget left, whichever is
+# smaller, a step with under 10 s left is skipped, and a failed or cut step does not stop the steps after it.
+if [ "${GPU_CHECK_FULL:-0}" = 1 ]; then BUDGET_S="${GPU_CHECK_BUDGET_S:-590}"; else BUDGET_S="${GPU_CHECK_BUDGET_S:-280}"; fi
+SKIPPED=()
+FAILED=()
+# budget_left LIMIT: min(LIMIT, seconds of the budget left), at least 1 (`timeout 0` would mean no limit)
+budget_left() {
+  local left=$((BUDGET_S - ($(date +%s) - T_START)))
+  [ "$left" -lt "$1" ] || left=$1
+  [ "$left" -ge 1 ] || left=1
+  echo "$left"
+}
+# budgeted LIMIT NAME CMD...: CMD under timeout min(LIMIT, budget left); records NAME when skipped or failed
+budgeted() {
+  local limit name=$2 rc=0
+  limit=$(budget_left "$1")
+  shift 2
+  if [ "$limit" -lt 10 ]; then
+    echo "   skipped: $name (budget of $BUDGET_S s spent)"
+    SKIPPED+=("$name")
+    return 0
+  fi
+  timeout "$limit" "$@" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    [ "$rc" -eq 124 ] && echo "   cut: $name ran past its $limit s" || echo "   failed: $name (rc=$rc)"
+    FAILED+=("$name")
+  fi
+  return 0
+}
+# finish MESSAGE: the closing line (elapsed, budget, what was skipped or failed); exit 1 when a step failed
+finish() {
+  step "done in $(($(date +%s) - T_START)) s of a $BUDGET_S s budget: $*"
+  [ ${#SKIPPED[@]} -eq 0 ] || echo "   skipped for lack of budget: $(printf '%s; ' "${SKIPPED[@]}")"
+  [ ${#FAILED[@]} -eq 0 ] || { echo "   failed or cut: $(printf '%s; ' "${FAILED[@]}")"; exit 1; }
+  exit 0
+}
+
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 
 # The GPU image's python3 may itself live in a venv (a nested --system-site-packages venv would hide its
@@ -76,7 +114,7 @@ EOF
 
 step "throughput: one (800, 928, 960) x $SCALE noise JPEG tomogram, preset ${GPU_CHECK_THROUGHPUT_PRESET:-seed_resnext50}"
 TDATA="$WORK/throughput"
-timeout 120 python3 - "$TDATA" "$SCALE" "${GPU_CHECK_THROUGHPUT_PRESET:-seed_resnext50}" "$WORK/member.pt" <<'EOF'
+budgeted 120 "throughput tomogram" python3 - "$TDATA" "$SCALE" "${GPU_CHECK_THROUGHPUT_PRESET:-seed_resnext50}" "$WORK/member.pt" <<'EOF'
 import sys
 
 import numpy as np
@@ -96,22 +134,23 @@ cfg = get_preset(sys.argv[3])
 save_checkpoint(sys.argv[4], create_model(cfg.model), cfg, extra={"threshold": 0.5})
 print("tomogram", shape, "preset", sys.argv[3], "spacing", cfg.data.spacing_a, "patch", cfg.data.patch_size)
 EOF
-step "throughput with all $(nproc) host cores"
-timeout 150 python3 bench/gpu_throughput.py "$TDATA/tomo" "$WORK/member.pt" --device "$DEVICE" --label "all cores:"
+# the 4-core run first: it is the figure that matters (Kaggle's host), should the budget run short
 if command -v taskset >/dev/null && [ "$(nproc)" -gt 4 ]; then
   step "throughput with 4 host cores (taskset -c 0-3, Kaggle's host)"
-  timeout 150 taskset -c 0-3 python3 bench/gpu_throughput.py "$TDATA/tomo" "$WORK/member.pt" --device "$DEVICE" \
-    --label "taskset 4 cores:"
+  budgeted 150 "throughput on 4 cores" taskset -c 0-3 python3 bench/gpu_throughput.py "$TDATA/tomo" \
+    "$WORK/member.pt" --device "$DEVICE" --label "taskset 4 cores:"
 else
-  step "no taskset, or 4 host cores or fewer: the 4-core run is the run above"
+  step "no taskset, or 4 host cores or fewer: the run below is the 4-core run"
 fi
+step "throughput with all $(nproc) host cores"
+budgeted 150 "throughput on all cores" python3 bench/gpu_throughput.py "$TDATA/tomo" "$WORK/member.pt" \
+  --device "$DEVICE" --label "all cores:"
 step "seed loader (full seed augmentation, resample_once) vs ${GPU_CHECK_LOADER_PRESET:-seed_resnext50} training"
 # shellcheck disable=SC2086
-timeout 150 python3 bench/seed_loader_vs_model.py --preset "${GPU_CHECK_LOADER_PRESET:-seed_resnext50}" \
-  --device "$DEVICE" ${GPU_CHECK_LOADER_ARGS-} || echo "seed loader check failed (rc=$?)"
+budgeted 150 "seed loader" python3 bench/seed_loader_vs_model.py \
+  --preset "${GPU_CHECK_LOADER_PRESET:-seed_resnext50}" --device "$DEVICE" ${GPU_CHECK_LOADER_ARGS-}
 if [ "${GPU_CHECK_FULL:-0}" != 1 ]; then
-  step "done: throughput only (GPU_CHECK_FULL=1 for the demos, predict, layout and training; work folder $WORK)"
-  exit 0
+  finish "throughput only (GPU_CHECK_FULL=1 for the demos, predict, layout and training; work folder $WORK)"
 fi
 
 if [ "$DEMO_ARGS" != skip ]; then
@@ -120,12 +159,12 @@ if [ "$DEMO_ARGS" != skip ]; then
   for seed in ${GPU_CHECK_DEMO_SEEDS:-0}; do  # one after another: concurrent demos starve each other's loaders
     step "byu-motor demo --seed $seed $DEMO_ARGS (defaults: 40 + 20 tomograms, 2 folds, the preset the demo picks)"
     # shellcheck disable=SC2086
-    timeout 420 python3 -m byu_motor demo --out "$WORK/demo_s$seed" --seed "$seed" $DEMO_ARGS
-    sed -n '3,20p' "$WORK/demo_s$seed/report.md"
+    budgeted 420 "demo seed $seed" python3 -m byu_motor demo --out "$WORK/demo_s$seed" --seed "$seed" $DEMO_ARGS
+    sed -n '3,20p' "$WORK/demo_s$seed/report.md" 2>/dev/null || true
     if [ "${GPU_CHECK_SECOND_DEMO:-1}" != 0 ]; then
       step "byu-motor demo --seed $seed --preset $OTHER $DEMO_ARGS (the comparison)"
       # shellcheck disable=SC2086
-      timeout 300 python3 -m byu_motor demo --out "$WORK/demo_other_s$seed" --seed "$seed" --preset "$OTHER" \
+      budgeted 300 "demo $OTHER seed $seed" python3 -m byu_motor demo --out "$WORK/demo_other_s$seed" --seed "$seed" --preset "$OTHER" \
         $DEMO_ARGS
     fi
   done
@@ -142,11 +181,11 @@ for p in sorted(Path(sys.argv[1]).glob("demo*_s*/result.json")):
     print(f"{p.parent.name:18s} {r['preset']:14s} F2 {r['f2']:.3f}  TP {r['tp']} FP {r['fp']} FN {r['fn']} "
           f"(misplaced {r['misplaced']})  train {train:.0f} s  total {sum(t.values()):.0f} s")
 EOF
-  [ "${GPU_CHECK_ONLY_DEMOS:-0}" = 1 ] && { step "done: demos only (work folder $WORK)"; exit 0; }
+  [ "${GPU_CHECK_ONLY_DEMOS:-0}" = 1 ] && finish "demos only (work folder $WORK)"
 fi
 
 step "one synthetic test tomogram at scale $SCALE"
-if ! timeout 120 python3 - "$DATA" "$SCALE" <<'EOF'
+if ! timeout "$(budget_left 120)" python3 - "$DATA" "$SCALE" <<'EOF'
 import sys
 
 from byu_motor.synth import generate_dataset
@@ -157,7 +196,7 @@ then
   # The timing does not depend on the content: fall back to noise of the most common test shape.
   step "synth failed or too slow: writing a (300, 960, 928) noise tomogram instead"
   rm -rf "$DATA"
-  timeout 90 python3 - "$DATA" <<'EOF'
+  budgeted 90 "noise test tomogram" python3 - "$DATA" <<'EOF'
 import sys
 
 import numpy as np
@@ -168,13 +207,14 @@ vol = np.random.default_rng(0).normal(118, 50, (300, 960, 928)).clip(0, 255).ast
 write_tomogram(vol, f"{sys.argv[1]}/test/tomo_noise0")
 EOF
 fi
+[ -d "$DATA/test" ] || { FAILED+=("test tomogram"); finish "no test tomogram for predict (work folder $WORK)"; }
 rm -f "$DATA/sample_submission.csv"  # predict every folder of test/, including the copy below
 first=$(find "$DATA/test" -mindepth 1 -maxdepth 1 -type d | sort | head -n 1)
 cp -r "$first" "$DATA/test/zz_copy"  # same tomogram again: steady-state time without warm-up
 python3 -c "import sys; from byu_motor.data.io import read_tomogram; print('tomogram shape', read_tomogram(sys.argv[1]).shape)" "$first"
 
 step "checkpoint: preset $PRESET with random weights"
-timeout 90 python3 - "$PRESET" "$WORK/model.pt" <<'EOF'
+budgeted 90 "checkpoint" python3 - "$PRESET" "$WORK/model.pt" <<'EOF'
 import sys
 
 from byu_motor.models.checkpoint import save_checkpoint
@@ -188,10 +228,10 @@ EOF
 
 step "byu-motor predict (end to end)"
 t0=$(date +%s.%N)
-timeout 180 python3 -m byu_motor predict "$DATA" --checkpoints "$WORK/model.pt" --out "$WORK/submission.csv" \
+budgeted 180 "predict" python3 -m byu_motor predict "$DATA" --checkpoints "$WORK/model.pt" --out "$WORK/submission.csv" \
   --devices "$DEVICE" --set infer.threshold=fixed
 t1=$(date +%s.%N)
-python3 - "$WORK/submission.csv.partial.jsonl" "$t0" "$t1" <<'EOF'
+if ! python3 - "$WORK/submission.csv.partial.jsonl" "$t0" "$t1" <<'EOF'
 import json
 import sys
 
@@ -203,15 +243,17 @@ steady = records[-1]["seconds"]
 print(f"end-to-end wall (incl. start-up, model load, warm-up): {wall:.1f} s for {len(records)} tomograms")
 print(f"steady state: {steady:.2f} s per tomogram -> {steady * 900 / 3600:.2f} h for 900 tomograms on this GPU")
 EOF
+then
+  FAILED+=("predict summary")
+fi
 
 step "memory layout: NDHWC vs NCDHW per preset (training step, forward; bf16 on a GPU)"
 LAYOUT_AMP=bf16
 [ "$DEVICE" = cpu ] && LAYOUT_AMP=none
 # shellcheck disable=SC2086
-timeout 240 python3 bench/layout.py --device "$DEVICE" --amp "$LAYOUT_AMP" --threads "$(nproc)" \
-  --patch ${GPU_CHECK_LAYOUT_PATCH:-64 128 128} --steps "${GPU_CHECK_LAYOUT_STEPS:-8}" \
-  || echo "layout check failed or timed out"
+budgeted 240 "layout" python3 bench/layout.py --device "$DEVICE" --amp "$LAYOUT_AMP" --threads "$(nproc)" \
+  --patch ${GPU_CHECK_LAYOUT_PATCH:-64 128 128} --steps "${GPU_CHECK_LAYOUT_STEPS:-8}"
 
 step "training: preset $PRESET, $TRAIN_STEPS steps on 4 synthetic tomograms at scale 0.5 (3 train, 1 val)"
-timeout 300 python3 bench/gpu_train_check.py "$PRESET" "$WORK/train_data" "$WORK/run" "$DEVICE" "$TRAIN_STEPS"
-step "done (work folder $WORK)"
+budgeted 300 "training" python3 bench/gpu_train_check.py "$PRESET" "$WORK/train_data" "$WORK/run" "$DEVICE" "$TRAIN_STEPS"
+finish "everything (work folder $WORK)"

@@ -1,0 +1,53 @@
+"""``bench/gpu_check.sh`` works before a GPU is ever lent: its CPU dry run prints every figure the device check
+is for, and the whole check keeps to its time budget (a lent machine's time is short)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+#: the dry run of the README / the script's header: tiny member, a 0.1-scale tomogram, a small loader check
+DRY_RUN = {
+    "GPU_CHECK_DEVICE": "cpu",
+    "GPU_CHECK_SCALE": "0.1",
+    "GPU_CHECK_THROUGHPUT_PRESET": "tiny",
+    "GPU_CHECK_LOADER_PRESET": "tiny",
+    "GPU_CHECK_LOADER_ARGS": "--patch 32 64 64 --volume 40 96 96 --workers 1 2",
+}
+
+
+def run_check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+    """Run the script as a user would (``bash bench/gpu_check.sh``) with this interpreter's tools on PATH."""
+    full_env = dict(os.environ, **DRY_RUN, **env, GPU_CHECK_DIR=str(tmp_path / "work"))
+    full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
+    t0 = time.monotonic()
+    proc = subprocess.run(
+        ["bash", "bench/gpu_check.sh"], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600
+    )
+    return proc, time.monotonic() - t0
+
+
+def test_dry_run_prints_every_figure(tmp_path: Path) -> None:
+    proc, _ = run_check(tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "stage seconds per tomogram" in out
+    assert "end-to-end / forward" in out
+    assert "projection: seed ensemble" in out and " h on one such device" in out
+    assert "loader / model" in out  # the seed loader's check against the member's training step
+    assert "of a 280 s budget" in out and "skipped" not in out and "failed" not in out
+
+
+def test_budget_cuts_the_check_short_and_says_what_was_left_out(tmp_path: Path) -> None:
+    proc, seconds = run_check(tmp_path, GPU_CHECK_BUDGET_S="12")
+    out = proc.stdout + proc.stderr
+    # the first step (writing the tomogram) is cut or the ones after it are skipped; either way the run says so
+    assert "of a 12 s budget" in out, out[-3000:]
+    assert "skipped for lack of budget:" in out
+    assert "seed loader" in out.split("skipped for lack of budget:")[1]
+    assert seconds < 12 + 60  # the budget, plus the imports and start-up that are not budgeted
