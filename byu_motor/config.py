@@ -159,8 +159,9 @@ class TrainConfig:
     bg_from_pos: float = 0.25  # sampler "seed": positive tomograms' background weight vs negative ones'
     augment_set: str = "ours"  # "ours" (train.augment) or "seed" (the seed's zoom/affine/views + MONAI set)
     sigma_rule: str = "same"  # sampler "seed": "same" (smallest principal std) or "covariance" (transformed)
-    # sampler "seed": cache tomograms at their own spacing and resample each window once (spacing + zoom +
-    # affine + view), as the seed's MONAI lazy resampling did; the cache is then as large as the tomograms
+    # cache tomograms at their own spacing and resample each sample once, as the seed did: a 3D window (sampler
+    # "seed": spacing + zoom + affine + view, its MONAI lazy resampling) or a 2D member's slice triplet
+    # (original slices 32 A apart, resized to 16 A per pixel); the cache is then as large as the tomograms
     resample_once: bool = False
     # also keep the inference checkpoints of these steps as step_<N>.pt (the seed's CoaT: step 10000 of 16100)
     keep_steps: tuple[int, ...] = ()

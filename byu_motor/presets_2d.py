@@ -68,7 +68,8 @@ def _seed_2d(
     t = cfg.train
     t.batch_size, t.grad_accum, t.lr, t.warmup_steps, t.min_lr = batch[0], batch[1], 1e-4, 0, 1e-4 * 0.005
     t.bg_ratio = bg_ratio
-    t.resample_once = False  # 3D windows only: slice triplets come from the cache at (32, 16, 16) A
+    # as the seed: original slices 32 A apart (z - s, z, z + s), each resized to 16 A per pixel
+    t.resample_once = True
     cfg.infer.peak_floor, cfg.infer.decode_upsample = 0.01, 1
     # windows 48 slices deep (a multiple of 3 and 4): the seed's non-overlapping triplets, cut per window,
     # then start on its global lattice 0, 3, 6, ... and fill the same 4-slice cells (models.slice_cells)

@@ -1,7 +1,10 @@
 """Training samples of the 2D members: slice triplets around motors or far from them, 2D augmentation, 2D targets.
 
-The cached volumes are on the member's grid (e.g. (32, 16, 16) A), so the triplet ``(z - 1, z, z + 1)`` has
-its slices one grid step apart, exactly as at inference.
+By default the cached volumes are on the member's grid (e.g. (32, 16, 16) A), so the triplet ``(z - 1, z, z + 1)``
+has its slices one grid step apart, exactly as at inference. With ``target_spacing_a`` (``train.resample_once``,
+the seed's way) the volumes stay at their own spacing: the triplet is ``(z - s, z, z + s)`` of original slices
+with ``s = round(32 A / slice spacing)``, and each slice is brought to 16 A per pixel by the same bilinear warp
+that applies the augmentation (one resampling).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch.utils.data import Dataset
 
 from byu_motor.data.augment_2d import apply_homography, geometry_2d, local_scale, pixels_2d, place, warp
 from byu_motor.data.cache import CachedVolume
+from byu_motor.data.grid import as_triple
 
 # the 99.9 % contour of a 2D Gaussian: d^2 / sigma^2 <= chi2(2).ppf(0.999)
 CHI2_2D_999 = -2.0 * math.log(1e-3)
@@ -68,10 +72,13 @@ class SliceDataset(Dataset):
         seed: base seed.
         augment: apply the seed's 2D augmentation set (:mod:`byu_motor.data.augment_2d`).
         slices: slices per sample (odd).
+        target_spacing_a: the member's ``(z, y, x)`` grid in Angstrom when ``volumes`` are at their own spacing:
+            slices ``round(z / slice spacing)`` apart, resized to ``(y, x)`` per pixel. ``None``: the volumes
+            are already on the member's grid.
 
     Items: ``image`` float32 ``[slices, H, W]`` (normalised like the volume), ``target`` float32
-    ``[1, ceil(H/s), ceil(W/s)]``, ``motors`` float32 ``[max_n, 3]`` (dz in slices, y, x in crop pixels;
-    -1 padded), ``n_motors``, ``positive``, ``tomo_id``.
+    ``[1, ceil(H/s), ceil(W/s)]``, ``motors`` float32 ``[max_n, 3]`` (dz in the volume's slices, y, x in
+    crop pixels; -1 padded), ``n_motors``, ``positive``, ``tomo_id``.
     """
 
     def __init__(
@@ -84,9 +91,11 @@ class SliceDataset(Dataset):
         seed: int = 0,
         augment: bool = True,
         slices: int = 3,
+        target_spacing_a: float | Sequence[float] | None = None,
     ):
         if not volumes:
             raise ValueError("SliceDataset needs at least one volume")
+        self.target_a = None if target_spacing_a is None else as_triple(target_spacing_a, "target_spacing_a")
         self.volumes, self.stride, self.length, self.seed = list(volumes), int(stride), int(length), int(seed)
         self.crop = tuple(int(v) for v in data_cfg.patch_size[1:])
         self.augment, self.half = bool(augment), int(slices) // 2
@@ -107,6 +116,19 @@ class SliceDataset(Dataset):
             return z.astype(np.int64)
         dist_a = np.abs(z[:, None] - v.motors[None, :, 0]).min(axis=1) * v.grid.spacing_a[0]
         return np.flatnonzero(dist_a > self.min_dist_a)
+
+    def slice_step(self, v: CachedVolume) -> int:
+        """Original slices between a sample's neighbouring slices: 1 on the member's grid, else
+        ``round(target z spacing / slice spacing)`` (at least 1)."""
+        if self.target_a is None:
+            return 1
+        return max(1, int(round(self.target_a[0] / v.grid.spacing_a[0])))
+
+    def pixel_scale(self, v: CachedVolume) -> np.ndarray:
+        """``(3, 3)`` homography from the volume's ``(y, x)`` pixels to the member's (a diagonal resize)."""
+        if self.target_a is None:
+            return np.eye(3)
+        return np.diag([v.grid.spacing_a[1] / self.target_a[1], v.grid.spacing_a[2] / self.target_a[2], 1.0])
 
     def __len__(self) -> int:
         return self.length
@@ -137,15 +159,16 @@ class SliceDataset(Dataset):
         k, z, keep = self._pick(rng)
         v = self.volumes[k]
         sz, sy, _ = v.grid.spacing_a
-        idx = np.clip(np.arange(z - self.half, z + self.half + 1), 0, v.volume.shape[0] - 1)
-        slices = np.asarray(v.volume[idx])
-        g = geometry_2d(rng, slices.shape[1:], self.augment)
+        offsets = np.arange(-self.half, self.half + 1) * self.slice_step(v)
+        slices = np.asarray(v.volume[np.clip(z + offsets, 0, v.volume.shape[0] - 1)])
+        scale = self.pixel_scale(v)  # resize to the member's pixels inside the one warp
+        g = geometry_2d(rng, np.asarray(slices.shape[1:]) * np.diag(scale)[:2], self.augment) @ scale
         crop = np.asarray(self.crop, dtype=np.float64)
         if keep is None:
             want_out = rng.uniform(0.0, crop - 1.0)
             anchor = rng.uniform(0.0, np.asarray(slices.shape[1:]) - 1.0)
         else:  # the motor lands uniformly in the crop, margin from its border
-            margin = np.minimum(self.min_dist_a / sy, crop / 4.0)
+            margin = np.minimum(self.min_dist_a / (sy * scale[0, 0]), crop / 4.0)
             want_out = rng.uniform(margin, crop - 1.0 - margin)
             anchor = v.motors[keep, 1:]
         g = place(g, anchor, want_out)

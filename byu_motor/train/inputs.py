@@ -122,12 +122,12 @@ def check_sampling(cfg: Config) -> None:
     """Refuse sampling settings that cannot work together, before any tomogram is read.
 
     Raises:
-        ValueError: ``train.resample_once`` without the seed sampler and a 3D model, or hard-negative mining
+        ValueError: ``train.resample_once`` for a 3D model without the seed sampler, or hard-negative mining
             with the seed sampler (it draws its own windows, so mined points would go unused).
     """
     t = cfg.train
-    if t.resample_once and (t.sampler != "seed" or cfg.model.dims != 3):
-        raise ValueError("train.resample_once needs train.sampler=seed and a 3D model (model.dims=3)")
+    if t.resample_once and cfg.model.dims == 3 and t.sampler != "seed":
+        raise ValueError("train.resample_once needs train.sampler=seed for a 3D model (or a 2D member)")
     if t.hard_negative_ratio > 0 and t.sampler == "seed" and cfg.model.dims == 3:
         raise ValueError(
             "train.hard_negative_ratio must be 0 with train.sampler=seed (it draws its own windows)"
@@ -146,7 +146,8 @@ def load_volumes(
 
     ``folders`` gives a tomogram's slice folder (several data roots); by default ``data_dir/train/<tomo_id>``.
     The cache stays ``data_dir/.byu_cache`` for every root (tomo_ids are unique across roots). With
-    ``train.resample_once`` the volumes stay at their own spacing (the seed sampler resamples each window).
+    ``train.resample_once`` the volumes stay at their own spacing (the seed sampler resamples each window, a
+    2D member's slice dataset each slice triplet).
     """
     from byu_motor.data.cache import VolumeCache
 
@@ -171,7 +172,8 @@ def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int]
     """The training dataset of ``cfg``'s model: 3D patches, or slice triplets for a 2D member (``model.dims == 2``).
 
     Args:
-        volumes: cached training tomograms on ``cfg.data``'s grid.
+        volumes: cached training tomograms on ``cfg.data``'s grid (a 2D member with ``train.resample_once``:
+            at their own spacing, each slice triplet then resampled to ``data.spacing_a``).
         cfg: the experiment (``train.seed`` seeds the items).
         stride: the model's 3D output stride (a 2D member's samples use ``model.stride_2d`` instead).
         length: number of items.
@@ -186,8 +188,16 @@ def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int]
             raise ValueError("train.hard_negative_ratio must be 0 for a 2D member (its samples are slices)")
 
         m = cfg.model
+        target = cfg.data.spacing_a if cfg.train.resample_once else None
         return SliceDataset(
-            volumes, cfg.data, cfg.train, m.stride_2d, length, cfg.train.seed, slices=m.in_channels
+            volumes,
+            cfg.data,
+            cfg.train,
+            m.stride_2d,
+            length,
+            cfg.train.seed,
+            slices=m.in_channels,
+            target_spacing_a=target,
         )
     from byu_motor.data.dataset import PatchDataset
 

@@ -69,7 +69,7 @@ def test_every_preset_passes_the_sampling_checks() -> None:
 
     assert {"seed_resnext50", "seed_maxvit_tiny_2d", "tiny"} <= set(_PRESETS)
     for name in _PRESETS:
-        check_sampling(get_preset(name))  # e.g. the 2D seed members must not inherit resample_once
+        check_sampling(get_preset(name))
     mined = tiny_config(steps=1, sampler="seed", hard_negative_ratio=0.5)
     with pytest.raises(ValueError, match="hard_negative_ratio"):
         check_sampling(mined)

@@ -110,6 +110,73 @@ def test_augmented_keypoints_follow_the_image():
     assert checked >= 5
 
 
+def native_volume(grey: np.ndarray, motors: np.ndarray, spacing: float) -> CachedVolume:
+    """``grey`` as a tomogram at its own isotropic ``spacing`` (A), motors in its voxels."""
+    grid = Grid(grey.shape, (spacing,) * 3)
+    return CachedVolume(
+        "n", grey, grid, grid, motors.reshape(-1, 3), Normalizer(mean=0.0, std=1.0), float(grey.mean())
+    )
+
+
+def test_original_slices_are_32_a_apart_and_resized_to_the_member_pixels():
+    # slices at 32 A whose grey is 40 + their index: the member's (128, 64, 64) grid takes slices 4 apart
+    grey = np.broadcast_to((40 + np.arange(160)).astype(np.uint8)[:, None, None], (160, 128, 128)).copy()
+    motor = np.array([[81.5, 60.5, 67.7]])
+    vol = native_volume(grey, motor, 32.0)
+    ds = SliceDataset([vol], Data, settings(0.0), 8, 20, seed=2, augment=False, target_spacing_a=SPACING)
+    assert ds.slice_step(vol) == 4 and np.allclose(np.diag(ds.pixel_scale(vol)), [0.5, 0.5, 1.0])
+    for i in range(20):
+        item = ds[i]
+        image = item["image"].numpy() * 255.0
+        centre = image[1, 8:24, 8:24]  # inside the volume: one grey per slice
+        assert np.ptp(centre) < 1e-3
+        assert image[0, 8:24, 8:24].mean() == pytest.approx(centre.mean() - 4.0, abs=1e-3)
+        assert image[2, 8:24, 8:24].mean() == pytest.approx(centre.mean() + 4.0, abs=1e-3)
+        dz = item["motors"][0, 0].item()  # in original slices
+        assert abs(dz) <= 256.0 / 32.0 + 0.5  # one sigma of jitter, then the nearest slice
+        assert centre.mean() == pytest.approx(40.0 + motor[0, 0] - dz, abs=1e-3)  # dz = motor z - slice
+
+
+def test_augmented_native_slices_keep_the_motor_where_the_target_says():
+    # a bright blob at the motor of a 32 A volume, augmented: the image shows it where the target and the
+    # motor's crop pixels say
+    zz, yy, xx = np.meshgrid(*[np.arange(n) for n in (160, 128, 128)], indexing="ij")
+    motor = np.array([[81.5, 60.5, 67.7]])  # (20, 30, 33.6) on the coarse grid (centres aligned)
+    blob = (np.abs(zz - motor[0, 0]) <= 4) & ((yy - motor[0, 1]) ** 2 + (xx - motor[0, 2]) ** 2 <= 36)
+    vol = native_volume(np.where(blob, 240, 60).astype(np.uint8), motor, 32.0)
+    ds = SliceDataset([vol], Data, settings(0.0), 8, 40, seed=3, augment=True, target_spacing_a=SPACING)
+    checked = 0
+    for i in range(40):
+        item = ds[i]
+        if int(item["n_motors"]) != 1:
+            continue
+        dz, y, x = item["motors"][0].tolist()
+        target = item["target"][0].numpy()
+        cy, cx = (np.asarray(np.unravel_index(target.argmax(), target.shape)) * 8 + 3.5).tolist()
+        assert abs(cy - y) <= 4.0 and abs(cx - x) <= 4.0
+        # at most the peak height of its z distance (the augmented sigma is checked without augmentation below)
+        assert 0.0 < target.max() <= math.exp(-0.5 * (dz * 32.0 / 256.0) ** 2) + 1e-6
+        if abs(dz) < 3:  # the centre slice cuts the blob: bright where the motor is
+            yy_, xx_ = int(round(y)), int(round(x))
+            assert item["image"][1, max(yy_ - 1, 0) : yy_ + 2, max(xx_ - 1, 0) : xx_ + 2].max() > 0.6, i
+            checked += 1
+    assert checked >= 5
+
+
+def test_a_native_volume_without_augmentation_has_the_exact_2d_sigma():
+    motor = np.array([[81.5, 60.5, 67.7]])
+    vol = native_volume(np.full((160, 128, 128), 60, dtype=np.uint8), motor, 32.0)
+    ds = SliceDataset([vol], Data, settings(0.0), 8, 20, seed=5, augment=False, target_spacing_a=SPACING)
+    for i in range(20):
+        item = ds[i]
+        dz, y, x = item["motors"][0].tolist()
+        target = item["target"][0].numpy()
+        cy, cx = (np.asarray(np.unravel_index(target.argmax(), target.shape)) * 8 + 3.5).tolist()
+        # sigma 256 A = 4 member pixels (8 of the volume's pixels before the 0.5 resize)
+        want = math.exp(-0.5 * (dz * 32.0 / 256.0) ** 2 - 0.5 * ((cy - y) ** 2 + (cx - x) ** 2) / 16.0)
+        assert target.max() == pytest.approx(want, rel=1e-4)
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny_data_2d"))
