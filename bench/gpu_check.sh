@@ -25,7 +25,9 @@
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEMO_SEEDS="1 2 3 4" GPU_CHECK_ONLY_DEMOS=1 bash bench/gpu_check.sh   # both demos
 #                                                     per seed, then stop (about 1 min per demo on an H200)
 #
-# Installs byu_motor (and monai) from wheels/ without the internet. The full run writes one synthetic test
+# On a lent device, from this machine: `bash build_wheels.sh`, then the device tool's run with
+# command "bash bench/gpu_check.sh", carry ["wheels"] (byu_motor and monai, a few MB) and timeout_s 400.
+# Installs byu_motor (and monai) from wheels/ (GPU_CHECK_WHEELS) without the internet. The full run writes one synthetic test
 # tomogram (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of PRESET
 # with random weights, and times `byu-motor predict` (reading, resampling, model, decoding): seconds per
 # tomogram and projected hours for 900 tomograms on this one GPU. Then trains the preset for a few steps on
@@ -90,15 +92,16 @@ command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total --f
 # torch), so byu_motor and monai go into a --target folder on PYTHONPATH; the rest (torch, timm, numpy,
 # pandas, scipy, tqdm) must already be installed, as on Kaggle.
 mkdir -p "$WORK/site"
-if compgen -G "wheels/byu_motor-*.whl" >/dev/null; then
-  step "offline install from wheels/: $(cd wheels && ls -- *.whl | tr '\n' ' ')"
+WHEELS="${GPU_CHECK_WHEELS:-wheels}"
+if compgen -G "$WHEELS/byu_motor-*.whl" >/dev/null; then
+  step "offline install from $WHEELS/: $(cd "$WHEELS" && ls -- *.whl | tr '\n' ' ')"
   # shellcheck disable=SC2046
-  timeout 120 python3 -m pip install --quiet --no-index --no-deps --no-compile --target "$WORK/site" \
-    wheels/byu_motor-*.whl $(compgen -G "wheels/monai-*.whl" || true)
+  timeout "$(budget_left 120)" python3 -m pip install --quiet --no-index --no-deps --no-compile \
+    --target "$WORK/site" "$WHEELS"/byu_motor-*.whl $(compgen -G "$WHEELS/monai-*.whl" || true)
   export PYTHONPATH="$WORK/site${PYTHONPATH:+:$PYTHONPATH}"
   export PYTHONSAFEPATH=1  # `python3 -` and `-m` would otherwise import the source tree in the working directory
 else
-  step "no byu_motor wheel in wheels/ (run build_wheels.sh): using the source tree"
+  step "no byu_motor wheel in $WHEELS/ (run build_wheels.sh): using the source tree"
   export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 fi
 python3 - "$DEVICE" <<'EOF'

@@ -32,10 +32,30 @@ def run_check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, 
     return proc, time.monotonic() - t0
 
 
-def test_dry_run_prints_every_figure(tmp_path: Path) -> None:
-    proc, _ = run_check(tmp_path)
+def test_dry_run_from_the_wheel_prints_every_figure(tmp_path: Path) -> None:
+    # as on a lent device: byu_motor installed offline from its wheel, not imported from the source tree
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "-w",
+            wheels,
+            REPO,
+        ],
+        check=True,
+        timeout=300,
+    )
+    proc, _ = run_check(tmp_path, GPU_CHECK_WHEELS=str(wheels))
     out = proc.stdout + proc.stderr
     assert proc.returncode == 0, out[-3000:]
+    assert f"offline install from {wheels}/" in out
+    assert str(tmp_path / "work" / "site" / "byu_motor") in out  # the installed copy was imported
     assert "stage seconds per tomogram" in out
     assert "end-to-end / forward" in out
     assert "projection: seed ensemble" in out and " h on one such device" in out
