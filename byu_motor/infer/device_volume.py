@@ -45,6 +45,9 @@ class VolumeStager:
         self._uploaded: torch.Tensor | None = None
         # this tomogram's device resamplings, by (shape, mode): members at one spacing share one
         self._resampled: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
+        # a CPU device normally takes the host path (below); True runs the device path's tensor resampler and
+        # tensor windows there too, so CPU tests cover what a GPU runs
+        self.tensor_on_cpu = False
 
     def uploaded(self, volume: np.ndarray) -> torch.Tensor:
         """``volume`` (uint8 ``(Z, Y, X)``) as a uint8 tensor on the device, copied at most once per tomogram."""
@@ -76,7 +79,8 @@ class VolumeStager:
         """
         # on a CPU device the host is the device: the host resampler (the same bytes as before the device path
         # existed; the tensor resampler may differ by one grey level) and windows cut from the array
-        if not self.on_device or denoise is not None or self.device.type == "cpu":
+        host_is_device = self.device.type == "cpu" and not self.tensor_on_cpu
+        if not self.on_device or denoise is not None or host_is_device:
             if tuple(shape) == volume.shape and denoise is None:
                 return volume
             with stage("resample"):

@@ -37,7 +37,12 @@ def test_device_path_finds_the_ball_where_the_host_path_does(stride, scales):
     found = {}
     for on_device in (False, True):
         cfg = InferConfig(topk=3, scales=scales, tta=("flip_x", "rot90"), resample_on_device=on_device)
-        found[on_device] = Predictor([spec(stride)], cfg).predict_volume(ball, SPACING_A)
+        predictor = Predictor([spec(stride)], cfg)
+        predictor._stager.tensor_on_cpu = True  # the GPU's path: tensor resampler, windows cut from tensors
+        calls: list[int] = []
+        predictor._stager.uploaded = lambda v, up=predictor._stager.uploaded, c=calls: c.append(1) or up(v)
+        found[on_device] = predictor.predict_volume(ball, SPACING_A)
+        assert bool(calls) == on_device
     assert top_error(found[True]) < 1.0 and top_error(found[False]) < 1.0
     gap = np.abs(np.asarray(found[True][0][:3]) - np.asarray(found[False][0][:3]))
     assert float(gap.max()) < 1.0  # within one original voxel of the host path
