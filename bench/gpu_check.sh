@@ -3,7 +3,8 @@
 # full-size (800, 928, 960) JPEG tomogram, a checkpoint of the seed's ResNeXt50 member with random weights, and
 # `bench/gpu_throughput.py` twice, first with all host cores, then `taskset` to 4 cores (Kaggle's host): stage
 # seconds per tomogram (read, upload, resample, forward, peaks, fusion), end-to-end / pure forward time of the
-# same windows (goal <= 1.25), and the seed ensemble's hours for 900 tomograms of the average test shape; then
+# same windows (goal <= 1.25), and the seed ensemble's hours for 900 tomograms of the average test shape (each
+# of its five members, kernels/recipes/seed_full.json with random weights, timed on that shape); then
 # whether the seed's training loader (4 workers, then all cores) keeps ahead of the member's training step
 # (bench/seed_loader_vs_model.py, about a minute).
 # GPU_CHECK_FULL=1 then also runs the older checks, about 7 minutes more: `byu-motor demo` on the GPU (its
@@ -16,10 +17,12 @@
 #                                                     (default resnext50_fpn_s16)
 #   GPU_CHECK_THROUGHPUT_PRESET=resnext50_fpn_s16 bash bench/gpu_check.sh   # another member (default seed_resnext50)
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.1 GPU_CHECK_THROUGHPUT_PRESET=tiny GPU_CHECK_LOADER_PRESET=tiny \
-#     GPU_CHECK_LOADER_ARGS="--patch 32 64 64 --volume 40 96 96 --workers 1 2" bash bench/gpu_check.sh   # dry run
+#     GPU_CHECK_LOADER_ARGS="--patch 32 64 64 --volume 40 96 96 --workers 1 2" GPU_CHECK_ENSEMBLE_TINY=1 \
+#     GPU_CHECK_SHAPE="80 280 210" bash bench/gpu_check.sh   # dry run (tests/test_gpu_check_script.py)
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 GPU_CHECK_LAYOUT_PATCH="16 32 32" \
 #     GPU_CHECK_LAYOUT_STEPS=1 GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" \
-#     GPU_CHECK_THROUGHPUT_PRESET=tiny bash bench/gpu_check.sh tiny   # dry run of everything
+#     GPU_CHECK_THROUGHPUT_PRESET=tiny GPU_CHECK_ENSEMBLE_TINY=1 GPU_CHECK_SHAPE="80 280 210" \
+#     bash bench/gpu_check.sh tiny   # dry run of everything
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demos
 #   GPU_CHECK_FULL=1 GPU_CHECK_SECOND_DEMO=0 bash bench/gpu_check.sh     # without the second (tiny_gpu) demo
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEMO_SEEDS="1 2 3 4" GPU_CHECK_ONLY_DEMOS=1 bash bench/gpu_check.sh   # both demos
@@ -137,17 +140,51 @@ cfg = get_preset(sys.argv[3])
 save_checkpoint(sys.argv[4], create_model(cfg.model), cfg, extra={"threshold": 0.5})
 print("tomogram", shape, "preset", sys.argv[3], "spacing", cfg.data.spacing_a, "patch", cfg.data.patch_size)
 EOF
-# the 4-core run first: it is the figure that matters (Kaggle's host), should the budget run short
+RECIPE="${GPU_CHECK_RECIPE:-kernels/recipes/seed_full.json}"
+step "ensemble: checkpoints of $RECIPE's members with random weights (GPU_CHECK_ENSEMBLE_TINY=1: tiny networks)"
+mkdir -p "$WORK/ensemble"
+cp "$RECIPE" "$WORK/ensemble/recipe.json"
+budgeted 90 "ensemble checkpoints" python3 - "$WORK/ensemble" "${GPU_CHECK_ENSEMBLE_TINY:-0}" <<'EOF'
+import json
+import sys
+from pathlib import Path
+
+from byu_motor.models.checkpoint import save_checkpoint
+from byu_motor.models.detector import create_model
+from byu_motor.presets import get_preset
+
+folder, tiny = Path(sys.argv[1]), sys.argv[2] == "1"
+for member in json.loads((folder / "recipe.json").read_text())["members"]:
+    name = Path(member if isinstance(member, str) else member["checkpoint"]).name
+    cfg = get_preset(Path(name).stem)  # the recipe names each checkpoint after its preset
+    if tiny:  # dry run: the recipe's mechanics with tiny networks on a coarse grid
+        two_d = cfg.model.dims == 2
+        cfg.model = get_preset("tiny_2d" if two_d else "tiny").model
+        cfg.data.spacing_a = (128.0, 64.0, 64.0) if two_d else (64.0, 64.0, 64.0)
+        cfg.infer.patch_size = (12, 32, 32) if two_d else (16, 32, 32)
+    save_checkpoint(folder / name, create_model(cfg.model).eval(), cfg)
+    print("   ", name, "spacing", cfg.data.spacing_a, "window", cfg.infer.patch_size or cfg.data.patch_size)
+(folder / "ready").touch()
+EOF
+ENSEMBLE=()
+[ -f "$WORK/ensemble/ready" ] && ENSEMBLE=(--recipe "$WORK/ensemble/recipe.json")
+# the projected test tomogram (default the seed's average test shape; the dry run takes a small one)
+# shellcheck disable=SC2206
+SHAPE=(${GPU_CHECK_SHAPE:+--shape $GPU_CHECK_SHAPE})
+
+# the 4-core run first: it is the figure that matters (Kaggle's host), should the budget run short; it also
+# times the ensemble's members
 if command -v taskset >/dev/null && [ "$(nproc)" -gt 4 ]; then
-  step "throughput with 4 host cores (taskset -c 0-3, Kaggle's host)"
-  budgeted 150 "throughput on 4 cores" taskset -c 0-3 python3 bench/gpu_throughput.py "$TDATA/tomo" \
-    "$WORK/member.pt" --device "$DEVICE" --label "taskset 4 cores:"
+  step "throughput with 4 host cores (taskset -c 0-3, Kaggle's host), then the ensemble"
+  budgeted 200 "throughput on 4 cores" taskset -c 0-3 python3 bench/gpu_throughput.py "$TDATA/tomo" \
+    "$WORK/member.pt" --device "$DEVICE" --label "taskset 4 cores:" "${SHAPE[@]}" "${ENSEMBLE[@]}"
+  ENSEMBLE=()
 else
   step "no taskset, or 4 host cores or fewer: the run below is the 4-core run"
 fi
 step "throughput with all $(nproc) host cores"
-budgeted 150 "throughput on all cores" python3 bench/gpu_throughput.py "$TDATA/tomo" "$WORK/member.pt" \
-  --device "$DEVICE" --label "all cores:"
+budgeted 200 "throughput on all cores" python3 bench/gpu_throughput.py "$TDATA/tomo" "$WORK/member.pt" \
+  --device "$DEVICE" --label "all cores:" "${SHAPE[@]}" "${ENSEMBLE[@]}"
 step "seed loader (full seed augmentation, resample_once) vs ${GPU_CHECK_LOADER_PRESET:-seed_resnext50} training"
 # shellcheck disable=SC2086
 budgeted 150 "seed loader" python3 bench/seed_loader_vs_model.py \

@@ -3,12 +3,18 @@ against the pure forward time of the same windows, and the seed ensemble's hours
 
 Run by ``bench/gpu_check.sh`` (twice: all host cores, then ``taskset`` to 4 cores as on Kaggle)::
 
-    python bench/gpu_throughput.py TOMO_FOLDER CHECKPOINT --device cuda [--copies 3]
+    python bench/gpu_throughput.py TOMO_FOLDER CHECKPOINT --device cuda [--copies 3] [--recipe RECIPE.json]
 
 ``TOMO_FOLDER`` holds one JPEG tomogram; it is predicted ``--copies`` times in a row through
 :func:`byu_motor.infer.workers.run_worker` (prefetching loader, stage timer, as the runner does), the first
 copy being the warm-up. Then the model's forward passes over the same windows are timed alone (inputs already
 on the device), and the projection scales the steady-state stages to the average test shape.
+
+With ``--recipe`` (e.g. the seed's five members, ``kernels/recipes/seed_full.json``, whose checkpoints lie
+beside it) each member's own forward passes over a tomogram of the average test shape are timed, with its
+views, window and grid, and the ensemble's hours are projected from them: the once-per-tomogram stages of the
+run above (resampling once per member grid), plus each member's forward time x the run's end-to-end /
+forward overhead.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from byu_motor.data.grid import Grid
 from byu_motor.infer.accel import autocast
 from byu_motor.infer.budget import build_levels
 from byu_motor.infer.factory import default_predictor_factory
+from byu_motor.infer.recipe import read_recipe_file, resolve_infer
 from byu_motor.infer.stage_timer import STAGES
 from byu_motor.infer.tiling import decode_stride
 from byu_motor.infer.workers import WorkerJob, run_worker
@@ -77,23 +84,66 @@ def _time_passes(module, x: torch.Tensor, n_batches: int, amp: bool, device: str
     return (time.perf_counter() - t0) / repeats
 
 
-def forward_seconds(
+def member_forward_seconds(
     predictor, shape: tuple[int, ...], spacing_a: float, device: str, repeats: int = 2
-) -> float:
-    """Seconds of the bare forward passes over one tomogram's windows (every member x view list), the inputs
-    already on the device: what the pipeline's end-to-end time is compared with."""
-    total = 0.0
+) -> list[tuple[str, int, float]]:
+    """``(member name, window x view passes, seconds)`` per member: its bare forward passes over one tomogram
+    of ``shape`` voxels at ``spacing_a`` A, the inputs already on the device."""
+    rows = []
     original = Grid(shape, spacing_a)
     for spec, module, inferers in zip(predictor.models, predictor._modules, predictor._inferers):
         res_shape = original.resampled(spec.spacing3).shape
+        seconds, passes = 0.0, 0
         for sw in inferers:
             _, patch, starts = sw.layout(
                 res_shape, decode_stride(spec.stride3, predictor.config.decode_upsample)
             )
             n_windows = math.prod(len(s) for s in starts) * len(sw.views)
             x = torch.randn((sw.batch_windows, 1, *patch), device=device)
-            total += _time_passes(module, x, -(-n_windows // sw.batch_windows), sw.amp, device, repeats)
-    return total
+            seconds += _time_passes(module, x, -(-n_windows // sw.batch_windows), sw.amp, device, repeats)
+            passes += n_windows
+        rows.append((spec.name, passes, seconds))
+    return rows
+
+
+def forward_seconds(
+    predictor, shape: tuple[int, ...], spacing_a: float, device: str, repeats: int = 2
+) -> float:
+    """Seconds of the bare forward passes over one tomogram's windows (every member x view list), the inputs
+    already on the device: what the pipeline's end-to-end time is compared with."""
+    return sum(s for _, _, s in member_forward_seconds(predictor, shape, spacing_a, device, repeats))
+
+
+def project_recipe(
+    recipe: str, device: str, shape: tuple[int, ...], once: dict[str, float], overhead: float
+) -> None:
+    """Print each member's forward seconds on a tomogram of ``shape`` (13.1 A, the seed's assumption) and the
+    ensemble's projected hours for the test set.
+
+    Args:
+        recipe: recipe JSON whose checkpoints exist (random weights are fine).
+        device: torch device.
+        shape: the tomogram, original voxels ``(Z, Y, X)``.
+        once: seconds of the once-per-tomogram stages already scaled to ``shape`` (``read``, ``upload``,
+            ``resample``); resampling is paid once per distinct member grid.
+        overhead: end-to-end / forward of the measured run (decoding, fusion and host work per forward pass).
+    """
+    r = read_recipe_file(recipe)
+    cfg = resolve_infer(r.members, r.sets)
+    predictor = default_predictor_factory([m.checkpoint for m in r.members], cfg, device)
+    spacing = cfg.test_spacing_a or 13.1
+    rows = member_forward_seconds(predictor, shape, spacing, device, repeats=1)
+    grids = len({spec.spacing3 for spec in predictor.models})
+    host = once.get("read", 0.0) + once.get("upload", 0.0) + once.get("resample", 0.0) * grids
+    total = host + overhead * sum(s for _, _, s in rows)
+    print(f"   ensemble {recipe} on {shape} at {spacing} A, {len(rows)} members, {grids} grid(s):")
+    for name, passes, seconds in rows:
+        print(f"     {name:32s} {passes:5d} window x view passes  forward {seconds:7.2f} s")
+    print(
+        f"   projection: this ensemble on {TEST_TOMOGRAMS} tomograms of {shape}: {total:.2f} s each "
+        f"(host stages {host:.2f} s + forward x {overhead:.2f}) -> {total * TEST_TOMOGRAMS / 3600:.2f} h "
+        f"on one such device"
+    )
 
 
 def main() -> None:
@@ -107,6 +157,16 @@ def main() -> None:
         "--copies", type=int, default=3, help="times the tomogram is predicted (default: %(default)s)"
     )
     parser.add_argument("--label", default="", help="name of this run in the output (default: none)")
+    parser.add_argument(
+        "--recipe", default=None, help="also project this ensemble recipe's hours (its checkpoints beside it)"
+    )
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=AVERAGE_TEST_SHAPE,
+        help="the projected test tomogram, voxels at 13.1 A (default: %(default)s, the seed's LB probing)",
+    )
     args = parser.parse_args()
     device = "cuda:0" if args.device == "cuda" else args.device
     cores = len(os.sched_getaffinity(0))
@@ -134,15 +194,19 @@ def main() -> None:
     print(
         f"   pure forward of the same windows {fwd:.2f} s -> end-to-end / forward {seconds / fwd:.2f} (goal <= 1.25)"
     )
-    ratio = math.prod(AVERAGE_TEST_SHAPE) / math.prod(shape)
+    target = tuple(args.shape)
+    ratio = math.prod(target) / math.prod(shape)
     once = sum(v for k, v in per.items() if k in ONCE_STAGES)
     per_pass = (seconds - once) / passes
     projected = (once + per_pass * SEED_PASSES) * ratio
     print(
-        f"   projection: seed ensemble ({SEED_PASSES} member x view passes) on {TEST_TOMOGRAMS} tomograms of "
-        f"{AVERAGE_TEST_SHAPE}: {projected:.2f} s each -> {projected * TEST_TOMOGRAMS / 3600:.2f} h on one such "
+        f"   projection: seed ensemble as {SEED_PASSES} passes of this member on {TEST_TOMOGRAMS} tomograms of "
+        f"{target}: {projected:.2f} s each -> {projected * TEST_TOMOGRAMS / 3600:.2f} h on one such "
         f"device ({', '.join(ONCE_STAGES)} once per tomogram, the rest x {SEED_PASSES}/{passes}, voxels x {ratio:.2f})"
     )
+    if args.recipe:
+        scaled = {k: v * ratio for k, v in per.items() if k in ONCE_STAGES}
+        project_recipe(args.recipe, device, target, scaled, max(1.0, (seconds - once) / fwd))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ DRY_RUN = {
     "GPU_CHECK_THROUGHPUT_PRESET": "tiny",
     "GPU_CHECK_LOADER_PRESET": "tiny",
     "GPU_CHECK_LOADER_ARGS": "--patch 32 64 64 --volume 40 96 96 --workers 1 2",
+    "GPU_CHECK_ENSEMBLE_TINY": "1",  # the seed recipe's five members as tiny networks
+    "GPU_CHECK_SHAPE": "80 280 210",
 }
 
 
@@ -59,6 +61,16 @@ def test_dry_run_from_the_wheel_prints_every_figure(tmp_path: Path) -> None:
     assert "stage seconds per tomogram" in out
     assert "end-to-end / forward" in out
     assert "projection: seed ensemble" in out and " h on one such device" in out
+    # each of the seed recipe's members timed on the projected shape, then the ensemble's hours
+    members = [
+        "seed_resnext50",
+        "seed_densenet121",
+        "seed_x3d_m",
+        "seed_maxvit_tiny_2d",
+        "seed_coat_lite_medium",
+    ]
+    assert all(f"{m}" in out.split("ensemble ")[-1] for m in members)
+    assert "projection: this ensemble on 900 tomograms of (80, 280, 210)" in out
     assert "loader / model" in out  # the seed loader's check against the member's training step
     assert "of a 280 s budget" in out and "skipped" not in out and "failed" not in out
 
