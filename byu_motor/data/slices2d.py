@@ -23,6 +23,8 @@ from byu_motor.data.grid import as_triple
 
 # the 99.9 % contour of a 2D Gaussian: d^2 / sigma^2 <= chi2(2).ppf(0.999)
 CHI2_2D_999 = -2.0 * math.log(1e-3)
+#: grey value outside the slices after the geometry (the seed's Albumentations cval / pad value)
+FILL_GREY = 128.0
 
 
 def gaussian_target_2d(
@@ -70,7 +72,8 @@ class SliceDataset(Dataset):
         stride: stride of the 2D logits (pixels).
         length: number of items.
         seed: base seed.
-        augment: apply the seed's 2D augmentation set (:mod:`byu_motor.data.augment_2d`).
+        augment: apply the seed's 2D augmentation set (:mod:`byu_motor.data.augment_2d`) in its order: voxel
+            groups on the whole slices, then the geometry; outside the slices is grey 128 (as without it).
         slices: slices per sample (odd).
         target_spacing_a: the member's ``(z, y, x)`` grid in Angstrom when ``volumes`` are at their own spacing:
             slices ``round(z / slice spacing)`` apart, resized to ``(y, x)`` per pixel. ``None``: the volumes
@@ -161,6 +164,8 @@ class SliceDataset(Dataset):
         sz, sy, _ = v.grid.spacing_a
         offsets = np.arange(-self.half, self.half + 1) * self.slice_step(v)
         slices = np.asarray(v.volume[np.clip(z + offsets, 0, v.volume.shape[0] - 1)])
+        # the seed's order: voxel augmentations on the whole slices, then the geometry (filled with 128) and crop
+        source = pixels_2d(torch.from_numpy(slices), rng) if self.augment else slices
         scale = self.pixel_scale(v)  # resize to the member's pixels inside the one warp
         g = geometry_2d(rng, np.asarray(slices.shape[1:]) * np.diag(scale)[:2], self.augment) @ scale
         crop = np.asarray(self.crop, dtype=np.float64)
@@ -172,9 +177,7 @@ class SliceDataset(Dataset):
             want_out = rng.uniform(margin, crop - 1.0 - margin)
             anchor = v.motors[keep, 1:]
         g = place(g, anchor, want_out)
-        image = warp(slices, g, self.crop, v.mean_grey)
-        if self.augment:
-            image = pixels_2d(image, rng)
+        image = warp(source, g, self.crop, FILL_GREY)
         dz_a = (v.motors[:, 0] - z) * sz if len(v.motors) else np.zeros(0)
         near = np.abs(dz_a) <= self.jitter_a + sz
         pts = apply_homography(g, v.motors[near, 1:]) if near.any() else np.zeros((0, 2))

@@ -177,6 +177,17 @@ def test_a_native_volume_without_augmentation_has_the_exact_2d_sigma():
         assert target.max() == pytest.approx(want, rel=1e-4)
 
 
+def test_outside_the_slices_is_grey_128_untouched_by_the_voxel_augmentations():
+    # the seed's order: noise, quality, texture and colour act on the slices, then the geometry fills with 128;
+    # slices of 12 x 12 pixels in a 32 x 32 crop leave most of every crop outside them
+    vol = bright_blob_volume(np.array([[20.0, 6.0, 6.0]]))
+    vol.volume = np.ascontiguousarray(vol.volume[:, :12, :12])
+    ds = SliceDataset([vol], Data, settings(bg_ratio=0.5), 8, 40, seed=4, augment=True)
+    for i in range(40):
+        image = ds[i]["image"].numpy() * 255.0
+        assert float(np.mean(np.abs(image - 128.0) < 1e-3)) > 0.5, i
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny_data_2d"))
