@@ -91,6 +91,49 @@ def place(g: np.ndarray, anchor: np.ndarray, target: np.ndarray) -> np.ndarray:
     return t @ g
 
 
+def fitted_bounds(g: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Corners ``lo, hi`` ``(2,)`` (y, x) of the box holding an image of ``size (H, W)`` after ``g``: the
+    output Albumentations' ``fit_output`` keeps (pixel edges; ``hi - lo`` is its size in pixels)."""
+    h, w = (float(n) for n in size)
+    corners = apply_homography(g, [[-0.5, -0.5], [-0.5, w - 0.5], [h - 0.5, -0.5], [h - 0.5, w - 0.5]])
+    return corners.min(axis=0), corners.max(axis=0)
+
+
+def seed_crop(
+    g: np.ndarray,
+    size: Sequence[int],
+    crop: Sequence[int],
+    rng: np.random.Generator,
+    keep: np.ndarray | None = None,
+    margin: float = 0.0,
+) -> np.ndarray:
+    """``g`` followed by the seed's crop of its fitted output: the homography input -> crop pixels.
+
+    The crop ``(h, w)`` lies inside the fitted image (:func:`fitted_bounds`) at a uniform integer offset; with
+    ``keep`` (an input point ``(2,)``) it also holds ``keep +- margin`` output pixels. Where that is impossible
+    (an image smaller than the crop, a point too close to the edge) the offset is uniform over the image,
+    clipped at 0: a small image sits at the crop's top left, the rest is fill (the seed's pad).
+    """
+    lo, hi = fitted_bounds(g, size)
+    fitted = np.ceil(hi - lo - 1e-6).astype(np.int64)
+    box = np.asarray(crop, dtype=np.int64)
+    start = None
+    if np.all(fitted >= box):
+        low, high = np.zeros(2, dtype=np.int64), fitted - box
+        if keep is not None:
+            at = apply_homography(g, keep)[0] - lo  # edge-based pixel coordinates of the fitted image
+            # int() truncates toward zero, as the seed's box
+            low = np.maximum(low, (at + margin).astype(np.int64) - box)
+            high = np.minimum(high, (at - margin).astype(np.int64))
+        if np.all(low <= high):
+            start = np.array([rng.integers(a, b + 1) for a, b in zip(low, high)])
+    if start is None:
+        start = np.array([rng.integers(0, max(0, f - c) + 1) for f, c in zip(fitted, box)])
+    t = np.eye(3)
+    t[:2, 2] = -(lo + 0.5 + start)
+    return t @ g
+
+
 def local_scale(g: np.ndarray, points: np.ndarray) -> np.ndarray:
     """``sqrt(|det J|)`` of ``g`` at each input point ``(n, 2)``: how much a small blob there is magnified."""
     p = np.asarray(points, dtype=np.float64).reshape(-1, 2)

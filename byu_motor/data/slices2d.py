@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from byu_motor.data.augment_2d import apply_homography, geometry_2d, local_scale, pixels_2d, place, warp
+from byu_motor.data.augment_2d import apply_homography, geometry_2d, local_scale, pixels_2d, seed_crop, warp
 from byu_motor.data.cache import CachedVolume
 from byu_motor.data.grid import as_triple
 
@@ -61,8 +61,9 @@ class SliceDataset(Dataset):
     A sample is positive with probability ``1 / (1 + bg_ratio)``: a random (tomogram, distinct motor z), the
     centre slice drawn from a normal around that z with sd ``z_jitter_sigma * sigma_a`` truncated at one sd;
     otherwise a random slice farther than ``bg_min_dist_a`` from every motor (any slice of a tomogram
-    without motors). The crop keeps the chosen motor at least ``bg_min_dist_a`` (at most a quarter of the
-    crop) from its border. Every motor within one jitter sd (+ 1 slice) of the centre slice is drawn as a
+    without motors). As the seed's crop, it lies inside the (fitted) augmented slices wherever they are large
+    enough, and keeps the chosen motor at least ``bg_min_dist_a`` (scaled with the geometry, at most a
+    quarter of the crop) from its border; smaller slices sit at its top left, padded with grey 128. Every motor within one jitter sd (+ 1 slice) of the centre slice is drawn as a
     2D Gaussian of ``sigma_a`` whose peak is ``exp(-dz^2 / 2 sigma_a^2)`` (dz in Angstrom).
 
     Args:
@@ -169,14 +170,12 @@ class SliceDataset(Dataset):
         scale = self.pixel_scale(v)  # resize to the member's pixels inside the one warp
         g = geometry_2d(rng, np.asarray(slices.shape[1:]) * np.diag(scale)[:2], self.augment) @ scale
         crop = np.asarray(self.crop, dtype=np.float64)
-        if keep is None:
-            want_out = rng.uniform(0.0, crop - 1.0)
-            anchor = rng.uniform(0.0, np.asarray(slices.shape[1:]) - 1.0)
-        else:  # the motor lands uniformly in the crop, margin from its border
-            margin = np.minimum(self.min_dist_a / (sy * scale[0, 0]), crop / 4.0)
-            want_out = rng.uniform(margin, crop - 1.0 - margin)
-            anchor = v.motors[keep, 1:]
-        g = place(g, anchor, want_out)
+        anchor = None if keep is None else v.motors[keep, 1:]
+        margin = 0.0
+        if anchor is not None:  # the seed's 1000 A, scaled with the geometry (at most a quarter of the crop)
+            margin = self.min_dist_a / sy * float(local_scale(g, anchor)[0])  # g holds the resize too
+            margin = min(margin, float(crop.min()) / 4.0)
+        g = seed_crop(g, slices.shape[1:], self.crop, rng, anchor, margin)
         image = warp(source, g, self.crop, FILL_GREY)
         dz_a = (v.motors[:, 0] - z) * sz if len(v.motors) else np.zeros(0)
         near = np.abs(dz_a) <= self.jitter_a + sz

@@ -188,6 +188,47 @@ def test_outside_the_slices_is_grey_128_untouched_by_the_voxel_augmentations():
         assert float(np.mean(np.abs(image - 128.0) < 1e-3)) > 0.5, i
 
 
+def test_crops_stay_inside_slices_larger_than_the_crop_and_small_ones_sit_top_left():
+    # grey 60 with a 240 blob: any 128 is fill. 64 x 64 slices, 32 x 32 crops: never any fill, for motors and
+    # for background; 12 x 12 slices: at the crop's top left, the rest fill (the seed's pad)
+    big = SliceDataset(
+        [bright_blob_volume(np.array([MOTOR]))], Data, settings(1.0), 8, 60, seed=6, augment=False
+    )
+    kinds = set()
+    for i in range(60):
+        item = big[i]
+        kinds.add(bool(item["positive"]))
+        assert not np.any(np.abs(item["image"].numpy() * 255.0 - 128.0) < 1.0), i
+    assert kinds == {True, False}
+    vol = bright_blob_volume(np.array([[20.0, 6.0, 6.0]]))
+    vol.volume = np.ascontiguousarray(vol.volume[:, :12, :12])
+    small = SliceDataset([vol], Data, settings(0.0), 8, 10, seed=6, augment=False)
+    for i in range(10):
+        image = small[i]["image"].numpy() * 255.0
+        assert not np.any(np.abs(image[:, :12, :12] - 128.0) < 1.0)
+        assert np.allclose(image[:, 13:, :], 128.0) and np.allclose(image[:, :, 13:], 128.0)
+
+
+def test_seed_crop_keeps_the_point_with_its_margin_inside_the_fitted_image():
+    from byu_motor.data.augment_2d import apply_homography, fitted_bounds, geometry_2d, seed_crop
+
+    rng = np.random.default_rng(0)
+    crop = np.array([128, 96])
+    fits = kept = 0
+    for _ in range(300):
+        g = geometry_2d(rng, (300, 260))
+        point = rng.uniform([40, 40], [260, 220])
+        final = seed_crop(g, (300, 260), crop, rng, point, 20.0)
+        lo, hi = fitted_bounds(final, (300, 260))  # in crop pixels, whose own edges are -0.5 and crop - 0.5
+        if np.all(hi - lo >= crop):
+            fits += 1
+            assert np.all(lo <= -0.5 + 1e-6) and np.all(hi >= crop - 1.5 - 1e-6)  # the crop inside the image
+            at = apply_homography(final, point)[0]
+            kept += bool(np.all(at - 20.0 >= -1.5) and np.all(at + 20.0 <= crop + 0.5))
+    # the point and its margin are in the crop unless it lies too near the image's edge (the seed's fallback)
+    assert fits > 150 and kept >= 0.9 * fits
+
+
 @pytest.fixture(scope="module")
 def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_tiny_dataset(tmp_path_factory.mktemp("tiny_data_2d"))
