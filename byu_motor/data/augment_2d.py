@@ -83,14 +83,6 @@ def apply_homography(g: np.ndarray, points: np.ndarray) -> np.ndarray:
     return h[:, :2] / h[:, 2:3]
 
 
-def place(g: np.ndarray, anchor: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """``g`` followed by the translation that sends input point ``anchor (2,)`` to output point ``target (2,)``."""
-    shift = np.asarray(target, dtype=np.float64) - apply_homography(g, anchor)[0]
-    t = np.eye(3)
-    t[:2, 2] = shift
-    return t @ g
-
-
 def fitted_bounds(g: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
     """Corners ``lo, hi`` ``(2,)`` (y, x) of the box holding an image of ``size (H, W)`` after ``g``: the
     output Albumentations' ``fit_output`` keeps (pixel edges; ``hi - lo`` is its size in pixels)."""
