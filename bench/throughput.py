@@ -15,7 +15,10 @@ no-GPU lower bound of :func:`byu_motor.train.memory_estimate.estimate_training_m
 The seed rows build items in this process (what one DataLoader worker does, less the collate): at ``--patch``
 from the cached volumes, and at the seed's (224, 448, 448) from one random 256 x 640 x 640 volume at 16 A and
 from the same extent at 13.1 A kept at its spacing (``train.resample_once``: spacing, zoom, affine and view in
-one resampling per window); ``--big-items 0`` skips both.
+one resampling per window); ``--big-items 0`` skips both. Last, the seed's 2D member samples
+(``seed_maxvit_tiny_2d``: 3 x 896 x 896 with its full 2D augmentation) from the same extent cached at
+(32, 16, 16) A and kept at 13.1 A (``train.resample_once``: original slices 32 A apart, resized in the one
+warp); ``--items-2d 0`` skips them.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from byu_motor.data.grid import Grid
 from byu_motor.data.layout import read_labels
 from byu_motor.data.normalize import Normalizer
 from byu_motor.data.seed_sampler import SeedWindowDataset
+from byu_motor.data.slices2d import SliceDataset
 from byu_motor.models import create_model
 from byu_motor.presets import get_preset
 from byu_motor.synth import generate_dataset
@@ -95,12 +99,13 @@ def seed_rate(volumes: list, patch, train_cfg, items: int, target_spacing_a: flo
     return items / (time.perf_counter() - t0)
 
 
-def big_volume(spacing_a: float = 16.0) -> CachedVolume:
+def big_volume(spacing_a: float | tuple[float, float, float] = 16.0) -> CachedVolume:
     """A random uint8 tomogram of 256 x 640 x 640 voxels at 16 A (a typical resampled size), or the same extent
     at ``spacing_a`` (as cached with ``train.resample_once``), with one motor in the middle."""
-    shape = tuple(int(round(n * 16.0 / spacing_a)) for n in (256, 640, 640))
+    spacing = np.broadcast_to(np.asarray(spacing_a, dtype=np.float64), (3,))
+    shape = tuple(int(round(n * 16.0 / s)) for n, s in zip((256, 640, 640), spacing))
     vol = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-    grid = Grid(shape, spacing_a)
+    grid = Grid(shape, tuple(float(s) for s in spacing))
     return CachedVolume("big", vol, grid, grid, (np.array([shape]) - 1) / 2.0, Normalizer())
 
 
@@ -117,6 +122,25 @@ def print_seed_rates(tiny: Config, volumes: list, patch, seed_items: int, big_it
     for size, cache, vols, n, train_cfg, target in rows:
         rate = seed_rate(vols, size, train_cfg, n, target)
         print(f"{'x'.join(map(str, size)):<14} {cache:<22} {n:>5} {rate:>21.3f} {1.0 / rate:>8.2f}")
+
+
+def print_2d_rates(items: int) -> None:
+    """Samples/s of one worker building the seed's 2D member samples, from a (32, 16, 16) A cache and from the
+    tomogram at 13.1 A (``train.resample_once``)."""
+    if items <= 0:
+        return
+    cfg = get_preset("seed_maxvit_tiny_2d")
+    print("\nseed 2D member samples (3 x 896 x 896, full 2D augmentation), one worker (in-process)")
+    for cache, vol, target in (
+        ("(32, 16, 16) A cache", big_volume((32.0, 16.0, 16.0)), None),
+        ("13.1 A, resample_once", big_volume(13.1), cfg.data.spacing_a),
+    ):
+        ds = SliceDataset([vol], cfg.data, cfg.train, 16, items + 1, seed=0, target_spacing_a=target)
+        ds[0]  # first allocations
+        t0 = time.perf_counter()
+        for i in range(1, items + 1):
+            ds[i]
+        print(f"{cache:<24} {items:>5} items  {items / (time.perf_counter() - t0):8.2f} samples/s per worker")
 
 
 def print_memory_modes(members: list[str]) -> None:
@@ -148,6 +172,9 @@ def main() -> None:
         type=int,
         default=3,
         help="seed-sampler items timed at 224x448x448, 0: skip (default 3)",
+    )
+    p.add_argument(
+        "--items-2d", type=int, default=20, help="2D member samples timed per cache, 0: skip (default 20)"
     )
     p.add_argument(
         "--memory-members",
@@ -187,6 +214,7 @@ def main() -> None:
             f"{name:<28} {patch:<14} {cfg.train.batch_size:>5} {l_rate:>11.1f} {m_rate:>10.2f} {l_rate / m_rate:>13.2f}"
         )
     print_seed_rates(tiny, volumes, args.patch, args.seed_items, args.big_items)
+    print_2d_rates(args.items_2d)
 
 
 if __name__ == "__main__":
