@@ -15,7 +15,6 @@ if TYPE_CHECKING:
     from torch.utils.data import DataLoader, Dataset
 
     from byu_motor.data.cache import CachedVolume
-    from byu_motor.data.dataset import PatchDataset
     from byu_motor.data.layout import TomoRecord
 
 
@@ -122,10 +121,13 @@ def check_sampling(cfg: Config) -> None:
     """Refuse sampling settings that cannot work together, before any tomogram is read.
 
     Raises:
-        ValueError: ``train.resample_once`` for a 3D model without the seed sampler, or hard-negative mining
-            with the seed sampler (it draws its own windows, so mined points would go unused).
+        ValueError: an unknown ``train.sampler``, ``train.resample_once`` for a 3D model without the seed
+            sampler, or hard-negative mining with the seed sampler (it draws its own windows, so mined points
+            would go unused).
     """
     t = cfg.train
+    if t.sampler not in ("random", "seed"):
+        raise ValueError(f"unknown train.sampler {t.sampler!r}; choose from ('random', 'seed')")
     if t.resample_once and cfg.model.dims == 3 and t.sampler != "seed":
         raise ValueError("train.resample_once needs train.sampler=seed for a 3D model (or a 2D member)")
     if t.hard_negative_ratio > 0 and t.sampler == "seed" and cfg.model.dims == 3:
@@ -169,18 +171,23 @@ def load_volumes(
 
 
 def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int], length: int) -> Dataset:
-    """The training dataset of ``cfg``'s model: 3D patches, or slice triplets for a 2D member (``model.dims == 2``).
+    """The training dataset of ``cfg``'s model: slice triplets for a 2D member (``model.dims == 2``); for a 3D
+    model the seed's windows (``train.sampler == "seed"``:
+    :class:`~byu_motor.data.seed_sampler.SeedWindowDataset`, every motor window in 16 views, with
+    ``train.augment_set``) or random patches (:class:`~byu_motor.data.dataset.PatchDataset`).
 
     Args:
-        volumes: cached training tomograms on ``cfg.data``'s grid (a 2D member with ``train.resample_once``:
-            at their own spacing, each slice triplet then resampled to ``data.spacing_a``).
+        volumes: cached training tomograms on ``cfg.data``'s grid; with ``train.resample_once`` at their own
+            spacing, each window or slice triplet then resampled to ``data.spacing_a``.
         cfg: the experiment (``train.seed`` seeds the items).
         stride: the model's 3D output stride (a 2D member's samples use ``model.stride_2d`` instead).
         length: number of items.
 
     Raises:
-        ValueError: hard-negative mining asked of a 2D member.
+        ValueError: settings :func:`check_sampling` refuses, or hard-negative mining asked of a 2D member.
     """
+    check_sampling(cfg)
+    target = cfg.data.spacing_a if cfg.train.resample_once else None
     if cfg.model.dims == 2:
         from byu_motor.data.slices2d import SliceDataset
 
@@ -188,7 +195,6 @@ def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int]
             raise ValueError("train.hard_negative_ratio must be 0 for a 2D member (its samples are slices)")
 
         m = cfg.model
-        target = cfg.data.spacing_a if cfg.train.resample_once else None
         return SliceDataset(
             volumes,
             cfg.data,
@@ -199,6 +205,13 @@ def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int]
             slices=m.in_channels,
             target_spacing_a=target,
         )
+    if cfg.train.sampler == "seed":
+        from byu_motor.data.seed_sampler import SeedWindowDataset
+
+        patch = cfg.data.patch_size
+        return SeedWindowDataset(
+            volumes, patch, cfg.train, stride, length, cfg.train.seed, target_spacing_a=target
+        )
     from byu_motor.data.dataset import PatchDataset
 
     return PatchDataset(
@@ -207,44 +220,23 @@ def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int]
 
 
 def make_loader(
-    dataset: PatchDataset | Dataset,
+    dataset: Dataset,
     train_cfg: TrainConfig,
     first_batch: int,
     n_batches: int,
     info: DistInfo,
     device: torch.device,
-    target_spacing_a: float | Sequence[float] | None = None,
 ) -> DataLoader:
-    """A loader of this process's micro-batches among global micro-batches ``first_batch .. n_batches - 1``.
-
-    ``train_cfg.sampler == "seed"`` swaps a 3D ``dataset`` for a
-    :class:`~byu_motor.data.seed_sampler.SeedWindowDataset` over the same volumes, patch size, stride,
-    length and seed (the seed's epochs of every motor window in 16 views, ``train_cfg.augment_set``);
-    with ``train_cfg.resample_once`` its windows are sampled at ``target_spacing_a`` (``data.spacing_a``)
-    from volumes cached at their own spacing.
+    """A loader of this process's micro-batches among global micro-batches ``first_batch .. n_batches - 1``
+    of ``dataset`` (:func:`make_dataset`).
 
     Its workers are not persistent: each new loader's workers copy the dataset as it is then (e.g. after
     hard negatives were set).
     """
     from torch.utils.data import DataLoader
 
-    from byu_motor.data.dataset import PatchDataset, collate_patches
+    from byu_motor.data.dataset import collate_patches
 
-    if train_cfg.sampler not in ("random", "seed"):
-        raise ValueError(f"unknown train.sampler {train_cfg.sampler!r}; choose from ('random', 'seed')")
-    # a 2D member's SliceDataset already samples the seed's way (slice triplets around motors, bg_ratio)
-    if train_cfg.sampler == "seed" and isinstance(dataset, PatchDataset):
-        from byu_motor.data.seed_sampler import SeedWindowDataset
-
-        dataset = SeedWindowDataset(  # type: ignore[assignment]
-            dataset.volumes,
-            dataset.patch_size,
-            train_cfg,
-            dataset.stride,
-            len(dataset),
-            dataset.seed,
-            target_spacing_a=target_spacing_a if train_cfg.resample_once else None,
-        )
     sampler = ShardedRangeSampler(first_batch, n_batches, train_cfg.batch_size, info.rank, info.world_size)
     return DataLoader(
         dataset,

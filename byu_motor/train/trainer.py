@@ -251,7 +251,6 @@ class Trainer:
                 self.n_batches,
                 self.info,
                 self.device,
-                target_spacing_a=self.cfg.data.spacing_a,
             )
         )
 

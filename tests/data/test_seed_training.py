@@ -61,6 +61,7 @@ def test_unknown_sampler_is_one_clear_error(tmp_path: Path) -> None:
     cfg = tiny_config(steps=1, sampler="windows")
     with pytest.raises(ValueError, match="train.sampler"):
         train(cfg, data, tmp_path / "run", val_ids=VAL_IDS)
+    assert not (data / ".byu_cache").exists()  # refused before any tomogram was read
 
 
 def test_every_preset_passes_the_sampling_checks() -> None:
