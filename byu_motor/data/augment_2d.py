@@ -87,7 +87,8 @@ def fitted_bounds(g: np.ndarray, size: Sequence[int]) -> tuple[np.ndarray, np.nd
     """Corners ``lo, hi`` ``(2,)`` (y, x) of the box holding an image of ``size (H, W)`` after ``g``: the
     output Albumentations' ``fit_output`` keeps (pixel edges; ``hi - lo`` is its size in pixels)."""
     h, w = (float(n) for n in size)
-    corners = apply_homography(g, [[-0.5, -0.5], [-0.5, w - 0.5], [h - 0.5, -0.5], [h - 0.5, w - 0.5]])
+    with np.errstate(divide="ignore", invalid="ignore"):  # a corner on the vanishing line: not finite
+        corners = apply_homography(g, [[-0.5, -0.5], [-0.5, w - 0.5], [h - 0.5, -0.5], [h - 0.5, w - 0.5]])
     return corners.min(axis=0), corners.max(axis=0)
 
 
@@ -107,8 +108,13 @@ def seed_crop(
     clipped at 0: a small image sits at the crop's top left, the rest is fill (the seed's pad).
     """
     lo, hi = fitted_bounds(g, size)
-    fitted = np.ceil(hi - lo - 1e-6).astype(np.int64)
     box = np.asarray(crop, dtype=np.int64)
+    if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):  # a corner on the vanishing line
+        centre = keep if keep is not None else (np.asarray(size, dtype=np.float64) - 1.0) / 2.0
+        t = np.eye(3)
+        t[:2, 2] = (box - 1.0) / 2.0 - apply_homography(g, centre)[0]
+        return t @ g
+    fitted = np.ceil(hi - lo - 1e-6).astype(np.int64)
     start = None
     if np.all(fitted >= box):
         low, high = np.zeros(2, dtype=np.int64), fitted - box

@@ -104,3 +104,13 @@ def test_a_degenerate_homography_warps_to_fill_not_nan() -> None:
     g = np.linalg.inv(inv)
     img = A.warp(_disc_slices((20.0, 30.0), (1, 40, 48)), g, (32, 32), fill=77.0)
     assert torch.isfinite(img).all() and img.min() >= 0 and img.max() <= 255
+
+
+def test_seed_crop_survives_a_corner_on_the_vanishing_line() -> None:
+    g = np.array(
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [1.0 / 9.5, 0.0, 0.5 / 9.5]]
+    )  # w = 0 on the edge y = -0.5
+    rng = np.random.default_rng(0)
+    out = A.seed_crop(g, (20, 20), (16, 16), rng, np.array([10.0, 10.0]), 2.0)
+    assert np.all(np.isfinite(out))
+    np.testing.assert_allclose(A.apply_homography(out, [[10.0, 10.0]])[0], [7.5, 7.5], atol=1e-9)
