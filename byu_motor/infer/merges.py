@@ -13,7 +13,8 @@ Two registries, each chosen by name in the recipe:
   ``"lift"`` keeps the first spacing's candidates, whose scores the mean can raise but never lower
   (:func:`byu_motor.postprocess.fusion.lift_points`).
 
-``decode(logits, grid)`` maps one logit map to top-k candidates in original voxels, best first.
+``decode(logits, grid, index=None)`` maps one logit map to top-k candidates in original voxels, best first;
+``index`` names the candidate list a map belongs to (its member's own peak floor), ``None`` a merged map.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from byu_motor.postprocess.peaks import Candidate
 from byu_motor.postprocess.wbf import wbf_points
 
 Logits = tuple[torch.Tensor, Grid]
-Decode = Callable[[torch.Tensor, Grid], list[Candidate]]
+Decode = Callable[..., list[Candidate]]
 EnsembleMerge = Callable[[Sequence[Logits], Sequence[float], Decode, InferConfig, Any], list[Candidate]]
 MergeModels = Callable[[Sequence[Logits]], list[Candidate]]
 ScaleMerge = Callable[[Sequence[Sequence[Logits]], MergeModels, InferConfig, Any], list[Candidate]]
@@ -101,8 +102,8 @@ def point_fusion(
 ) -> list[Candidate]:
     """Decode each checkpoint and fuse their points within ``config.fusion_radius_a``."""
     if len(per_model) == 1:
-        return decode(*per_model[0])
-    lists = [decode(lg, g) for lg, g in per_model]
+        return decode(*per_model[0], 0)
+    lists = [decode(lg, g, i) for i, (lg, g) in enumerate(per_model)]
     return fuse_points(
         lists, as_triple(spacing_a), config.fusion_radius_a, weights=list(weights), topk=config.topk
     )
@@ -116,7 +117,7 @@ def seed_point_fusion(
     ``config.fusion_floor``, clusters strictly within ``config.fusion_radius_a``, confidence = mean member
     confidence x ``min(n_members, sum(weights)) / sum(weights)`` (:func:`byu_motor.postprocess.wbf.wbf_points`).
     """
-    lists = [decode(lg, g) for lg, g in per_model]
+    lists = [decode(lg, g, i) for i, (lg, g) in enumerate(per_model)]
     return wbf_points(
         lists,
         as_triple(spacing_a),

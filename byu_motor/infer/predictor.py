@@ -222,17 +222,17 @@ class Predictor:
         cfg = self.config
         original = Grid(volume.shape, spacing_a)
 
-        def decode(logits: torch.Tensor, grid: Grid) -> list[Candidate]:
-            with stage("peaks"):
-                return _decode(logits, grid)
+        floors = self.floors
 
-        def _decode(logits: torch.Tensor, grid: Grid) -> list[Candidate]:
+        def decode(logits: torch.Tensor, grid: Grid, index: int | None = None) -> list[Candidate]:
+            with stage("peaks"):
+                return _decode(logits, grid, cfg.peak_floor if index is None else floors[index])
+
+        def _decode(logits: torch.Tensor, grid: Grid, floor: float) -> list[Candidate]:
             if cfg.peak_decoder == "seed":
                 k = cfg.peak_max if cfg.border_margin == 0 else 4 * cfg.peak_max
                 probs = torch.sigmoid(logits).cpu()
-                cands = seed_decode_peaks(
-                    probs, grid, original, cfg.peak_radius_a, cfg.peak_floor, k, cfg.peak_blur_a
-                )
+                cands = seed_decode_peaks(probs, grid, original, cfg.peak_radius_a, floor, k, cfg.peak_blur_a)
                 return drop_border(cands, volume.shape, cfg.border_margin)[: cfg.peak_max]
             # with a border margin, more peaks are decoded so that topk are left after dropping border ones
             k = cfg.topk if cfg.border_margin == 0 else 4 * cfg.topk
@@ -251,6 +251,13 @@ class Predictor:
     def weights(self) -> list[float]:
         """One weight per candidate list, in order: the member's (repeated per view with ``views_apart``)."""
         return [spec.weight for spec, infs in zip(self.models, self._inferers) for _ in infs]
+
+    @property
+    def floors(self) -> list[float]:
+        """One seed-decoder peak floor per candidate list, in the order of :attr:`weights`: the member's own
+        (``ModelSpec.peak_floor``) or the config's ``peak_floor``."""
+        own = [self.config.peak_floor if spec.peak_floor is None else spec.peak_floor for spec in self.models]
+        return [floor for floor, infs in zip(own, self._inferers) for _ in infs]
 
     @staticmethod
     def _finite(logits: torch.Tensor, tomo_id: str | None) -> bool:

@@ -5,8 +5,9 @@ candidate steps, threshold rule), so predicting needs no ``--set``. For an ensem
 ways:
 
 - **per member** (:data:`MEMBER_KEYS`, plus its ``weight``): the TTA views (``tta``), the window
-  (``patch_size``) and the decoding stride (``decode_upsample``: a 3D member's stride-16 logits decoded at
-  stride 8 beside a 2D member's own (4, 8, 8) grid) of each checkpoint, kept in ``InferConfig.members``
+  (``patch_size``), the decoding stride (``decode_upsample``: a 3D member's stride-16 logits decoded at
+  stride 8 beside a 2D member's own (4, 8, 8) grid) and the peak floor of its own candidate lists
+  (``peak_floor``: the seed's 0.02 for 3D, 0.01 for 2D) of each checkpoint, kept in ``InferConfig.members``
   under the checkpoint's path. The
   ensemble's ``tta`` is the union of the members' views, which the time budget sheds from the end.
 - **how this machine runs it** (:data:`RUN_KEYS`: precision, compilation, batching, prefetching, budget
@@ -39,7 +40,7 @@ from typing import Any
 from byu_motor.config import INFER_RUN_FIELDS, Config, InferConfig, apply_override
 
 #: settings each member keeps for itself (besides its weight)
-MEMBER_KEYS = ("tta", "patch_size", "decode_upsample")
+MEMBER_KEYS = ("tta", "patch_size", "decode_upsample", "peak_floor")
 #: settings of the machine running the ensemble: the first member's, never checked for agreement
 RUN_KEYS = INFER_RUN_FIELDS
 
@@ -154,8 +155,8 @@ def resolve_infer(
 
     Returns:
         The first member's settings with the ensemble-wide keys checked for agreement, ``tta`` the union of
-        the members' views and ``members`` holding each member's ``weight``, ``tta``, ``patch_size`` and
-        ``decode_upsample``.
+        the members' views and ``members`` holding each member's ``weight``, ``tta``, ``patch_size``,
+        ``decode_upsample`` and ``peak_floor``.
 
     Raises:
         ValueError: no members, a checkpoint listed twice, a bad override, or members that disagree on an
@@ -183,6 +184,7 @@ def resolve_infer(
             "tta": list(c.tta),
             "patch_size": c.patch_size,
             "decode_upsample": c.decode_upsample,
+            "peak_floor": c.peak_floor,
         }
         for p, m, c in zip(paths, members, configs)
     }
@@ -206,8 +208,8 @@ def _check_agreement(paths: Sequence[str], configs: Sequence[InferConfig]) -> No
 
 
 def apply_member(spec: Any, settings: dict[str, Any] | None) -> Any:
-    """``spec`` (a :class:`byu_motor.infer.spec.ModelSpec`) with a member's ``weight``, views, window and
-    ``decode_upsample`` from ``InferConfig.members`` (a copy; ``spec`` itself, e.g. a cached one, is not
+    """``spec`` (a :class:`byu_motor.infer.spec.ModelSpec`) with a member's ``weight``, views, window,
+    ``decode_upsample`` and ``peak_floor`` from ``InferConfig.members`` (a copy; ``spec`` itself, e.g. a cached one, is not
     changed)."""
     if not settings:
         return spec
@@ -218,6 +220,7 @@ def apply_member(spec: Any, settings: dict[str, Any] | None) -> Any:
         views=tuple(settings["tta"]) if "tta" in settings else spec.views,
         patch_size=tuple(patch) if patch is not None else spec.patch_size,
         decode_upsample=settings.get("decode_upsample", spec.decode_upsample),
+        peak_floor=settings.get("peak_floor", spec.peak_floor),
     )
 
 

@@ -33,6 +33,8 @@ class ModelSpec:
             ``tta`` does not list (e.g. shed by the time budget) are skipped.
         decode_upsample: this member's logit upsampling before accumulation (decoded at ``stride /
             decode_upsample``; ``None``: the inference config's ``decode_upsample``).
+        peak_floor: this member's lowest peak probability for the seed's decoder when its lists are decoded
+            apart (``"fusion"``, ``"wbf"``; the seed's 0.02 for 3D, 0.01 for 2D); ``None``: the config's.
     """
 
     module: nn.Module
@@ -47,6 +49,7 @@ class ModelSpec:
     threshold: float | None = None
     views: tuple[str, ...] | None = None
     decode_upsample: int | None = None
+    peak_floor: float | None = None
 
     def __post_init__(self) -> None:
         if isinstance(self.stride, int):

@@ -71,11 +71,37 @@ def test_a_members_upsampling_must_divide_its_own_stride(checkpoints):
 
 
 def test_ensemble_wide_disagreement_is_still_refused(checkpoints):
-    members = [Member(checkpoints[0], sets=["infer.peak_floor=0.037"]), Member(checkpoints[1])]
-    with pytest.raises(ValueError, match="infer.peak_floor"):
+    members = [Member(checkpoints[0], sets=["infer.peak_radius_a=900"]), Member(checkpoints[1])]
+    with pytest.raises(ValueError, match="infer.peak_radius_a"):
         resolve_infer(members, [*COMMON, "infer.decode_upsample=1"])
     # members differing on decode_upsample are fine; a shared key left unset is still named
     no_merge = [c for c in COMMON if "scale_merge" not in c]
     members = [Member(checkpoints[0], sets=["infer.decode_upsample=2"]), Member(checkpoints[1])]
     with pytest.raises(ValueError, match="infer.scale_merge"):
         resolve_infer(members, no_merge)
+
+
+@pytest.mark.parametrize("ensemble", ["fusion", "wbf", "logits"])
+def test_each_candidate_list_is_decoded_at_its_members_peak_floor(checkpoints, monkeypatch, ensemble):
+    """The seed decodes its 3D lists at 0.02 and its 2D lists at 0.01; a merged logit map at the config's."""
+    import byu_motor.infer.predictor as predictor_module
+
+    seen: list[float] = []
+    real = predictor_module.seed_decode_peaks
+    monkeypatch.setattr(
+        predictor_module,
+        "seed_decode_peaks",
+        lambda p, g, o, r, floor, *a: seen.append(floor) or real(p, g, o, r, floor, *a),
+    )
+    shared = [*COMMON, "infer.peak_decoder=seed", f"infer.ensemble={ensemble}", "infer.views_apart=true"]
+    members = [
+        Member(checkpoints[0], sets=["infer.peak_floor=0.02", "infer.tta=identity,flip_x"]),
+        Member(checkpoints[1], sets=["infer.peak_floor=0.01", "infer.tta=identity"]),
+    ]
+    cfg = resolve_infer(members, shared)
+    assert [cfg.members[p]["peak_floor"] for p in checkpoints] == [0.02, 0.01]
+    predictor = default_predictor_factory(checkpoints, cfg, "cpu")
+    assert predictor.floors == [0.02, 0.02, 0.01]  # one per member x view list
+    vol = np.random.default_rng(0).integers(0, 255, (24, 48, 40)).astype(np.uint8)
+    predictor.predict_volume(vol, 64.0)
+    assert seen == ([cfg.peak_floor] if ensemble == "logits" else [0.02, 0.02, 0.01])

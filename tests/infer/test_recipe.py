@@ -20,14 +20,28 @@ def reader(table):
 
 def test_members_keep_views_window_and_weight_and_the_ensemble_takes_the_union_of_views():
     table = {
-        "a.pt": InferConfig(tta=("flip_x",), patch_size=(8, 16, 16), batch_windows=2, decode_upsample=2),
+        "a.pt": InferConfig(
+            tta=("flip_x",), patch_size=(8, 16, 16), batch_windows=2, decode_upsample=2, peak_floor=0.01
+        ),
         "b.pt": InferConfig(tta=("flip_z", "flip_x"), batch_windows=8),
     }
     cfg = resolve_infer([Member("a.pt", 2.0), Member("b.pt")], read_infer=reader(table))
     assert cfg.tta == ("flip_x", "flip_z") and cfg.patch_size is None
     assert cfg.members == {
-        "a.pt": {"weight": 2.0, "tta": ["flip_x"], "patch_size": (8, 16, 16), "decode_upsample": 2},
-        "b.pt": {"weight": 1.0, "tta": ["flip_z", "flip_x"], "patch_size": None, "decode_upsample": 1},
+        "a.pt": {
+            "weight": 2.0,
+            "tta": ["flip_x"],
+            "patch_size": (8, 16, 16),
+            "decode_upsample": 2,
+            "peak_floor": 0.01,
+        },
+        "b.pt": {
+            "weight": 1.0,
+            "tta": ["flip_z", "flip_x"],
+            "patch_size": None,
+            "decode_upsample": 1,
+            "peak_floor": 0.02,
+        },
     }
     assert cfg.batch_windows == 2  # how the machine runs it: the first member's, never a conflict
     # a member's own overrides apply to it alone; the shared ones to all, last

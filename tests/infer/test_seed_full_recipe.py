@@ -45,6 +45,7 @@ def test_the_full_seed_recipe_resolves_to_nine_lists_with_per_member_strides(tmp
     )
     per = [cfg.members[m.checkpoint] for m in recipe.members]
     assert [p["decode_upsample"] for p in per] == [2, 2, 2, 1, 1]
+    assert [p["peak_floor"] for p in per] == [0.02] * 3 + [0.01] * 2  # the seed's 3D and 2D floors
     assert [p["weight"] for p in per] == [1.0] * 5
     assert [len(p["tta"]) for p in per] == [2, 2, 2, 2, 1]
     assert [tuple(p["patch_size"] or get_preset(n).data.patch_size) for p, n in zip(per, names)] == [
@@ -52,5 +53,6 @@ def test_the_full_seed_recipe_resolves_to_nine_lists_with_per_member_strides(tmp
     ] * 3 + [(48, 896, 896)] * 2
     predictor = default_predictor_factory([m.checkpoint for m in recipe.members], cfg, "cpu")
     assert predictor.weights == [1.0] * 9  # 9 candidate lists fused by WBF, equal weights
+    assert predictor.floors == [0.02] * 6 + [0.01] * 3
     # the 3D members' stride-4 stand-ins decode at stride 2, the 2D members on their own (2, 4, 4) grid
     assert [spec.decode_upsample for spec in predictor.models] == [2, 2, 2, 1, 1]
