@@ -5,8 +5,8 @@
 # seconds per tomogram (read, upload, resample, forward, peaks, fusion), end-to-end / pure forward time of the
 # same windows (goal <= 1.25), and the seed ensemble's hours for 900 tomograms of the average test shape (each
 # of its five members, kernels/recipes/seed_full.json with random weights, timed on that shape); then
-# whether the seed's training loader (4 workers, then all cores) keeps ahead of the member's training step
-# (bench/seed_loader_vs_model.py, about a minute).
+# whether the seed's training loaders (4 workers, then all cores) keep ahead of the members' training steps
+# (bench/seed_loader_vs_model.py: the ResNeXt50 member's 3D windows, then the MaxViT member's slice triplets).
 # GPU_CHECK_FULL=1 then also runs the older checks, about 7 minutes more: `byu-motor demo` on the GPU (its
 # `tiny_fine_gpu` preset, then `tiny_gpu` for comparison), `byu-motor predict` end to end on a full-size
 # synthetic tomogram, the NDHWC / NCDHW memory-layout ratios of every preset (bench/layout.py), then a short
@@ -18,6 +18,7 @@
 #   GPU_CHECK_THROUGHPUT_PRESET=resnext50_fpn_s16 bash bench/gpu_check.sh   # another member (default seed_resnext50)
 #   GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.1 GPU_CHECK_THROUGHPUT_PRESET=tiny GPU_CHECK_LOADER_PRESET=tiny \
 #     GPU_CHECK_LOADER_ARGS="--patch 32 64 64 --volume 40 96 96 --workers 1 2" GPU_CHECK_ENSEMBLE_TINY=1 \
+#     GPU_CHECK_LOADER_PRESET_2D=tiny_2d GPU_CHECK_LOADER_ARGS_2D="--patch 3 64 64 --volume 40 96 96 --workers 1" \
 #     GPU_CHECK_SHAPE="80 280 210" bash bench/gpu_check.sh   # dry run (tests/test_gpu_check_script.py)
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 GPU_CHECK_LAYOUT_PATCH="16 32 32" \
 #     GPU_CHECK_LAYOUT_STEPS=1 GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" \
@@ -189,6 +190,10 @@ step "seed loader (full seed augmentation, resample_once) vs ${GPU_CHECK_LOADER_
 # shellcheck disable=SC2086
 budgeted 150 "seed loader" python3 bench/seed_loader_vs_model.py \
   --preset "${GPU_CHECK_LOADER_PRESET:-seed_resnext50}" --device "$DEVICE" ${GPU_CHECK_LOADER_ARGS-}
+step "seed 2D loader (original slices, full 2D augmentation) vs ${GPU_CHECK_LOADER_PRESET_2D:-seed_maxvit_tiny_2d} training"
+# shellcheck disable=SC2086
+budgeted 120 "seed 2D loader" python3 bench/seed_loader_vs_model.py \
+  --preset "${GPU_CHECK_LOADER_PRESET_2D:-seed_maxvit_tiny_2d}" --device "$DEVICE" ${GPU_CHECK_LOADER_ARGS_2D-}
 if [ "${GPU_CHECK_FULL:-0}" != 1 ]; then
   finish "throughput only (GPU_CHECK_FULL=1 for the demos, predict, layout and training; work folder $WORK)"
 fi

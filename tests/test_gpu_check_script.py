@@ -20,6 +20,8 @@ DRY_RUN = {
     "GPU_CHECK_LOADER_PRESET": "tiny",
     "GPU_CHECK_LOADER_ARGS": "--patch 32 64 64 --volume 40 96 96 --workers 1 2",
     "GPU_CHECK_ENSEMBLE_TINY": "1",  # the seed recipe's five members as tiny networks
+    "GPU_CHECK_LOADER_PRESET_2D": "tiny_2d",
+    "GPU_CHECK_LOADER_ARGS_2D": "--patch 3 64 64 --volume 40 96 96 --workers 1",
     "GPU_CHECK_SHAPE": "80 280 210",
 }
 
@@ -73,7 +75,9 @@ def test_dry_run_from_the_wheel_prints_every_figure(tmp_path: Path) -> None:
     timed = re.findall(r"^\s+(\S+)\s+\d+ window x view passes\s+forward", out, flags=re.M)
     assert timed == members
     assert "projection: this ensemble on 900 tomograms of (80, 280, 210)" in out
-    assert "loader / model" in out  # the seed loader's check against the member's training step
+    # the seed loaders' checks against the members' training steps: 3D windows, then 2D slice triplets
+    assert re.findall(r"^(tiny|tiny_2d) at \S+, CPU", out, flags=re.M) == ["tiny", "tiny_2d"]
+    assert out.count("loader / model") == 3  # 2 worker counts for the 3D loader, 1 for the 2D one
     assert "of a 280 s budget" in out and "skipped" not in out and "failed" not in out
 
 
