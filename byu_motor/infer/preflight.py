@@ -3,7 +3,7 @@
 A run that cannot finish must fail in seconds, naming what is wrong, and create nothing: not after
 reading every test slice, not with a traceback and no CSV. So :func:`byu_motor.infer.runner.run_prediction`
 calls, in order, :func:`check_output` (creates nothing), :func:`check_devices` (through
-:func:`byu_motor.infer.workers.resolve_devices`), then :func:`check_models` (each checkpoint built, loaded
+:func:`resolve_devices`), then :func:`check_models` (each checkpoint built, loaded
 strictly with finite weights, and run once on the chosen device), and only then creates the output folder.
 """
 
@@ -205,3 +205,26 @@ def check_models(paths: Sequence[str], devices: Sequence[str], cache: dict[tuple
 
 
 __all__ = ["check_devices", "check_model", "check_models", "check_output", "warn_if_untrained"]
+
+
+def resolve_devices(devices: str | Sequence[str] | None) -> list[str]:
+    """Devices to run on: ``None``/``"auto"`` = every visible GPU, else the CPU; ``"cuda"`` = every GPU.
+
+    Args:
+        devices: ``None``, ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:0,cuda:1"`` or a list of device names.
+
+    Raises:
+        ValueError: ``device NAME: ...`` naming the device: an unknown name (``gpu``), CUDA asked on a machine
+            without it, or a CUDA index that is not visible (see :func:`check_devices`).
+    """
+    if isinstance(devices, str):
+        devices = [d.strip() for d in devices.split(",") if d.strip()]
+    devices = [str(d).strip() for d in devices or ["auto"]]
+    if devices in (["auto"], ["cuda"]):
+        import torch
+
+        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if n_gpus == 0 and devices == ["cuda"]:
+            raise ValueError("device cuda: no CUDA device is visible on this machine (use --devices cpu)")
+        return [f"cuda:{i}" for i in range(n_gpus)] or ["cpu"]
+    return check_devices(devices)

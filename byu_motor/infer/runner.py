@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import math
 import os
 import time
 from collections import Counter
@@ -31,7 +30,8 @@ from byu_motor import progress
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram
 from byu_motor.infer import workers as workers_module
-from byu_motor.infer.budget import build_levels, check_budget, default_reserve
+from byu_motor.infer.budget import build_levels, check_budget
+from byu_motor.infer.passes import add_shed_rows, fail_over, redo_jobs
 from byu_motor.infer.preflight import check_models, check_output, warn_if_untrained
 from byu_motor.infer.previews import write_previews
 from byu_motor.infer.resume import (
@@ -260,11 +260,13 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
         f"{len(template.checkpoints)} checkpoint(s) on {','.join(devices)}{budget}"
     )
     try:
+        jobs = split_jobs(template, plan.pending, devices)
         with progress.bar(len(plan.pending), "predict", unit="tomo", disable=not plan.pending) as collect.bar:
-            run_jobs(split_jobs(template, plan.pending, devices), collect)
-        _add_shed_rows(plan, plan.pending, partial.records, [lv.name for lv in template.levels])
+            run_jobs(jobs, collect)
+        fail_over(template, jobs, collect, partial.records)
+        add_shed_rows(plan, plan.pending, partial.records, [lv.name for lv in template.levels])
         # a phase that stopped for lack of time leaves none for redos (its -1 rows matter more)
-        redo = [] if collect.stopped else _redo_jobs(template, plan, devices, partial.records)
+        redo = [] if collect.stopped else redo_jobs(template, plan, devices, partial.records)
         if redo:
             with progress.bar(len(plan.redo), "predict again (shed rows)", unit="tomo") as collect.bar:
                 run_jobs(redo, collect)
@@ -286,53 +288,6 @@ class _ShowingCollector(Collector):
             if event.get("level"):
                 self.bar.set_postfix_str(f"level {event['level']}")
             self.bar.update(1)
-
-
-def _add_shed_rows(
-    plan: ResumePlan, items: list[tuple[str, str]], records: dict[str, dict[str, Any]], names: list[str]
-) -> None:
-    """Append to ``plan.redo`` the ``items`` whose new row was predicted below level 0 (``names[0]``)."""
-    for tomo_id, folder in items:
-        rec = records.get(tomo_id) or {}
-        if rec.get("status") == "ok" and rec.get("level") not in (None, names[0]) and rec["level"] in names:
-            plan.add_redo((tomo_id, folder), names.index(rec["level"]))
-
-
-def _redo_jobs(
-    template: WorkerJob, plan: ResumePlan, devices: list[str], records: dict[str, dict[str, Any]]
-) -> list[WorkerJob]:
-    """Jobs that redo the shed-level rows of ``plan``, or none when the budget has no room for one more.
-
-    Only levels richer than the most shed stored row are offered (a redo at that level or below would be
-    discarded anyway). With a budget, the first redo must fit what is left after the planner's reserve and
-    safety, at the slowest rate (seconds per voxel per unit of level cost) seen in this run's rows; the redo's
-    planner starts from that rate instead of its pessimistic prior, which would shed every redo again.
-    """
-    if not plan.redo:
-        return []
-    levels = template.levels[: max(1, plan.redo_level)]
-    if template.budget_end is not None:
-        left = template.budget_end - time.time()
-        rates = [
-            rec["seconds"] / (math.prod(rec["shape"]) * template.levels[rec["level_index"]].cost)
-            for rec in records.values()
-            if rec.get("status") == "ok"
-            and rec.get("seconds")
-            and rec.get("shape")
-            and rec.get("level_index") in range(len(template.levels))
-        ]
-        # what the redo's own planner (a budget of ``left``) may use: less its reserve and safety margin
-        room = left - default_reserve(left) - template.config.budget_safety * left
-        biggest = max((math.prod(rec["shape"]) for rec in records.values() if rec.get("shape")), default=0)
-        if not rates or max(rates) * biggest * levels[0].cost > room:
-            log.warning(
-                "time budget: %d row(s) predicted at a shed level kept as they are (no time to redo them)",
-                len(plan.redo),
-            )
-            return []
-        template = dataclasses.replace(template, prior_s_per_voxel=max(rates))
-    log.info("redoing %d row(s) predicted at a shed level while time remains", len(plan.redo))
-    return split_jobs(dataclasses.replace(template, levels=levels), plan.redo, devices)
 
 
 def _not_reached(ids: list[str], folders: dict[str, Path], records: dict[str, dict[str, Any]]) -> list[str]:

@@ -13,7 +13,7 @@ import logging
 import queue as queue_module
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,7 @@ from byu_motor.config import InferConfig
 from byu_motor.infer.budget import BudgetPlanner, PlanLevel, PredictionCut, stop_when
 from byu_motor.infer.factory import _SPEC_CACHE, default_predictor_factory  # noqa: F401 (re-exported)
 from byu_motor.infer.loader import PrefetchLoader
+from byu_motor.infer.preflight import resolve_devices  # noqa: F401 (re-exported)
 from byu_motor.infer.resume import PartialFile
 from byu_motor.infer.spacing import resolve_spacing
 from byu_motor.infer.stage_timer import StageTimer, active, device_sync, stage, timed_iter
@@ -29,31 +30,6 @@ from byu_motor.infer.testset import listed_sizes
 log = logging.getLogger(__name__)
 
 PredictorFactory = Callable[[list[str], InferConfig, str], Any]
-
-
-def resolve_devices(devices: str | Sequence[str] | None) -> list[str]:
-    """Devices to run on: ``None``/``"auto"`` = every visible GPU, else the CPU; ``"cuda"`` = every GPU.
-
-    Args:
-        devices: ``None``, ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:0,cuda:1"`` or a list of device names.
-
-    Raises:
-        ValueError: ``device NAME: ...`` naming the device: an unknown name (``gpu``), CUDA asked on a machine
-            without it, or a CUDA index that is not visible (see :func:`byu_motor.infer.preflight.check_devices`).
-    """
-    from byu_motor.infer.preflight import check_devices
-
-    if isinstance(devices, str):
-        devices = [d.strip() for d in devices.split(",") if d.strip()]
-    devices = [str(d).strip() for d in devices or ["auto"]]
-    if devices in (["auto"], ["cuda"]):
-        import torch
-
-        n_gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-        if n_gpus == 0 and devices == ["cuda"]:
-            raise ValueError("device cuda: no CUDA device is visible on this machine (use --devices cpu)")
-        return [f"cuda:{i}" for i in range(n_gpus)] or ["cpu"]
-    return check_devices(devices)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -332,6 +308,7 @@ class Collector:
         changes: budget level changes announced by the workers (filled from their ``done`` events).
         stopped: a worker stopped early for lack of time.
         crashes: what each crashed worker reported.
+        crashed: the ``worker`` numbers of the jobs that crashed (the runner gives their tomograms to the others).
         cut: tomograms cut short at the deadline (not stored in the partial file, so a resume retries them).
         ended: ``time.monotonic()`` when the workers were done.
     """
@@ -340,6 +317,7 @@ class Collector:
     changes: list[str] = field(default_factory=list)
     stopped: bool = False
     crashes: list[str] = field(default_factory=list)
+    crashed: set[int] = field(default_factory=set)
     cut: list[str] = field(default_factory=list)
     ended: float | None = None  # time.monotonic() when the last worker finished (the threshold stage starts)
 
@@ -357,6 +335,7 @@ class Collector:
             self.stopped = self.stopped or bool(event.get("stopped"))
         elif kind == "crash":
             self.crashes.append(event["msg"])
+            self.crashed.add(int(event["worker"]))
             log.error(event["msg"])
 
 
@@ -383,6 +362,7 @@ def _run_processes(jobs: list[WorkerJob], collect: Collector) -> None:
                         finished.add(k)
                         if proc.exitcode != 0:
                             collect.crashes.append(f"worker {k} exited with code {proc.exitcode}")
+                            collect.crashed.add(jobs[k].worker)
                             log.error("worker %d (%s) exited with code %s", k, jobs[k].device, proc.exitcode)
                 continue
             collect(event)

@@ -17,6 +17,7 @@ import torch
 
 from byu_motor.config import InferConfig
 from byu_motor.data.io import read_tomogram, write_tomogram
+from byu_motor.infer import passes as passes_module
 from byu_motor.infer import previews as previews_module
 from byu_motor.infer import resume as resume_module
 from byu_motor.infer import runner as runner_module
@@ -316,7 +317,7 @@ class VirtualTime:
 def vclock(monkeypatch) -> VirtualTime:
     clock = VirtualTime()
     # the budget's end is set in the runner and read in the worker: both must see the same clock
-    for module in (runner_module, workers_module, resume_module, previews_module):
+    for module in (runner_module, passes_module, workers_module, resume_module, previews_module):
         monkeypatch.setattr(module, "time", clock)
     return clock
 
@@ -464,6 +465,34 @@ def _two_factory(log_path: Path):
     import functools
 
     return functools.partial(FakePredictor, log_path=str(log_path))
+
+
+def fails_once(checkpoints, config, device, marker: str, log_path: str):
+    """A predictor factory whose first call, in whichever worker comes first, fails (a device that cannot load
+    the model); every later call builds a FakePredictor. Module-level, so spawned workers can unpickle it."""
+    try:
+        os.close(os.open(marker, os.O_CREAT | os.O_EXCL))
+    except FileExistsError:
+        return FakePredictor(checkpoints, config, device, log_path=log_path)
+    raise RuntimeError("cannot load the model on this device")
+
+
+@pytest.mark.slow
+def test_a_crashed_workers_tomograms_go_to_the_workers_that_finished(
+    data_dir, ckpts, tmp_path, caplog
+) -> None:
+    import functools
+
+    one = run(data_dir, ckpts, tmp_path / "one.csv")
+    log_path = tmp_path / "calls.txt"
+    make = functools.partial(fails_once, marker=str(tmp_path / "failed"), log_path=str(log_path))
+    with caplog.at_level(logging.WARNING):
+        two = run(data_dir, ckpts, tmp_path / "two.csv", devices=["cpu", "cpu"], predictor_factory=make)
+    assert two.values.tolist() == one.values.tolist()  # no -1 row for the crashed worker's half
+    assert sorted(log_path.read_text().split()) == sorted(BLOBS)  # each tomogram predicted once
+    summary = two.attrs["summary"]
+    assert len(summary["worker_crashes"]) == 1 and "cannot load the model" in summary["worker_crashes"][0]
+    assert summary["not_reached"] == 0 and "crashed worker(s) go to cpu" in caplog.text
 
 
 def test_spacing_policies() -> None:
@@ -702,3 +731,26 @@ def test_a_member_listing_identity_keeps_it_through_the_runner(data_dir, ckpts, 
     spec = apply_member(ModelSpec(torch.nn.Identity(), 1, 10.0), members[ckpts[1]])
     level0 = dataclasses.replace(cfg, tta=level0_tta)
     assert Predictor([spec], level0, "cpu")._member_views(spec) == ("identity", "rot90")
+
+
+def test_fail_over_puts_each_crashed_workers_likely_culprit_last(monkeypatch) -> None:
+    from byu_motor.infer.workers import Collector
+
+    @dataclasses.dataclass
+    class Job:
+        worker: int
+        device: str
+        items: list
+
+    ran: list = []
+    monkeypatch.setattr(passes_module, "run_jobs", lambda jobs, collect: ran.extend(jobs))
+    items = [(f"t{i}", f"f{i}") for i in range(9)]
+    jobs = [Job(k, f"dev{k}", items[k::3]) for k in range(3)]  # t0 t3 t6 | t1 t4 t7 | t2 t5 t8
+    collect = Collector(partial=None, crashed={1, 2}, cut=["t8"])
+    records = {"t1": {"status": "ok"}}  # worker 1 finished t1, died on t4; worker 2 died on t2 (t8 was cut)
+    passes_module.fail_over(Job(0, "dev0", []), jobs, collect, records)
+    assert [(j.device, [t for t, _ in j.items]) for j in ran] == [("dev0", ["t7", "t5", "t4", "t2"])]
+    assert collect.crashed == set()  # the next pass counts its own crashes
+    ran.clear()
+    passes_module.fail_over(Job(0, "dev0", []), jobs, Collector(partial=None, crashed={0, 1, 2}), records)
+    assert ran == []  # no worker left to take them: their rows stay -1
