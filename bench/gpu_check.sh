@@ -23,7 +23,9 @@
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEVICE=cpu GPU_CHECK_SCALE=0.25 GPU_CHECK_TRAIN_STEPS=20 GPU_CHECK_LAYOUT_PATCH="16 32 32" \
 #     GPU_CHECK_LAYOUT_STEPS=1 GPU_CHECK_DEMO_ARGS="--n-train 6 --n-test 4 --steps 6" \
 #     GPU_CHECK_THROUGHPUT_PRESET=tiny GPU_CHECK_ENSEMBLE_TINY=1 GPU_CHECK_SHAPE="80 280 210" \
-#     bash bench/gpu_check.sh tiny   # dry run of everything
+#     GPU_CHECK_LOADER_PRESET=tiny GPU_CHECK_LOADER_ARGS="--patch 32 64 64 --volume 40 96 96 --workers 1 2" \
+#     GPU_CHECK_LOADER_PRESET_2D=tiny_2d GPU_CHECK_LOADER_ARGS_2D="--patch 3 64 64 --volume 40 96 96 --workers 1" \
+#     bash bench/gpu_check.sh tiny   # dry run of everything (about 4 min on 2 cores)
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEMO_ARGS=skip bash bench/gpu_check.sh   # without the demos
 #   GPU_CHECK_FULL=1 GPU_CHECK_SECOND_DEMO=0 bash bench/gpu_check.sh     # without the second (tiny_gpu) demo
 #   GPU_CHECK_FULL=1 GPU_CHECK_DEMO_SEEDS="1 2 3 4" GPU_CHECK_ONLY_DEMOS=1 bash bench/gpu_check.sh   # both demos
@@ -274,7 +276,7 @@ EOF
 step "byu-motor predict (end to end)"
 t0=$(date +%s.%N)
 budgeted 180 "predict" python3 -m byu_motor predict "$DATA" --checkpoints "$WORK/model.pt" --out "$WORK/submission.csv" \
-  --devices "$DEVICE" --set infer.threshold=fixed
+  --devices "$DEVICE" --set infer.threshold=fixed --keep-partial  # the summary below reads the partial file
 t1=$(date +%s.%N)
 if ! python3 - "$WORK/submission.csv.partial.jsonl" "$t0" "$t1" <<'EOF'
 import json
@@ -297,7 +299,8 @@ LAYOUT_AMP=bf16
 [ "$DEVICE" = cpu ] && LAYOUT_AMP=none
 # shellcheck disable=SC2086
 budgeted 240 "layout" python3 bench/layout.py --device "$DEVICE" --amp "$LAYOUT_AMP" --threads "$(nproc)" \
-  --patch ${GPU_CHECK_LAYOUT_PATCH:-64 128 128} --steps "${GPU_CHECK_LAYOUT_STEPS:-8}"
+  --patch ${GPU_CHECK_LAYOUT_PATCH:-64 128 128} --steps "${GPU_CHECK_LAYOUT_STEPS:-8}" \
+  ${GPU_CHECK_LAYOUT_PRESETS:+--presets "$GPU_CHECK_LAYOUT_PRESETS"}
 
 step "training: preset $PRESET, $TRAIN_STEPS steps on 4 synthetic tomograms at scale 0.5 (3 train, 1 val)"
 budgeted 300 "training" python3 bench/gpu_train_check.py "$PRESET" "$WORK/train_data" "$WORK/run" "$DEVICE" "$TRAIN_STEPS"

@@ -85,7 +85,8 @@ def rates(
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--presets", default=",".join(n for n in list_presets() if not n.endswith("_gpu")))
+    three_d = [n for n in list_presets() if not n.endswith("_gpu") and get_preset(n).model.dims == 3]
+    p.add_argument("--presets", default=",".join(three_d), help="3D presets (default: all but *_gpu)")
     p.add_argument("--patch", type=int, nargs=3, default=[32, 64, 64], help="production presets' patch")
     p.add_argument("--batch", type=int, default=2, help="production presets' batch")
     p.add_argument("--steps", type=int, default=8)

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 
 #: the dry run of the README / the script's header: tiny member, a 0.1-scale tomogram, a small loader check
@@ -26,13 +28,18 @@ DRY_RUN = {
 }
 
 
-def run_check(tmp_path: Path, **env: str) -> tuple[subprocess.CompletedProcess, float]:
+def run_check(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     """Run the script as a user would (``bash bench/gpu_check.sh``) with this interpreter's tools on PATH."""
-    full_env = dict(os.environ, **DRY_RUN, **env, GPU_CHECK_DIR=str(tmp_path / "work"))
+    full_env = {**os.environ, **DRY_RUN, **env, "GPU_CHECK_DIR": str(tmp_path / "work")}
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     t0 = time.monotonic()
     proc = subprocess.run(
-        ["bash", "bench/gpu_check.sh"], cwd=REPO, env=full_env, capture_output=True, text=True, timeout=600
+        ["bash", "bench/gpu_check.sh", *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
     return proc, time.monotonic() - t0
 
@@ -89,3 +96,24 @@ def test_budget_cuts_the_check_short_and_says_what_was_left_out(tmp_path: Path) 
     assert "skipped for lack of budget:" in out
     assert "seed loader" in out.split("skipped for lack of budget:")[1]
     assert seconds < 12 + 60  # the budget, plus the imports and start-up that are not budgeted
+
+
+@pytest.mark.slow
+def test_the_full_check_without_the_demos_runs_every_step(tmp_path: Path) -> None:
+    proc, _ = run_check(
+        tmp_path,
+        "tiny",  # the preset predicted end to end and trained
+        GPU_CHECK_FULL="1",
+        GPU_CHECK_DEMO_ARGS="skip",
+        GPU_CHECK_SCALE="0.25",
+        GPU_CHECK_TRAIN_STEPS="10",
+        GPU_CHECK_LAYOUT_PATCH="16 32 32",
+        GPU_CHECK_LAYOUT_STEPS="1",
+        GPU_CHECK_LAYOUT_PRESETS="tiny,x3d_m_fpn_s16",
+    )
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-3000:]
+    assert "of a 590 s budget: everything" in out and "failed" not in out
+    assert "steady state:" in out and "h for 900 tomograms on this GPU" in out  # byu-motor predict
+    assert re.search(r"^x3d_m_fpn_s16 .* \d+\.\d+\s*$", out, flags=re.M)  # the layout table
+    assert "projected for the preset's" in out  # the short training run
