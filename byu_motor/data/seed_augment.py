@@ -294,8 +294,15 @@ class SeedPixelAugment:
             ],
             weights=(0.4, 0.2, 0.3, 0.1),
         )
+        # align_corners only for an interpolating upsampling: MONAI 1.5 (the Kaggle image's, torch 2.6) passes
+        # it on to a nearest F.interpolate, which raises; MONAI 1.6 drops it there itself (same voxels)
         self.lowres = OneOf(
-            [RandSimulateLowResolution(1.0, d, u, LOWRES_ZOOM) for (d, u), _ in LOWRES_MODES],
+            [
+                RandSimulateLowResolution(
+                    1.0, d, u, LOWRES_ZOOM, align_corners=None if u == "nearest" else False
+                )
+                for (d, u), _ in LOWRES_MODES
+            ],
             weights=[w for _, w in LOWRES_MODES],
         )
         lo_vox, hi_vox = (
