@@ -33,8 +33,8 @@
 #
 # On a lent device, from this machine: `bash build_wheels.sh`, then the device tool's run with
 # command "bash bench/gpu_check.sh", carry ["wheels"] (byu_motor and monai, a few MB) and timeout_s 400.
-# Installs byu_motor (and monai) from wheels/ (GPU_CHECK_WHEELS) without the internet. The full run writes one synthetic test
-# tomogram (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of PRESET
+# Installs byu_motor (and monai) from wheels/ (GPU_CHECK_WHEELS) without the internet. The full run writes one
+# synthetic test tomogram (twice, so the second shows the steady state without CUDA warm-up), saves a checkpoint of PRESET
 # with random weights, and times `byu-motor predict` (reading, resampling, model, decoding): seconds per
 # tomogram and projected hours for 900 tomograms on this one GPU. Then trains the preset for a few steps on
 # four synthetic tomograms at scale 0.5 through `byu_motor.train.engine.train` (fold split, cache, loader,
@@ -57,7 +57,8 @@ step() { echo "== [$(($(date +%s) - T_START)) s] $*"; }
 # The whole check keeps to GPU_CHECK_BUDGET_S seconds (default 280, or 590 with GPU_CHECK_FULL=1: a device
 # call runs at most 600 s): each step runs under `timeout` of its own limit or the budget left, whichever is
 # smaller, a step with under 10 s left is skipped, and a failed or cut step does not stop the steps after it.
-if [ "${GPU_CHECK_FULL:-0}" = 1 ]; then BUDGET_S="${GPU_CHECK_BUDGET_S:-590}"; else BUDGET_S="${GPU_CHECK_BUDGET_S:-280}"; fi
+BUDGET_S="${GPU_CHECK_BUDGET_S:-280}"
+[ "${GPU_CHECK_FULL:-0}" != 1 ] || BUDGET_S="${GPU_CHECK_BUDGET_S:-590}"
 SKIPPED=()
 FAILED=()
 # budget_left LIMIT: min(LIMIT, seconds of the budget left), at least 1 (`timeout 0` would mean no limit)

@@ -63,8 +63,9 @@ class SliceDataset(Dataset):
     otherwise a random slice farther than ``bg_min_dist_a`` from every motor (any slice of a tomogram
     without motors). As the seed's crop, it lies inside the (fitted) augmented slices wherever they are large
     enough, and keeps the chosen motor at least ``bg_min_dist_a`` (scaled with the geometry, at most a
-    quarter of the crop) from its border; smaller slices sit at its top left, padded with grey 128. Every motor within one jitter sd (+ 1 slice) of the centre slice is drawn as a
-    2D Gaussian of ``sigma_a`` whose peak is ``exp(-dz^2 / 2 sigma_a^2)`` (dz in Angstrom).
+    quarter of the crop) from its border; smaller slices sit at its top left, padded with grey 128. Every
+    motor within one jitter sd (+ 1 slice) of the centre slice is drawn as a 2D Gaussian of ``sigma_a``
+    whose peak is ``exp(-dz^2 / 2 sigma_a^2)`` (dz in Angstrom).
 
     Args:
         volumes: cached tomograms on the member's grid (z, y, x spacing in Angstrom).

@@ -209,8 +209,8 @@ def _check_agreement(paths: Sequence[str], configs: Sequence[InferConfig]) -> No
 
 def apply_member(spec: Any, settings: dict[str, Any] | None) -> Any:
     """``spec`` (a :class:`byu_motor.infer.spec.ModelSpec`) with a member's ``weight``, views, window,
-    ``decode_upsample`` and ``peak_floor`` from ``InferConfig.members`` (a copy; ``spec`` itself, e.g. a cached one, is not
-    changed)."""
+    ``decode_upsample`` and ``peak_floor`` from ``InferConfig.members`` (a copy; ``spec`` itself, e.g. a cached
+    one, is not changed)."""
     if not settings:
         return spec
     patch = settings.get("patch_size")
