@@ -66,7 +66,7 @@ def perspective(rng: np.random.Generator, size: Sequence[int]) -> np.ndarray:
 
 def geometry_2d(rng: np.random.Generator, size: Sequence[int], aug: bool = True) -> np.ndarray:
     """The seed's random geometry as a homography ``(3, 3)`` on ``(y, x, 1)``, input -> output pixels, up to a
-    translation (see :func:`place`); identity with ``aug=False``. ``size``: the input image ``(H, W)``."""
+    translation (:func:`seed_crop` places it); identity with ``aug=False``. ``size``: the input image ``(H, W)``."""
     if not aug:
         return np.eye(3)
     g = np.diag([-1.0 if rng.random() < 0.5 else 1.0, -1.0 if rng.random() < 0.5 else 1.0, 1.0])

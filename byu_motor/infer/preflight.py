@@ -204,9 +204,6 @@ def check_models(paths: Sequence[str], devices: Sequence[str], cache: dict[tuple
     log.info("preflight: %d checkpoint(s) loaded and run once on %s", len(paths), device)
 
 
-__all__ = ["check_devices", "check_model", "check_models", "check_output", "warn_if_untrained"]
-
-
 def resolve_devices(devices: str | Sequence[str] | None) -> list[str]:
     """Devices to run on: ``None``/``"auto"`` = every visible GPU, else the CPU; ``"cuda"`` = every GPU.
 
@@ -228,3 +225,13 @@ def resolve_devices(devices: str | Sequence[str] | None) -> list[str]:
             raise ValueError("device cuda: no CUDA device is visible on this machine (use --devices cpu)")
         return [f"cuda:{i}" for i in range(n_gpus)] or ["cpu"]
     return check_devices(devices)
+
+
+__all__ = [
+    "check_devices",
+    "check_model",
+    "check_models",
+    "check_output",
+    "resolve_devices",
+    "warn_if_untrained",
+]

@@ -123,14 +123,16 @@ def check_sampling(cfg: Config) -> None:
     Raises:
         ValueError: an unknown ``train.sampler``, ``train.resample_once`` for a 3D model without the seed
             sampler, or hard-negative mining with the seed sampler (it draws its own windows, so mined points
-            would go unused).
+            would go unused) or for a 2D member.
     """
     t = cfg.train
     if t.sampler not in ("random", "seed"):
         raise ValueError(f"unknown train.sampler {t.sampler!r}; choose from ('random', 'seed')")
     if t.resample_once and cfg.model.dims == 3 and t.sampler != "seed":
         raise ValueError("train.resample_once needs train.sampler=seed for a 3D model (or a 2D member)")
-    if t.hard_negative_ratio > 0 and t.sampler == "seed" and cfg.model.dims == 3:
+    if t.hard_negative_ratio > 0 and cfg.model.dims == 2:
+        raise ValueError("train.hard_negative_ratio must be 0 for a 2D member (its samples are slices)")
+    if t.hard_negative_ratio > 0 and t.sampler == "seed":
         raise ValueError(
             "train.hard_negative_ratio must be 0 with train.sampler=seed (it draws its own windows)"
         )
@@ -184,15 +186,12 @@ def make_dataset(volumes: list[CachedVolume], cfg: Config, stride: Sequence[int]
         length: number of items.
 
     Raises:
-        ValueError: settings :func:`check_sampling` refuses, or hard-negative mining asked of a 2D member.
+        ValueError: settings :func:`check_sampling` refuses.
     """
     check_sampling(cfg)
     target = cfg.data.spacing_a if cfg.train.resample_once else None
     if cfg.model.dims == 2:
         from byu_motor.data.slices2d import SliceDataset
-
-        if cfg.train.hard_negative_ratio > 0:
-            raise ValueError("train.hard_negative_ratio must be 0 for a 2D member (its samples are slices)")
 
         m = cfg.model
         return SliceDataset(
