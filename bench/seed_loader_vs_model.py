@@ -79,8 +79,8 @@ def loader_rate(ds: Dataset, workers: int, batches: int, batch: int) -> float:
     next(it)  # worker start-up is not throughput
     t0 = time.perf_counter()
     n = 0
-    for _, batch in zip(range(batches), it):
-        n += batch["image"].shape[0]
+    for _, items in zip(range(batches), it):
+        n += items["image"].shape[0]
     return n / (time.perf_counter() - t0)
 
 

@@ -87,16 +87,22 @@ def model_rate(cfg: Config, volumes: list, steps: int) -> tuple[float, tuple[int
     return steps * bs / (time.perf_counter() - t0), stride  # type: ignore[return-value]
 
 
+def items_per_s(ds, items: int) -> float:
+    """Items per second of one worker building ``ds[1] .. ds[items]`` after a warm-up ``ds[0]`` (imports, first
+    allocations)."""
+    ds[0]
+    t0 = time.perf_counter()
+    for i in range(1, items + 1):
+        ds[i]
+    return items / (time.perf_counter() - t0)
+
+
 def seed_rate(volumes: list, patch, train_cfg, items: int, target_spacing_a: float | None = None) -> float:
     """Patches per second of one worker building ``SeedWindowDataset`` items (after one warm-up item)."""
     ds = SeedWindowDataset(
         volumes, patch, train_cfg, 16, length=items + 1, seed=0, target_spacing_a=target_spacing_a
     )
-    ds[0]  # MONAI imports, first allocations
-    t0 = time.perf_counter()
-    for i in range(1, items + 1):
-        ds[i]
-    return items / (time.perf_counter() - t0)
+    return items_per_s(ds, items)
 
 
 def big_volume(spacing_a: float | tuple[float, float, float] = 16.0) -> CachedVolume:
@@ -136,11 +142,7 @@ def print_2d_rates(items: int) -> None:
         ("13.1 A, resample_once", big_volume(13.1), cfg.data.spacing_a),
     ):
         ds = SliceDataset([vol], cfg.data, cfg.train, 16, items + 1, seed=0, target_spacing_a=target)
-        ds[0]  # first allocations
-        t0 = time.perf_counter()
-        for i in range(1, items + 1):
-            ds[i]
-        print(f"{cache:<24} {items:>5} items  {items / (time.perf_counter() - t0):8.2f} samples/s per worker")
+        print(f"{cache:<24} {items:>5} items  {items_per_s(ds, items):8.2f} samples/s per worker")
 
 
 def print_memory_modes(members: list[str]) -> None:
