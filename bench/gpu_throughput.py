@@ -31,8 +31,10 @@ from byu_motor.data.grid import Grid
 from byu_motor.infer.accel import autocast
 from byu_motor.infer.budget import build_levels
 from byu_motor.infer.factory import default_predictor_factory
+from byu_motor.infer.pinned import pinned_pool
 from byu_motor.infer.recipe import read_recipe_file, resolve_infer
 from byu_motor.infer.stage_timer import STAGES
+from byu_motor.infer.testset import prediction_reader
 from byu_motor.infer.tiling import decode_stride
 from byu_motor.infer.workers import WorkerJob, run_worker
 from byu_motor.models.checkpoint import read_checkpoint_config
@@ -47,10 +49,13 @@ ONCE_STAGES = ("read", "upload", "resample")
 
 
 def run_copies(folder: str, checkpoint: str, device: str, copies: int) -> tuple[list[dict], object]:
-    """Predict ``folder`` ``copies`` times through the worker loop; returns (result records, predictor)."""
+    """Predict ``folder`` ``copies`` times through the worker loop, decoding as a run does (into pinned
+    memory on a CUDA device path); returns (result records, predictor)."""
     from byu_motor.data.io import read_tomogram
 
     cfg = read_checkpoint_config(checkpoint).config.infer
+    pool = pinned_pool(cfg.prefetch, [device], cfg.resample_on_device)
+    reader = prediction_reader(read_tomogram, cfg, False, pool)
     built: list[object] = []
 
     def factory(paths, config, dev):
@@ -58,9 +63,13 @@ def run_copies(folder: str, checkpoint: str, device: str, copies: int) -> tuple[
         return built[-1]
 
     job = WorkerJob(0, device, [(f"copy{k}", folder) for k in range(copies)], [checkpoint], cfg,
-                    build_levels(cfg, [checkpoint])[:1], None, None, factory, read_tomogram)  # fmt: skip
+                    build_levels(cfg, [checkpoint])[:1], None, None, factory, reader)  # fmt: skip
     events: list[dict] = []
     run_worker(job, events.append)
+    if pool is not None:
+        pool.close()
+        print(f"    decoded into pinned memory: {pool.pinned_hits} of {copies} tomograms "
+              f"({pool.registered} block(s) page-locked)")  # fmt: skip
     for e in events:
         if e["event"] == "log":
             print("   ", e["msg"])

@@ -30,7 +30,9 @@ DRY_RUN = {
 
 def run_check(tmp_path: Path, *args: str, **env: str) -> tuple[subprocess.CompletedProcess, float]:
     """Run the script as a user would (``bash bench/gpu_check.sh``) with this interpreter's tools on PATH."""
-    full_env = {**os.environ, **DRY_RUN, **env, "GPU_CHECK_DIR": str(tmp_path / "work")}
+    # no wheels unless a test builds them: a stale wheel left in the checkout's wheels/ must not be tested
+    full_env = {**os.environ, **DRY_RUN, "GPU_CHECK_WHEELS": str(tmp_path / "no-wheels"), **env}
+    full_env["GPU_CHECK_DIR"] = str(tmp_path / "work")
     full_env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{full_env.get('PATH', '')}"
     t0 = time.monotonic()
     proc = subprocess.run(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -158,7 +159,11 @@ def _check_out(out: object, shape: tuple[int, int, int], folder: str | Path) -> 
 
 
 def read_tomogram(
-    folder: str | Path, reduce: int = 1, num_threads: int | None = None, out: np.ndarray | None = None
+    folder: str | Path,
+    reduce: int = 1,
+    num_threads: int | None = None,
+    out: np.ndarray | None = None,
+    alloc: Callable[[tuple[int, int, int]], np.ndarray] | None = None,
 ) -> np.ndarray:
     """Read a folder of slices into one uint8 volume ``(Z, Y, X)``, decoding with threads.
 
@@ -183,6 +188,8 @@ def read_tomogram(
         num_threads: decoding threads; ``None`` = the CPUs available to this process.
         out: optional buffer the slices are decoded into (e.g. the numpy view of a pinned host tensor),
             a writable C-contiguous uint8 array of the result's shape; ``None`` allocates one.
+        alloc: ``alloc(shape) -> out`` when ``out`` is ``None``, called once the shape is known (e.g. a
+            :class:`byu_motor.infer.pinned.PinnedPool`); ``None``: ``np.empty``.
 
     Returns:
         uint8 array ``(ceil(Z/r), ceil(Y/r), ceil(X/r))``: ``out`` itself when given.
@@ -202,6 +209,8 @@ def read_tomogram(
         raise TomogramReadError(f"{paths[0]}: cannot open slice ({type(err).__name__}: {err})") from err
     n_out = -(-len(paths) // reduce)
     shape = (n_out, -(-size_xy[1] // reduce), -(-size_xy[0] // reduce))
+    if out is None and alloc is not None:
+        out = alloc(shape)
     out = np.empty(shape, dtype=np.uint8) if out is None else _check_out(out, shape, folder)
 
     def fill(k: int) -> None:

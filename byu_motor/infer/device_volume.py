@@ -2,8 +2,8 @@
 (:func:`byu_motor.data.grid.resample_tensor`, the same grid contract as the host path) and the sliding window
 cuts its windows there; the host only decodes.
 
-On CUDA the volume is first copied into a reusable page-locked (pinned) host buffer, then copied to the card
-without blocking the host.
+On CUDA the volume goes to the card in one non-blocking copy from page-locked (pinned) host memory: the memory it
+was decoded into (:mod:`byu_motor.infer.pinned`), or else a copy in a reusable pinned buffer.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ class VolumeStager:
         self._pinned: torch.Tensor | None = None
         self._source: np.ndarray | None = None
         self._uploaded: torch.Tensor | None = None
+        self._copied: torch.cuda.Event | None = None  # recorded after the upload, waited for on release
         # this tomogram's device resamplings, by (shape, mode): members at one spacing share one
         self._resampled: dict[tuple[tuple[int, ...], str], torch.Tensor] = {}
         # a CPU device normally takes the host path (below); True runs the device path's tensor resampler and
@@ -57,16 +58,25 @@ class VolumeStager:
         with stage("upload"):
             host = torch.from_numpy(np.ascontiguousarray(volume))
             if self.device.type == "cuda":
-                n = host.numel()
-                if self._pinned is None or self._pinned.numel() < n:
-                    self._pinned = torch.empty(n, dtype=torch.uint8, pin_memory=True)
-                staged = self._pinned[:n].view(host.shape)
-                staged.copy_(host)
-                self._uploaded = staged.to(self.device, non_blocking=True)
+                self._uploaded = self.pinned(host).to(self.device, non_blocking=True)
+                self._copied = torch.cuda.Event()
+                self._copied.record(torch.cuda.current_stream(self.device))
             else:
                 self._uploaded = host.to(self.device)
         self._source = volume
         return self._uploaded
+
+    def pinned(self, host: torch.Tensor) -> torch.Tensor:
+        """``host`` in page-locked memory: itself when it already is (decoded into a
+        :class:`~byu_motor.infer.pinned.PinnedPool` block), else a copy in this stager's reusable buffer."""
+        if host.is_pinned():
+            return host
+        n = host.numel()
+        if self._pinned is None or self._pinned.numel() < n:
+            self._pinned = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+        staged = self._pinned[:n].view(host.shape)
+        staged.copy_(host)
+        return staged
 
     def resampled(
         self, volume: np.ndarray, shape: tuple[int, int, int], interp: str, denoise: str | None
@@ -97,7 +107,13 @@ class VolumeStager:
         return self._resampled[key]
 
     def release(self) -> None:
-        """Drop this tomogram's device copy (keeps the pinned staging buffer for the next one)."""
+        """Drop this tomogram's device copy (keeps the pinned staging buffer for the next one).
+
+        Waits for the host-to-device copy to end first, so the caller may reuse the host buffer it came from.
+        """
+        if self._copied is not None:
+            self._copied.synchronize()
+            self._copied = None
         self._uploaded = None
         self._source = None
         self._resampled = {}

@@ -32,6 +32,7 @@ from byu_motor.data.io import read_tomogram
 from byu_motor.infer import workers as workers_module
 from byu_motor.infer.budget import build_levels, check_budget
 from byu_motor.infer.passes import add_shed_rows, fail_over, redo_jobs
+from byu_motor.infer.pinned import PinnedPool, pinned_pool
 from byu_motor.infer.preflight import check_models, check_output, warn_if_untrained
 from byu_motor.infer.previews import write_previews
 from byu_motor.infer.resume import (
@@ -214,10 +215,11 @@ def run_prediction(
     levels = ladder[: 1 if time_budget_s is None else None]
     partial = open_partial(Path(f"{out_csv}.partial.jsonl"), out_csv, partial_header(data_dir, paths, config))
     plan = plan_resume(partial, ids, folders, [lv.name for lv in ladder])
-    reader = prediction_reader(reader, config, any(info.fix_wraparound for info in infos))
+    pool = pinned_pool(config.prefetch, device_list, config.resample_on_device)  # decode into pinned memory
+    reader = prediction_reader(reader, config, any(info.fix_wraparound for info in infos), pool)
     template = WorkerJob(0, device_list[0], [], paths, config, levels, budget_end, infos[0].spacing_a,
                          predictor_factory or default_predictor_factory, reader)  # fmt: skip
-    collect = _predict(partial, template, plan, device_list)
+    collect = _predict(partial, template, plan, device_list, pool)
     records = partial.records
     ok = {t: records[t] for t in ids if t in records and records[t].get("status") == "ok"}
     candidates = {t: rec["candidates"] for t, rec in ok.items()}
@@ -249,10 +251,12 @@ def _budget_fields(budget_s: float | None, used_s: float) -> dict[str, Any]:
     return {"seconds": used_s, "budget_s": budget_s, "used_s": used_s, "slack_s": slack}
 
 
-def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, devices: list[str]) -> Collector:
+def _predict(
+    partial: PartialFile, template: WorkerJob, plan: ResumePlan, devices: list[str], pool: PinnedPool | None
+) -> Collector:
     """Run the workers on ``plan.pending``, then on ``plan.redo`` (and this run's own shed-level rows, such as
     the first tomogram, which the planner predicts cheaply before it has measured anything) while time remains,
-    storing each result in ``partial`` as it arrives; closes ``partial`` in any case."""
+    storing each result in ``partial`` as it arrives; closes ``partial`` and ``pool`` in any case."""
     collect = _ShowingCollector(partial)
     budget = "" if template.budget_end is None else f", budget {template.budget_end - time.time():.0f} s"
     progress.status(
@@ -272,6 +276,8 @@ def _predict(partial: PartialFile, template: WorkerJob, plan: ResumePlan, device
                 run_jobs(redo, collect)
     finally:
         partial.close()
+        if pool is not None:
+            pool.close()
         collect.ended = time.monotonic()
     return collect
 

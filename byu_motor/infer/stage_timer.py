@@ -90,7 +90,11 @@ def stage(name: str) -> contextlib.AbstractContextManager:
 
 
 def timed_iter(items: Iterable[Any], timer: StageTimer, name: str) -> Iterator[Any]:
-    """Iterate ``items``, charging the wait for each item (e.g. a loader's next tomogram) to stage ``name``."""
+    """Iterate ``items``, charging the wait for each item (e.g. a loader's next tomogram) to stage ``name``.
+
+    The item yielded last is not referenced while the next one is fetched: a loader that frees a tomogram's
+    slot on that call may then reuse its memory (:mod:`byu_motor.infer.pinned`).
+    """
     it = iter(items)
     done = object()
     while True:
@@ -99,6 +103,7 @@ def timed_iter(items: Iterable[Any], timer: StageTimer, name: str) -> Iterator[A
         if item is done:
             return
         yield item
+        del item
 
 
 def device_sync(device: str) -> Callable[[], None] | None:

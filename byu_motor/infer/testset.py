@@ -55,19 +55,27 @@ def compose_reader(
 
 
 def prediction_reader(
-    reader: Callable[[Any], Any], config: InferConfig, fix_wraparound: bool
+    reader: Callable[[Any], Any],
+    config: InferConfig,
+    fix_wraparound: bool,
+    alloc: Callable[[tuple[int, int, int]], Any] | None = None,
 ) -> Callable[[Any], Any]:
-    """The reader a run uses: ``reader`` (with ``config.read_threads`` decoding threads when it is the
-    default :func:`read_tomogram`), then the wraparound repair when a checkpoint was trained on repaired
-    tomograms.
+    """The reader a run uses: ``reader`` (when it is the default :func:`read_tomogram`: with
+    ``config.read_threads`` decoding threads, into buffers from ``alloc``), then the wraparound repair (in
+    place) when a checkpoint was trained on repaired tomograms.
 
     Args:
         reader: ``reader(folder) -> uint8 (Z, Y, X)``.
         config: inference settings (``read_threads``).
         fix_wraparound: repair wrongly quantised tomograms (:func:`read_repaired`).
+        alloc: ``alloc(shape) -> uint8 array`` the default reader decodes into, e.g. a
+            :class:`~byu_motor.infer.pinned.PinnedPool`; ``None``: fresh pageable arrays.
     """
-    if reader is read_tomogram and config.read_threads is not None:
-        reader = functools.partial(read_tomogram, num_threads=config.read_threads)
+    if reader is read_tomogram:
+        options: dict[str, Any] = {} if alloc is None else {"alloc": alloc}
+        if config.read_threads is not None:
+            options["num_threads"] = config.read_threads
+        reader = functools.partial(read_tomogram, **options) if options else reader
     return compose_reader(reader, fix_wraparound)
 
 
