@@ -158,6 +158,10 @@ def _check_out(out: object, shape: tuple[int, int, int], folder: str | Path) -> 
     return out
 
 
+def _new_volume(shape: tuple[int, int, int]) -> np.ndarray:
+    return np.empty(shape, dtype=np.uint8)
+
+
 def read_tomogram(
     folder: str | Path,
     reduce: int = 1,
@@ -209,9 +213,7 @@ def read_tomogram(
         raise TomogramReadError(f"{paths[0]}: cannot open slice ({type(err).__name__}: {err})") from err
     n_out = -(-len(paths) // reduce)
     shape = (n_out, -(-size_xy[1] // reduce), -(-size_xy[0] // reduce))
-    if out is None and alloc is not None:
-        out = alloc(shape)
-    out = np.empty(shape, dtype=np.uint8) if out is None else _check_out(out, shape, folder)
+    out = _check_out(out if out is not None else (alloc or _new_volume)(shape), shape, folder)
 
     def fill(k: int) -> None:
         group = paths[k * reduce : (k + 1) * reduce]

@@ -23,6 +23,8 @@ from byu_motor.data.grid import as_triple
 
 # the 99.9 % contour of a 2D Gaussian: d^2 / sigma^2 <= chi2(2).ppf(0.999)
 CHI2_2D_999 = -2.0 * math.log(1e-3)
+#: the seed's 2D epoch (``train.sampler=seed``) holds every positive and negative slot this many times
+SEED_DUP_PER_EPOCH = 50
 #: grey value outside the slices after the geometry (the seed's Albumentations cval / pad value)
 FILL_GREY = 128.0
 
@@ -55,13 +57,26 @@ def gaussian_target_2d(
     return out
 
 
+def truncated_normal(rng: np.random.Generator, sd: float, bound: float = 1.0) -> float:
+    """A draw from ``N(0, sd^2)`` truncated to ``[-bound * sd, bound * sd]`` (drawn again until inside, never
+    clipped to the bound; the seed's ``scipy.stats.truncnorm``). ``sd <= 0``: 0."""
+    if sd <= 0:
+        return 0.0
+    while True:
+        x = float(rng.normal())
+        if abs(x) <= bound:
+            return x * sd
+
+
 class SliceDataset(Dataset):
     """Map-style dataset of slice-triplet samples; item ``i`` depends only on ``(seed, i)``.
 
     A sample is positive with probability ``1 / (1 + bg_ratio)``: a random (tomogram, distinct motor z), the
     centre slice drawn from a normal around that z with sd ``z_jitter_sigma * sigma_a`` truncated at one sd;
     otherwise a random slice farther than ``bg_min_dist_a`` from every motor (any slice of a tomogram
-    without motors). As the seed's crop, it lies inside the (fitted) augmented slices wherever they are large
+    without motors). With ``train.sampler == "seed"`` the epochs are the seed's: every (tomogram, distinct
+    rounded motor z) once and ``round(bg_ratio x`` that ``)`` negative slots, each held
+    :data:`SEED_DUP_PER_EPOCH` times and shuffled, so every positive is seen equally often. As the seed's crop, it lies inside the (fitted) augmented slices wherever they are large
     enough, and keeps the chosen motor at least ``bg_min_dist_a`` (scaled with the geometry, at most a
     quarter of the crop) from its border; smaller slices sit at its top left, padded with grey 128. Every
     motor within one jitter sd (+ 1 slice) of the centre slice is drawn as a 2D Gaussian of ``sigma_a``
@@ -70,7 +85,7 @@ class SliceDataset(Dataset):
     Args:
         volumes: cached tomograms on the member's grid (z, y, x spacing in Angstrom).
         data_cfg: ``patch_size`` (its last two values are the crop ``(H, W)``).
-        train_cfg: ``sigma_a``, ``bg_ratio``, ``bg_min_dist_a``, ``z_jitter_sigma``.
+        train_cfg: ``sigma_a``, ``bg_ratio``, ``bg_min_dist_a``, ``z_jitter_sigma``, ``sampler``.
         stride: stride of the 2D logits (pixels).
         length: number of items.
         seed: base seed.
@@ -108,12 +123,27 @@ class SliceDataset(Dataset):
         self.pos_share = 1.0 / (1.0 + float(train_cfg.bg_ratio))
         self.jitter_a = float(train_cfg.z_jitter_sigma) * self.sigma_a
         self.min_dist_a = float(train_cfg.bg_min_dist_a)
+        self.epochs = getattr(train_cfg, "sampler", "random") == "seed"
         self.positives = [
-            (k, float(z)) for k, v in enumerate(self.volumes) for z in np.unique(np.round(v.motors[:, 0], 1))
+            (k, float(z)) for k, v in enumerate(self.volumes) for z in np.unique(self._motor_z(v))
         ]
         self.negatives = [self._far_slices(v) for v in self.volumes]
         self.with_negatives = [k for k, s in enumerate(self.negatives) if len(s)]
         self.max_motors = max(1, max(len(v.motors) for v in self.volumes))
+        n_neg = round(len(self.positives) * float(train_cfg.bg_ratio)) if self.positives else 1
+        self.n_slots = (len(self.positives) + (n_neg if self.with_negatives else 0)) * SEED_DUP_PER_EPOCH
+        self._epoch: tuple[int, np.ndarray] | None = None
+
+    def _motor_z(self, v: CachedVolume) -> np.ndarray:
+        """Each motor's z as a positive sample's centre: the nearest slice with the seed's epochs, else 0.1."""
+        return np.rint(v.motors[:, 0]) if self.epochs else np.round(v.motors[:, 0], 1)
+
+    def epoch_slots(self, e: int) -> np.ndarray:
+        """Epoch ``e`` of the seed's epochs: shuffled slots, ``k < len(positives)`` a positive, others negative."""
+        if self._epoch is None or self._epoch[0] != e:
+            slots = np.arange(self.n_slots) // SEED_DUP_PER_EPOCH
+            self._epoch = (e, np.random.default_rng([self.seed, e, 2]).permutation(slots))
+        return self._epoch[1]
 
     def _far_slices(self, v: CachedVolume) -> np.ndarray:
         z = np.arange(v.volume.shape[0], dtype=np.float64)
@@ -143,16 +173,23 @@ class SliceDataset(Dataset):
             raise IndexError(f"index {i} out of range for SliceDataset of length {self.length}")
         return self.sample(i)
 
-    def _pick(self, rng: np.random.Generator) -> tuple[int, float, int | None]:
-        """(volume index, centre slice, index of the motor to keep in the crop or None)."""
+    def _positive(self, i: int, rng: np.random.Generator) -> int | None:
+        """Item ``i``'s index in ``positives``, or ``None`` for a negative."""
+        if self.epochs and self.n_slots:
+            slot = int(self.epoch_slots(i // self.n_slots)[i % self.n_slots])
+            return slot if slot < len(self.positives) else None
         use_pos = self.positives and (not self.with_negatives or rng.random() < self.pos_share)
-        if use_pos:
-            k, mz = self.positives[int(rng.integers(len(self.positives)))]
+        return int(rng.integers(len(self.positives))) if use_pos else None
+
+    def _pick(self, i: int, rng: np.random.Generator) -> tuple[int, float, int | None]:
+        """(volume index, centre slice, index of the motor to keep in the crop or None) of item ``i``."""
+        p = self._positive(i, rng)
+        if p is not None:
+            k, mz = self.positives[p]
             v = self.volumes[k]
-            sd = self.jitter_a / v.grid.spacing_a[0]
-            dz = float(np.clip(rng.normal(0.0, sd), -sd, sd)) if sd > 0 else 0.0
+            dz = truncated_normal(rng, self.jitter_a / v.grid.spacing_a[0])
             z = int(np.clip(np.rint(mz + dz), 0, v.volume.shape[0] - 1))
-            at_z = np.flatnonzero(np.round(v.motors[:, 0], 1) == mz)
+            at_z = np.flatnonzero(self._motor_z(v) == mz)
             return k, z, int(at_z[int(rng.integers(len(at_z)))])
         k = self.with_negatives[int(rng.integers(len(self.with_negatives)))]
         far = self.negatives[k]
@@ -161,7 +198,7 @@ class SliceDataset(Dataset):
     def sample(self, i: int) -> dict[str, Any]:
         """Build item ``i`` (see the class docstring)."""
         rng = np.random.default_rng([self.seed, int(i)])
-        k, z, keep = self._pick(rng)
+        k, z, keep = self._pick(i, rng)
         v = self.volumes[k]
         sz, sy, _ = v.grid.spacing_a
         offsets = np.arange(-self.half, self.half + 1) * self.slice_step(v)

@@ -200,8 +200,7 @@ def run_prediction(
         ["summary"]`` and ``df.attrs["candidates"]`` (``{tomo_id: [[z, y, x, score], ...]}``, best first).
 
     Raises:
-        ValueError: no checkpoint, an unknown setting, a budget not finite and > 0, or a bad checkpoint,
-            device or output (naming it).
+        ValueError (naming it): no checkpoint, unknown setting, budget not finite and > 0, bad checkpoint, device or output.
     """
     t_start = time.monotonic()
     time_budget_s = check_budget(time_budget_s)  # None or > 0 (0, < 0, NaN, inf: ValueError before any work)

@@ -13,7 +13,7 @@ from byu_motor.config import TrainConfig
 from byu_motor.data.cache import CachedVolume
 from byu_motor.data.grid import Grid
 from byu_motor.data.normalize import Normalizer
-from byu_motor.data.slices2d import SliceDataset, gaussian_target_2d
+from byu_motor.data.slices2d import SEED_DUP_PER_EPOCH, SliceDataset, gaussian_target_2d, truncated_normal
 from byu_motor.models import load_checkpoint
 from byu_motor.models.detector2d import SliceDetector
 from byu_motor.presets import get_preset
@@ -92,6 +92,34 @@ def test_negatives_come_from_slices_far_from_every_motor_at_the_bg_ratio():
     for it in neg:
         assert int(it["n_motors"]) == 0 and float(it["target"].max()) == 0.0
     assert np.all(np.abs(ds.negatives[0] - MOTOR[0]) * 128.0 > 1000.0)
+
+
+def test_the_z_jitter_is_a_truncated_normal_not_a_clipped_one():
+    rng = np.random.default_rng(0)
+    draws = np.array([truncated_normal(rng, 2.0) for _ in range(20000)])
+    assert np.abs(draws).max() <= 2.0
+    assert np.mean(np.abs(draws) > 1.98) < 0.01  # clipping piled 32 % onto the bounds
+    # the sd of N(0, 1) cut at +-1: sqrt(1 - 2 phi(1) / (2 Phi(1) - 1)) = 0.5396
+    assert draws.std() == pytest.approx(2.0 * 0.5396, rel=0.02)
+    assert truncated_normal(rng, 0.0) == 0.0
+
+
+def test_seed_epochs_hold_every_positive_and_negative_slot_equally_often():
+    motors = np.array([(10.2, 20.0, 20.0), (10.4, 40.0, 40.0), (30.0, 30.0, 30.0)])
+    vols = [bright_blob_volume(motors), bright_blob_volume(np.zeros((0, 3)))]
+    seed_cfg = TrainConfig(sigma_a=256.0, bg_ratio=0.5, bg_min_dist_a=1000.0, sampler="seed")
+    ds = SliceDataset(vols, Data, seed_cfg, 8, 400, seed=1, augment=False)
+    # distinct motor z as the seed rounds them (10.2 and 10.4 are one slice), one negative slot (round(2 x 0.5))
+    assert ds.positives == [(0, 10.0), (0, 30.0)]
+    assert ds.n_slots == 3 * SEED_DUP_PER_EPOCH
+    for e in (0, 1):
+        assert np.bincount(ds.epoch_slots(e)).tolist() == [SEED_DUP_PER_EPOCH] * 3
+    assert not np.array_equal(ds.epoch_slots(0), ds.epoch_slots(1))  # each epoch shuffled anew
+    positive = [bool(ds[i]["positive"]) for i in range(ds.n_slots)]
+    assert sum(positive) == 2 * SEED_DUP_PER_EPOCH  # exactly, not about
+    assert positive == [bool(k < 2) for k in ds.epoch_slots(0)]
+    iid = SliceDataset(vols, Data, settings(bg_ratio=0.5), 8, 400, seed=1, augment=False)
+    assert len(iid.positives) == 3  # the default keeps z to 0.1 slice and draws items independently
 
 
 def test_augmented_keypoints_follow_the_image():
