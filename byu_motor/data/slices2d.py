@@ -76,7 +76,9 @@ class SliceDataset(Dataset):
     otherwise a random slice farther than ``bg_min_dist_a`` from every motor (any slice of a tomogram
     without motors). With ``train.sampler == "seed"`` the epochs are the seed's: every (tomogram, distinct
     rounded motor z) once and ``round(bg_ratio x`` that ``)`` negative slots, each held
-    :data:`SEED_DUP_PER_EPOCH` times and shuffled, so every positive is seen equally often. As the seed's crop, it lies inside the (fitted) augmented slices wherever they are large
+    :data:`SEED_DUP_PER_EPOCH` times and shuffled, so every positive is seen equally often.
+
+    As the seed's crop, it lies inside the (fitted) augmented slices wherever they are large
     enough, and keeps the chosen motor at least ``bg_min_dist_a`` (scaled with the geometry, at most a
     quarter of the crop) from its border; smaller slices sit at its top left, padded with grey 128. Every
     motor within one jitter sd (+ 1 slice) of the centre slice is drawn as a 2D Gaussian of ``sigma_a``

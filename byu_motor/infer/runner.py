@@ -200,7 +200,7 @@ def run_prediction(
         ["summary"]`` and ``df.attrs["candidates"]`` (``{tomo_id: [[z, y, x, score], ...]}``, best first).
 
     Raises:
-        ValueError (naming it): no checkpoint, unknown setting, budget not finite and > 0, bad checkpoint, device or output.
+        ValueError (naming it): no checkpoint, unknown setting, budget not finite > 0, bad checkpoint/device/output.
     """
     t_start = time.monotonic()
     time_budget_s = check_budget(time_budget_s)  # None or > 0 (0, < 0, NaN, inf: ValueError before any work)
