@@ -81,8 +81,8 @@ class SliceDataset(Dataset):
     As the seed's crop, it lies inside the (fitted) augmented slices wherever they are large
     enough, and keeps the chosen motor at least ``bg_min_dist_a`` (scaled with the geometry, at most a
     quarter of the crop) from its border; smaller slices sit at its top left, padded with grey 128. Every
-    motor within one jitter sd (+ 1 slice) of the centre slice is drawn as a 2D Gaussian of ``sigma_a``
-    whose peak is ``exp(-dz^2 / 2 sigma_a^2)`` (dz in Angstrom).
+    motor within one jitter sd (rounded to slices, + 1 slice) of the centre slice is drawn as a 2D Gaussian of
+    ``sigma_a`` whose peak is ``exp(-dz^2 / 2 sigma_a^2)`` (dz in Angstrom).
 
     Args:
         volumes: cached tomograms on the member's grid (z, y, x spacing in Angstrom).
@@ -218,7 +218,7 @@ class SliceDataset(Dataset):
         g = seed_crop(g, slices.shape[1:], self.crop, rng, anchor, margin)
         image = warp(source, g, self.crop, FILL_GREY)
         dz_a = (v.motors[:, 0] - z) * sz if len(v.motors) else np.zeros(0)
-        near = np.abs(dz_a) <= self.jitter_a + sz
+        near = np.abs(dz_a) <= (round(self.jitter_a / sz) + 1) * sz  # the seed's round(jitter) + 1 slices
         pts = apply_homography(g, v.motors[near, 1:]) if near.any() else np.zeros((0, 2))
         sigma_px = self.sigma_a / sy * local_scale(g, v.motors[near, 1:])
         peaks = np.exp(-0.5 * (dz_a[near] / self.sigma_a) ** 2)

@@ -104,6 +104,23 @@ def test_the_z_jitter_is_a_truncated_normal_not_a_clipped_one():
     assert truncated_normal(rng, 0.0) == 0.0
 
 
+def test_motors_are_drawn_within_the_rounded_jitter_plus_one_slice():
+    # jitter sd 307.2 A = 2.4 slices: the seed draws motors within round(2.4) + 1 = 3 slices, not 3.4
+    motors = np.array([(20.0, 30.0, 33.0), (23.3, 30.0, 33.0)])
+    cfg = TrainConfig(sigma_a=307.2, bg_ratio=0.0, bg_min_dist_a=1000.0, z_jitter_sigma=1.0)
+    ds = SliceDataset([bright_blob_volume(motors)], Data, cfg, 8, 80, seed=7, augment=False)
+    seen = set()
+    for i in range(80):
+        item = ds[i]
+        dz = item["motors"][: int(item["n_motors"]), 0].numpy()
+        which = np.where(np.isclose(dz % 1.0, 0.3, atol=1e-3), 1, 0)  # the 0.3 slice tells the motors apart
+        centre = motors[which[0], 0] - dz[0]
+        drawn = sorted(which.tolist())
+        assert drawn == [k for k in (0, 1) if abs(motors[k, 0] - centre) <= 3.0 + 1e-9]
+        seen.add(round(float(abs(motors[1, 0] - centre)), 1))
+    assert 3.3 in seen  # the case the rounding decides came up (3.3 slices away: not drawn)
+
+
 def test_seed_epochs_hold_every_positive_and_negative_slot_equally_often():
     motors = np.array([(10.2, 20.0, 20.0), (10.4, 40.0, 40.0), (30.0, 30.0, 30.0)])
     vols = [bright_blob_volume(motors), bright_blob_volume(np.zeros((0, 3)))]
