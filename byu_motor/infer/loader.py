@@ -72,6 +72,9 @@ class PrefetchLoader:
 
     def _work(self) -> None:
         while not self._stop.is_set():
+            # hold no tomogram while waiting: its consumer may be done with it, and a reader that reuses
+            # buffers (infer/pinned.py) then gets its buffer back
+            value: Any = None
             # The slot is taken BEFORE the index: slots are granted in index order, so the index the
             # caller waits for always holds a slot (no deadlock however the threads interleave).
             if not self._slots.acquire(timeout=0.05):
@@ -87,7 +90,7 @@ class PrefetchLoader:
                 continue
             t0 = time.perf_counter()
             try:
-                value: Any = self.read_fn(self.folders[index])
+                value = self.read_fn(self.folders[index])
             except Exception as err:  # delivered to the caller as a value, never raised in the thread
                 value = err
             with self._cond:

@@ -165,6 +165,7 @@ def _predict_items(
                     planner.skip()
                 t_prev = time.monotonic()
                 timer.take()
+                del volume  # its traceback holds the half-read volume's buffer (infer/pinned.py)
                 continue
             voxels = float(getattr(volume, "size", 0)) or None
             level = 0 if planner is None else planner.next_level(voxels)

@@ -159,6 +159,8 @@ def _pool_reader(pool: PinnedPool):
     def read(folder: str) -> np.ndarray:
         out = pool((4, 5, 6))
         out[:] = int(folder.rsplit("t", 1)[1])
+        if folder.endswith("t3"):  # fails half-way: its traceback holds the buffer
+            raise OSError(f"{folder}: slice 2 is corrupt")
         return out
 
     return read
@@ -168,7 +170,7 @@ def _pool_reader(pool: PinnedPool):
 def test_worker_loops_let_each_tomogram_go_before_the_next_is_read(devices) -> None:
     """With blocks for ``prefetch`` tomograms per device, every tomogram of a run lands in pinned memory: the
     worker loop holds no tomogram it has finished while the loader reads ahead (one did, in stage_timer's
-    ``timed_iter``: prefetch 2 then held three volumes at once)."""
+    ``timed_iter``: prefetch 2 then held three volumes at once), nor the error of one that failed half-read."""
     locks = Locks()
     cfg = InferConfig(prefetch=2)
     pool = PinnedPool(cfg.prefetch * len(devices), "cuda:0", locks.register, locks.unregister)
@@ -181,8 +183,8 @@ def test_worker_loops_let_each_tomogram_go_before_the_next_is_read(devices) -> N
         run_worker(jobs[0], events.append)
     else:
         run_threads(jobs, events.append)
-    assert sum(e["event"] == "result" and e["status"] == "ok" for e in events) == 9
-    assert echo.pinned == [True] * 9 and pool.pageable == 0
+    assert sum(e["event"] == "result" and e["status"] == "ok" for e in events) == 8  # t3 is a read error
+    assert echo.pinned == [True] * 8 and pool.pageable == 0
     assert pool.registered <= pool.capacity
 
 
