@@ -103,16 +103,22 @@ class PinnedPool:
     def __call__(self, shape: tuple[int, ...]) -> np.ndarray:
         """A C-contiguous uint8 array of ``shape``: a view of a pinned block when one is free (or can be made)."""
         n = math.prod(shape)
-        block = self._take(n)
+        with self._lock:
+            block = self._take(n)
+            self.pinned_hits += block is not None
+            self.pageable += block is None
         if block is None:
-            self.pageable += 1
             return np.empty(shape, dtype=np.uint8)
-        self.pinned_hits += 1
         import torch  # a tensor between the block and the volume: views of the volume then keep the volume alive
 
         volume = torch.from_numpy(block[:n]).view(shape).numpy()
-        weakref.finalize(volume, self._give, block)
+        # not at interpreter exit: the CUDA runtime may be gone by then, and the process frees everything anyway
+        weakref.finalize(volume, self._give, block).atexit = False
         return volume
+
+    def _remove(self, block: np.ndarray) -> None:
+        """Take ``block`` out of the free list by identity (``list.remove`` would compare arrays by value)."""
+        del self._free[next(k for k, b in enumerate(self._free) if b is block)]
 
     def _take(self, n: int) -> np.ndarray | None:
         """A free pinned block of at least ``n`` bytes, registering one if needed; ``None``: use pageable."""
@@ -122,7 +128,7 @@ class PinnedPool:
             fits = [b for b in self._free if b.size >= n]
             if fits:
                 block = min(fits, key=lambda b: b.size)
-                self._free.remove(block)
+                self._remove(block)
                 return block
             if self._held >= self.capacity:
                 if not self._free:
@@ -141,7 +147,7 @@ class PinnedPool:
 
     def _drop(self, block: np.ndarray) -> None:
         """Unregister a free block and forget it (called with the lock held)."""
-        self._free.remove(block)
+        self._remove(block)
         self._held -= 1
         self._unregister(block, self.device)
 

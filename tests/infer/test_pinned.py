@@ -73,6 +73,18 @@ def test_blocks_are_reused_once_the_volume_and_its_views_are_gone() -> None:
     assert _in_pool(d, locks) and pool.registered == 2 and pool.pageable == 0
 
 
+def test_a_free_block_is_found_by_identity_among_others() -> None:
+    locks = Locks()
+    pool = _pool(3, locks)
+    small, big, other = pool((2, 2, 2)), pool((4, 4, 4)), pool((2, 2, 2))
+    big_address = big.ctypes.data
+    del small, big, other
+    gc.collect()
+    # the free list holds two 8-byte blocks and a 64-byte one: picking the big one compares it with the others
+    v = pool((3, 4, 4))
+    assert v.ctypes.data == big_address and pool.registered == 3
+
+
 def test_capacity_bounds_the_pinned_memory_and_never_blocks() -> None:
     locks = Locks()
     pool = _pool(2, locks)
