@@ -104,7 +104,12 @@ class PinnedPool:
         """A C-contiguous uint8 array of ``shape``: a view of a pinned block when one is free (or can be made)."""
         n = math.prod(shape)
         with self._lock:
-            block = self._take(n)
+            try:
+                block = self._take(n)
+            except Exception as err:  # pinned memory is an optimisation: never a reason to fail a tomogram
+                self._off = True
+                log.warning("pinned decoding off (%s): tomograms are decoded into pageable memory", err)
+                block = None
             self.pinned_hits += block is not None
             self.pageable += block is None
         if block is None:
@@ -121,7 +126,7 @@ class PinnedPool:
         del self._free[next(k for k, b in enumerate(self._free) if b is block)]
 
     def _take(self, n: int) -> np.ndarray | None:
-        """A free pinned block of at least ``n`` bytes, registering one if needed; ``None``: use pageable."""
+        """A free pinned block of at least ``n`` bytes, registering one if needed; ``None``: all in use."""
         with self._lock:
             if self._off:
                 return None
@@ -135,12 +140,7 @@ class PinnedPool:
                     return None  # all in use: never wait for one
                 self._drop(max(self._free, key=lambda b: b.size))
             block = _page_aligned(n)
-            try:
-                self._register(block, self.device)
-            except Exception as err:  # pinned memory is an optimisation: never a reason to fail
-                self._off = True
-                log.warning("pinned decoding off (%s): tomograms are decoded into pageable memory", err)
-                return None
+            self._register(block, self.device)  # raises when refused (the caller turns the pool off)
             self._held += 1
             self.registered += 1
             return block

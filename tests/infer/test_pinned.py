@@ -110,6 +110,21 @@ def test_a_refused_page_lock_warns_once_and_falls_back(caplog) -> None:
     assert caplog.text.count("pinned decoding off") == 1 and "cudaError 2" in caplog.text
 
 
+def test_any_pool_failure_gives_pageable_memory_never_an_error(caplog) -> None:
+    locks = Locks()
+
+    def refuse(block: np.ndarray, device: str) -> None:
+        raise RuntimeError("cudaHostUnregister failed (cudaError 1)")
+
+    pool = PinnedPool(1, "cuda:0", locks.register, refuse)
+    first = pool((2, 2, 2))
+    del first
+    gc.collect()
+    with caplog.at_level(logging.WARNING):
+        bigger = pool((4, 4, 4))  # growing needs the small block unregistered, which fails
+    assert bigger.shape == (4, 4, 4) and pool.pageable == 1 and "pinned decoding off" in caplog.text
+
+
 def test_close_unlocks_free_blocks_then_those_handed_out() -> None:
     locks = Locks()
     pool = _pool(2, locks)
