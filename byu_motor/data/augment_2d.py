@@ -1,15 +1,18 @@
 """The seed's 2D augmentation set (SEED_RECIPE 5.4), drawn once per sample and applied alike to every slice.
 
 Geometry is one homography ``G`` (3 x 3, input pixel ``(y, x, 1)`` -> output pixel) so that keypoints follow
-exactly, perspective included: flips (p 0.5 each), then with p 0.8 one of an affine (scale U(0.6, 1.2) per
-axis, rotation U(0, 360), shear +-5 deg; weight 0.4), the same with shear +-20 deg (0.3), or a perspective
-(corners moved by |N(0, s)|, s U(0.05, 0.12), the quadrilateral stretched to its bounding size; 0.3).
+exactly, perspective included: flips (p 0.5 each, about the image centre, so the image keeps its own frame),
+then with p 0.8 one of an affine (scale U(0.6, 1.2) per axis, rotation U(0, 360), shear +-5 deg; weight 0.4),
+the same with shear +-20 deg (0.3), or a perspective (corners moved by |N(0, s)|, s U(0.05, 0.12), the
+quadrilateral stretched to its bounding size; 0.3).
 
-Voxels, on grey values 0..255 ``[C, H, W]``, groups in the seed's order:
-noise p 0.1 (Gaussian var U(60, 120) at half resolution 0.6 | multiplicative U(0.6, 1.4) per pixel 0.4);
-quality p 0.25 (down- and up-scaling by U(0.5, 0.9) 0.6 | JPEG quality U(20, 80) 0.3 | posterize to 4-6 bits
-0.1); texture p 0.1 (emboss 0.4 | sharpen 0.5 | CLAHE clip 4 on 16 x 16 tiles 0.1); colour p 0.5
-(brightness-contrast, four ranges, 0.4 | tone curve, scale 0.3 per channel, 0.4 | gamma U(0.6, 1.5) 0.2).
+Voxels, on grey values 0..255 ``[C, H, W]``, groups in the seed's order, every draw shared by the slices (the
+seed passes them as separate grey images with one set of parameters):
+noise p 0.1 (Gaussian mean 0, var U(60, 120), drawn at half resolution and upsampled bilinearly, 0.6 |
+multiplicative U(0.6, 1.4) per pixel 0.4; one noise map shared by the slices); quality p 0.25 (down- and
+up-scaling by one U(0.5, 0.9) for both axes 0.6 | JPEG quality U(20, 80) 0.3 | posterize to 4-6 bits 0.1);
+texture p 0.1 (emboss 0.4 | sharpen 0.5 | CLAHE clip 4 on 16 x 16 tiles 0.1); colour p 0.5 (brightness-contrast,
+four ranges, 0.4 | tone curve, scale 0.3, one curve shared by the slices, 0.4 | gamma U(0.6, 1.5) 0.2).
 """
 
 from __future__ import annotations
@@ -69,7 +72,10 @@ def geometry_2d(rng: np.random.Generator, size: Sequence[int], aug: bool = True)
     translation (:func:`seed_crop` places it); identity with ``aug=False``. ``size``: the input image ``(H, W)``."""
     if not aug:
         return np.eye(3)
-    g = np.diag([-1.0 if rng.random() < 0.5 else 1.0, -1.0 if rng.random() < 0.5 else 1.0, 1.0])
+    g = np.eye(3)
+    for axis, n in enumerate(size):  # flips about the centre (y -> H - 1 - y): the image keeps its own frame
+        if rng.random() < 0.5:
+            g[axis, axis], g[axis, 2] = -1.0, float(n) - 1.0
     if rng.random() < 0.8:
         kind = _pick(rng, (0.4, 0.3, 0.3))
         g = (perspective(rng, size) if kind == 2 else _affine(rng, (5.0, 20.0)[kind])) @ g
@@ -161,11 +167,12 @@ def warp(slices: np.ndarray, g: np.ndarray, out_shape: Sequence[int], fill: floa
 
 def _noise(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
     g = torch.Generator().manual_seed(int(rng.integers(2**31)))
-    if _pick(rng, (0.6, 0.4)) == 0:  # Gaussian, drawn at half resolution and scaled up
+    # one noise map shared by the slices; Gaussian: drawn at half resolution and scaled up
+    if _pick(rng, (0.6, 0.4)) == 0:
         half = [max(1, n // 2) for n in x.shape[-2:]]
-        n = torch.randn((x.shape[0], *half), generator=g) * math.sqrt(rng.uniform(60.0, 120.0))
+        n = torch.randn((1, *half), generator=g) * math.sqrt(rng.uniform(60.0, 120.0))
         return x + F.interpolate(n[None], size=x.shape[-2:], mode="bilinear", align_corners=False)[0]
-    return x * (0.6 + 0.8 * torch.rand(x.shape, generator=g))
+    return x * (0.6 + 0.8 * torch.rand((1, *x.shape[-2:]), generator=g))
 
 
 def _jpeg(x: torch.Tensor, quality: int) -> torch.Tensor:
@@ -186,7 +193,8 @@ def _quality(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
             _pick(rng, (0.1, 0.1, 0.8))
         ]
         size = x.shape[-2:]
-        small = [max(1, int(n * rng.uniform(0.5, 0.9))) for n in size]
+        scale = rng.uniform(0.5, 0.9)  # one factor for both axes (cv2.resize's fx = fy: rounded sizes)
+        small = [max(1, round(n * scale)) for n in size]
         kw = {} if down == "area" else {"align_corners": False}
         t = F.interpolate(x[None], size=small, mode=down, **kw)
         return F.interpolate(t, size=size, mode=up, align_corners=False)[0]
@@ -265,10 +273,9 @@ def _colour(x: torch.Tensor, rng: np.random.Generator) -> torch.Tensor:
             ((0.0, 0.3), (0.0, 0.5)),
         )[_pick(rng, (0.4, 0.4, 0.1, 0.1))]
         return x * (1.0 + rng.uniform(*c)) + rng.uniform(*b) * x.mean()
-    if kind == 1:  # tone curve: a cubic Bezier through (0, 0), (0.25, lo), (0.75, hi), (1, 1), per channel
+    if kind == 1:  # tone curve: a cubic Bezier via (0, 0), (0.25, lo), (0.75, hi), (1, 1), one for all slices
         t = x.clamp(0, 255) / 255.0
-        lo = torch.from_numpy(np.clip(rng.normal(0.25, 0.3, x.shape[0]), 0, 1)).float()[:, None, None]
-        hi = torch.from_numpy(np.clip(rng.normal(0.75, 0.3, x.shape[0]), 0, 1)).float()[:, None, None]
+        lo, hi = (float(np.clip(rng.normal(m, 0.3), 0, 1)) for m in (0.25, 0.75))
         return 255.0 * (3 * (1 - t) ** 2 * t * lo + 3 * (1 - t) * t**2 * hi + t**3)
     return 255.0 * (x.clamp(0, 255) / 255.0) ** rng.uniform(0.6, 1.5)
 

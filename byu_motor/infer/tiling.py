@@ -6,8 +6,10 @@
 - ``tiling="seed"``: as the 3rd-place BYU 2025 solution tiled: windows with no overlap, the last one flush
   with the (stride-padded) volume's end, zero padding (raw grey 0) where the volume is smaller than a window,
   and logits averaged with equal weights where windows meet. ``overlap`` and ``border_weight`` are ignored.
-  Unlike the seed, windows still start at multiples of the model's stride, so the volume is padded at its
-  high end by at most ``stride - 1`` voxels before the last window is placed flush.
+  Unlike the seed, windows still start at multiples of the accumulation stride (``s / f`` below: 8 voxels for
+  a stride-16 model decoded at stride 8), so the volume is padded at its high end by at most that stride minus
+  one voxel before the last window is placed flush; and where the volume is smaller than a window the padding
+  is at the high end (the seed's window starts at a negative index, padding the low end).
 - ``decode_upsample=f > 1``: each window's logits (stride ``s``) are upsampled ``f`` times (trilinear,
   ``align_corners=False``) before they are accumulated, on a heatmap of stride ``s / f``. With the Grid
   contract (cell ``k`` at stride ``s`` covers voxels ``[k*s, (k+1)*s)`` and is centred at ``k*s + (s-1)/2``)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import pytest
 import torch
@@ -70,7 +72,9 @@ def test_geometry_draws_follow_the_seed_weights() -> None:
     rng = np.random.default_rng(0)
     draws = [A.geometry_2d(rng, (128, 128)) for _ in range(3000)]
     projective = np.mean([np.abs(g[2, :2]).max() > 0 for g in draws])
-    untouched = np.mean([np.allclose(np.abs(g), np.eye(3)) for g in draws])  # flips only
+    untouched = np.mean(
+        [np.allclose(np.abs(g[:2, :2]), np.eye(2)) and not g[2, :2].any() for g in draws]
+    )  # flips
     assert abs(projective - 0.8 * 0.3) < 0.03 and abs(untouched - 0.2) < 0.03
     assert np.array_equal(A.geometry_2d(rng, (128, 128), aug=False), np.eye(3))
 
@@ -114,3 +118,75 @@ def test_seed_crop_survives_a_corner_on_the_vanishing_line() -> None:
     out = A.seed_crop(g, (20, 20), (16, 16), rng, np.array([10.0, 10.0]), 2.0)
     assert np.all(np.isfinite(out))
     np.testing.assert_allclose(A.apply_homography(out, [[10.0, 10.0]])[0], [7.5, 7.5], atol=1e-9)
+
+
+class _Scripted:
+    """A generator whose ``random()`` answers a script (then its own), ``choice`` a fixed kind, the rest seeded."""
+
+    def __init__(self, randoms: list[float], kind: int, seed: int) -> None:
+        self.randoms, self.kind, self.rng = list(randoms), kind, np.random.default_rng(seed)
+
+    def random(self) -> float:
+        return self.randoms.pop(0) if self.randoms else float(self.rng.random())
+
+    def choice(self, n: int, p=None) -> int:
+        return self.kind
+
+    def __getattr__(self, name: str):
+        return getattr(self.rng, name)
+
+
+@pytest.mark.parametrize("flips", [(0.0, 0.9), (0.9, 0.0), (0.0, 0.0)])
+def test_flips_keep_the_image_frame_so_the_perspective_acts_on_the_image(flips: tuple[float, float]) -> None:
+    size = (96, 112)
+    edges = np.array(
+        [[-0.5, -0.5], [-0.5, size[1] - 0.5], [size[0] - 0.5, -0.5], [size[0] - 0.5, size[1] - 0.5]]
+    )
+    alone = A.geometry_2d(_Scripted([*flips, 0.95], 2, 0), size)  # flips only (no geometry drawn)
+    assert not np.allclose(alone, np.eye(3))
+    lo, hi = A.fitted_bounds(alone, size)
+    np.testing.assert_allclose(lo, [-0.5, -0.5], atol=1e-9)
+    np.testing.assert_allclose(hi, np.asarray(size) - 0.5, atol=1e-9)
+    mapped = A.apply_homography(alone, edges)  # every corner of the frame lands on a corner
+    assert np.abs(mapped[:, None] - edges[None]).sum(-1).min(1).max() < 1e-9
+    for seed in range(20):  # the same perspective draw with and without the flips: the same fitted image
+        flipped = A.geometry_2d(_Scripted([*flips, 0.0], 2, seed), size)
+        plain = A.geometry_2d(_Scripted([0.9, 0.9, 0.0], 2, seed), size)
+        assert np.abs(plain[2, :2]).max() > 0  # really the perspective
+        for got, want in zip(A.fitted_bounds(flipped, size), A.fitted_bounds(plain, size)):
+            np.testing.assert_allclose(got, want, atol=1e-6)
+
+
+def _same_slices() -> torch.Tensor:
+    plane = np.random.default_rng(4).integers(30, 220, (40, 56)).astype(np.float32)
+    return torch.from_numpy(np.broadcast_to(plane, (3, 40, 56)).copy())
+
+
+@pytest.mark.parametrize("group", [A._noise, A._quality, A._texture, A._colour])
+def test_every_voxel_group_treats_identical_slices_alike(group) -> None:
+    # the seed passes the slices as separate grey images sharing one draw: one noise map, one tone curve
+    x = _same_slices()
+    for seed in range(40):
+        out = group(x.clone(), np.random.default_rng(seed))
+        assert torch.equal(out[0], out[1]) and torch.equal(out[1], out[2]), (group.__name__, seed)
+
+
+def test_downscale_draws_one_factor_for_both_axes(monkeypatch: pytest.MonkeyPatch) -> None:
+    sizes: list[tuple[int, int]] = []
+    interpolate = torch.nn.functional.interpolate
+
+    def spy(t: torch.Tensor, size, **kw) -> torch.Tensor:
+        sizes.append(tuple(size))
+        return interpolate(t, size=size, **kw)
+
+    monkeypatch.setattr(A, "F", types.SimpleNamespace(interpolate=spy))
+    x = torch.rand(3, 100, 300) * 255.0
+    for seed in range(200):
+        rng = np.random.default_rng(seed)
+        if A._pick(np.random.default_rng(seed), (0.6, 0.3, 0.1)) == 0:  # the down- and up-scaling
+            A._quality(x, rng)
+    downs = [s for s in sizes if s != (100, 300)]
+    assert len(downs) > 50
+    for h, w in downs:  # one factor: the rounded sizes agree to within their rounding
+        assert abs(h / 100 - w / 300) <= 0.5 / 100 + 0.5 / 300 + 1e-9, (h, w)
+        assert 0.5 - 0.005 <= h / 100 <= 0.9 + 0.005
