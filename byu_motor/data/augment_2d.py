@@ -31,14 +31,34 @@ def _pick(rng: np.random.Generator, weights: Sequence[float]) -> int:
     return int(rng.choice(len(w), p=w / w.sum()))
 
 
-def _affine(rng: np.random.Generator, shear_deg: float) -> np.ndarray:
+def _affine(rng: np.random.Generator, shear_deg: float) -> tuple[np.ndarray, float]:
+    """An affine and its keypoint scale: Albumentations' ``max(scale_x, scale_y)`` (rotation, shear ignored)."""
     a = rng.uniform(0.0, 2.0 * math.pi)
     rot = np.array([[math.cos(a), -math.sin(a)], [math.sin(a), math.cos(a)]])
     sh = np.tan(np.radians(rng.uniform(-shear_deg, shear_deg, 2)))
     shear = np.array([[1.0, sh[0]], [sh[1], 1.0]])
     out = np.eye(3)
-    out[:2, :2] = rot @ shear @ np.diag(rng.uniform(0.6, 1.2, 2))
-    return out
+    scales = rng.uniform(0.6, 1.2, 2)
+    out[:2, :2] = rot @ shear @ np.diag(scales)
+    return out, float(scales.max())
+
+
+def perspective_keypoint_scale(m: np.ndarray, size: Sequence[int]) -> float:
+    """The keypoint scale the seed gave a perspective ``m`` (``(3, 3)`` on ``(y, x, 1)``) of an image of
+    ``size (H, W)``: the matrix in ``(x, y)`` order, shifted as Albumentations' ``fit_output`` does (the warped
+    image's corners start at 0), then ``max(sign(m00) |row 0|, sign(m11) |row 1|)`` of its 2 x 2 part (the
+    seed's patched ``perspective_keypoints``; its translation-dependent rows are kept as they were)."""
+    swap = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    mxy = swap @ np.asarray(m, dtype=np.float64) @ swap
+    h, w = (float(n) for n in size)
+    corners = apply_homography(mxy, [[0.0, 0.0], [w, 0.0], [w, h], [0.0, h]])
+    shift = np.eye(3)
+    shift[:2, 2] = -corners.min(axis=0)
+    mxy = shift @ mxy
+    mxy = mxy / mxy[2, 2]
+    sx = math.copysign(math.hypot(mxy[0, 0], mxy[0, 1]), mxy[0, 0])
+    sy = math.copysign(math.hypot(mxy[1, 0], mxy[1, 1]), mxy[1, 1])
+    return max(sx, sy)
 
 
 def homography_from_points(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
@@ -67,19 +87,41 @@ def perspective(rng: np.random.Generator, size: Sequence[int]) -> np.ndarray:
     return homography_from_points(quad, rect)
 
 
-def geometry_2d(rng: np.random.Generator, size: Sequence[int], aug: bool = True) -> np.ndarray:
-    """The seed's random geometry as a homography ``(3, 3)`` on ``(y, x, 1)``, input -> output pixels, up to a
-    translation (:func:`seed_crop` places it); identity with ``aug=False``. ``size``: the input image ``(H, W)``."""
+def draw_geometry_2d(
+    rng: np.random.Generator, size: Sequence[int], aug: bool = True
+) -> tuple[np.ndarray, float]:
+    """The seed's random geometry: ``(g, keypoint_scale)``.
+
+    ``g`` is a homography ``(3, 3)`` on ``(y, x, 1)``, input -> output pixels, up to a translation
+    (:func:`seed_crop` places it); ``keypoint_scale`` is the factor the seed (Albumentations) applied to each
+    motor's Gaussian sigma and to the crop's margin: 1 for flips, ``max(scale_x, scale_y)`` for an affine,
+    :func:`perspective_keypoint_scale` for a perspective. Identity and 1 with ``aug=False``.
+
+    Args:
+        rng: the sample's generator.
+        size: the input image ``(H, W)``, pixels.
+        aug: draw (else the identity).
+    """
+    g, scale = np.eye(3), 1.0
     if not aug:
-        return np.eye(3)
-    g = np.eye(3)
+        return g, scale
     for axis, n in enumerate(size):  # flips about the centre (y -> H - 1 - y): the image keeps its own frame
         if rng.random() < 0.5:
             g[axis, axis], g[axis, 2] = -1.0, float(n) - 1.0
     if rng.random() < 0.8:
         kind = _pick(rng, (0.4, 0.3, 0.3))
-        g = (perspective(rng, size) if kind == 2 else _affine(rng, (5.0, 20.0)[kind])) @ g
-    return g
+        if kind == 2:
+            m = perspective(rng, size)
+            scale = perspective_keypoint_scale(m, size)
+        else:
+            m, scale = _affine(rng, (5.0, 20.0)[kind])
+        g = m @ g
+    return g, scale
+
+
+def geometry_2d(rng: np.random.Generator, size: Sequence[int], aug: bool = True) -> np.ndarray:
+    """The homography of :func:`draw_geometry_2d` alone."""
+    return draw_geometry_2d(rng, size, aug)[0]
 
 
 def apply_homography(g: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -3,8 +3,8 @@
 By default the cached volumes are on the member's grid (e.g. (32, 16, 16) A), so the triplet ``(z - 1, z, z + 1)``
 has its slices one grid step apart, exactly as at inference. With ``target_spacing_a`` (``train.resample_once``,
 the seed's way) the volumes stay at their own spacing: the triplet is ``(z - s, z, z + s)`` of original slices
-with ``s = round(32 A / slice spacing)``, and each slice is brought to 16 A per pixel by the same bilinear warp
-that applies the augmentation (one resampling).
+with ``s = round(32 A / slice spacing)``, and each slice is first resized to 16 A per pixel (bilinear, as the
+seed's OpenCV resize); the augmentation's warp then resamples it a second time, as the seed's did.
 """
 
 from __future__ import annotations
@@ -15,9 +15,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from byu_motor.data.augment_2d import apply_homography, geometry_2d, local_scale, pixels_2d, seed_crop, warp
+from byu_motor.data.augment_2d import apply_homography, draw_geometry_2d, pixels_2d, seed_crop, warp
 from byu_motor.data.cache import CachedVolume
 from byu_motor.data.grid import as_triple
 
@@ -79,10 +80,11 @@ class SliceDataset(Dataset):
     :data:`SEED_DUP_PER_EPOCH` times and shuffled, so every positive is seen equally often.
 
     As the seed's crop, it lies inside the (fitted) augmented slices wherever they are large
-    enough, and keeps the chosen motor at least ``bg_min_dist_a`` (scaled with the geometry, at most a
-    quarter of the crop) from its border; smaller slices sit at its top left, padded with grey 128. Every
-    motor within one jitter sd (rounded to slices, + 1 slice) of the centre slice is drawn as a 2D Gaussian of
-    ``sigma_a`` whose peak is ``exp(-dz^2 / 2 sigma_a^2)`` (dz in Angstrom).
+    enough, and keeps the chosen motor at least ``bg_min_dist_a`` (times the geometry's keypoint scale,
+    :func:`~byu_motor.data.augment_2d.draw_geometry_2d`, at most a quarter of the crop) from its border; smaller
+    slices sit at its top left, padded with grey 128. Every motor inside the crop and within one jitter sd
+    (rounded to slices, + 1 slice) of the centre slice is drawn as a 2D Gaussian of ``sigma_a`` times the
+    keypoint scale, whose peak is ``exp(-dz^2 / 2 sigma_a^2)`` (dz in Angstrom).
 
     Args:
         volumes: cached tomograms on the member's grid (z, y, x spacing in Angstrom).
@@ -95,7 +97,7 @@ class SliceDataset(Dataset):
             groups on the whole slices, then the geometry; outside the slices is grey 128 (as without it).
         slices: slices per sample (odd).
         target_spacing_a: the member's ``(z, y, x)`` grid in Angstrom when ``volumes`` are at their own spacing:
-            slices ``round(z / slice spacing)`` apart, resized to ``(y, x)`` per pixel. ``None``: the volumes
+            slices ``round(z / slice spacing)`` apart, first resized to ``(y, x)`` per pixel. ``None``: the volumes
             are already on the member's grid.
 
     Items: ``image`` float32 ``[slices, H, W]`` (normalised like the volume), ``target`` float32
@@ -161,11 +163,28 @@ class SliceDataset(Dataset):
             return 1
         return max(1, int(round(self.target_a[0] / v.grid.spacing_a[0])))
 
-    def pixel_scale(self, v: CachedVolume) -> np.ndarray:
-        """``(3, 3)`` homography from the volume's ``(y, x)`` pixels to the member's (a diagonal resize)."""
+    def pixel_size_a(self, v: CachedVolume) -> float:
+        """The member's pixel size in Angstrom: the target's y spacing, or the volume's when it is on the grid."""
+        return float(v.grid.spacing_a[1] if self.target_a is None else self.target_a[1])
+
+    def to_member_pixels(self, slices: np.ndarray, v: CachedVolume) -> tuple[torch.Tensor, np.ndarray]:
+        """``slices [C, Y, X]`` resized to the member's pixels as the seed did first (OpenCV linear: bilinear,
+        pixel centres aligned, no antialiasing, rounded to grey levels), and the ``(3, 3)`` map of ``(y, x)``
+        from the volume's pixels to the resized ones (identity when the volume is on the member's grid).
+
+        Returns:
+            float32 ``[C, round(Y * sy / ty), round(X * sx / tx)]`` and the homography.
+        """
+        x = torch.from_numpy(np.ascontiguousarray(slices)).float()
         if self.target_a is None:
-            return np.eye(3)
-        return np.diag([v.grid.spacing_a[1] / self.target_a[1], v.grid.spacing_a[2] / self.target_a[2], 1.0])
+            return x, np.eye(3)
+        size = [
+            max(1, round(n * s / t)) for n, s, t in zip(x.shape[1:], v.grid.spacing_a[1:], self.target_a[1:])
+        ]
+        out = F.interpolate(x[None], size=size, mode="bilinear", align_corners=False, antialias=False)[0]
+        f = [o / n for o, n in zip(size, x.shape[1:])]  # y -> (y + 0.5) * f - 0.5 (align_corners=False)
+        m = np.array([[f[0], 0.0, 0.5 * f[0] - 0.5], [0.0, f[1], 0.5 * f[1] - 0.5], [0.0, 0.0, 1.0]])
+        return out.round().clamp(0.0, 255.0), m
 
     def __len__(self) -> int:
         return self.length
@@ -202,28 +221,31 @@ class SliceDataset(Dataset):
         rng = np.random.default_rng([self.seed, int(i)])
         k, z, keep = self._pick(i, rng)
         v = self.volumes[k]
-        sz, sy, _ = v.grid.spacing_a
+        sz = v.grid.spacing_a[0]
         offsets = np.arange(-self.half, self.half + 1) * self.slice_step(v)
         slices = np.asarray(v.volume[np.clip(z + offsets, 0, v.volume.shape[0] - 1)])
-        # the seed's order: voxel augmentations on the whole slices, then the geometry (filled with 128) and crop
-        source = pixels_2d(torch.from_numpy(slices), rng) if self.augment else slices
-        scale = self.pixel_scale(v)  # resize to the member's pixels inside the one warp
-        g = geometry_2d(rng, np.asarray(slices.shape[1:]) * np.diag(scale)[:2], self.augment) @ scale
+        # the seed's order: resize to the member's pixels, voxel augmentations on the whole slices, then the
+        # geometry (filled with 128) and crop
+        resized, to_px = self.to_member_pixels(slices, v)
+        source = pixels_2d(resized, rng) if self.augment else resized
+        g, kp_scale = draw_geometry_2d(rng, source.shape[1:], self.augment)
+        px_a = self.pixel_size_a(v)
         crop = np.asarray(self.crop, dtype=np.float64)
-        anchor = None if keep is None else v.motors[keep, 1:]
+        anchor = None if keep is None else apply_homography(to_px, v.motors[keep, 1:])[0]
         margin = 0.0
-        if anchor is not None:  # the seed's 1000 A, scaled with the geometry (at most a quarter of the crop)
-            margin = self.min_dist_a / sy * float(local_scale(g, anchor)[0])  # g holds the resize too
-            margin = min(margin, float(crop.min()) / 4.0)
-        g = seed_crop(g, slices.shape[1:], self.crop, rng, anchor, margin)
+        if anchor is not None:  # the seed's 1000 A, times its keypoint scale (at most a quarter of the crop)
+            margin = min(self.min_dist_a / px_a * kp_scale, float(crop.min()) / 4.0)
+        g = seed_crop(g, source.shape[1:], self.crop, rng, anchor, margin)
         image = warp(source, g, self.crop, FILL_GREY)
         dz_a = (v.motors[:, 0] - z) * sz if len(v.motors) else np.zeros(0)
         near = np.abs(dz_a) <= (round(self.jitter_a / sz) + 1) * sz  # the seed's round(jitter) + 1 slices
-        pts = apply_homography(g, v.motors[near, 1:]) if near.any() else np.zeros((0, 2))
-        sigma_px = self.sigma_a / sy * local_scale(g, v.motors[near, 1:])
+        pts = apply_homography(g @ to_px, v.motors[near, 1:]) if near.any() else np.zeros((0, 2))
+        # the seed draws only the motors inside the crop (pixel edges -0.5 .. size - 0.5), with its sigma
+        # (sigma_a in member pixels) times the keypoint scale
+        inside = np.all((pts >= -0.5) & (pts <= crop - 0.5), axis=1)
         peaks = np.exp(-0.5 * (dz_a[near] / self.sigma_a) ** 2)
-        target = gaussian_target_2d(self.crop, self.stride, pts, sigma_px, peaks)
-        inside = np.all((pts >= -0.5) & (pts < crop - 0.5), axis=1)
+        sigma_px = self.sigma_a / px_a * kp_scale
+        target = gaussian_target_2d(self.crop, self.stride, pts[inside], sigma_px, peaks[inside])
         motors = np.full((self.max_motors, 3), -1.0, dtype=np.float32)
         kept = np.column_stack([dz_a[near][inside] / sz, pts[inside]])
         motors[: len(kept)] = kept

@@ -44,7 +44,7 @@ def test_the_disc_lands_where_its_keypoint_maps(kind: str) -> None:
         elif kind == "random":
             g = A.geometry_2d(rng, slices.shape[1:])
         else:
-            g = A._affine(rng, 5.0 if kind == "affine5" else 20.0)
+            g = A._affine(rng, 5.0 if kind == "affine5" else 20.0)[0]
         want = rng.uniform(20, 44, 2)
         g = place(g, centre, want)
         np.testing.assert_allclose(A.apply_homography(g, centre)[0], want, atol=1e-9)
@@ -190,3 +190,18 @@ def test_downscale_draws_one_factor_for_both_axes(monkeypatch: pytest.MonkeyPatc
     for h, w in downs:  # one factor: the rounded sizes agree to within their rounding
         assert abs(h / 100 - w / 300) <= 0.5 / 100 + 0.5 / 300 + 1e-9, (h, w)
         assert 0.5 - 0.005 <= h / 100 <= 0.9 + 0.005
+
+
+def test_keypoint_scales_follow_albumentations() -> None:
+    # an affine: max(scale_x, scale_y) of its drawn scales, whatever the rotation and shear
+    for seed in range(20):
+        g, scale = A._affine(np.random.default_rng(seed), 20.0)
+        replay = np.random.default_rng(seed)
+        replay.uniform(), replay.uniform(size=2)  # the angle and the shears
+        assert scale == pytest.approx(replay.uniform(0.6, 1.2, 2).max())
+    # a perspective: rows of the (x, y) matrix after fit_output's shift; a pure stretch is its larger factor
+    assert A.perspective_keypoint_scale(np.eye(3), (50, 80)) == pytest.approx(1.0)
+    assert A.perspective_keypoint_scale(np.diag([2.0, 3.0, 1.0]), (50, 80)) == pytest.approx(3.0)
+    # flips only: 1
+    _, scale = A.draw_geometry_2d(_Scripted([0.1, 0.1, 0.95], 2, 0), (40, 60))
+    assert scale == 1.0 and A.draw_geometry_2d(np.random.default_rng(0), (40, 60), aug=False)[1] == 1.0

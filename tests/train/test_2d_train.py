@@ -169,7 +169,10 @@ def test_original_slices_are_32_a_apart_and_resized_to_the_member_pixels():
     motor = np.array([[81.5, 60.5, 67.7]])
     vol = native_volume(grey, motor, 32.0)
     ds = SliceDataset([vol], Data, settings(0.0), 8, 20, seed=2, augment=False, target_spacing_a=SPACING)
-    assert ds.slice_step(vol) == 4 and np.allclose(np.diag(ds.pixel_scale(vol)), [0.5, 0.5, 1.0])
+    resized, to_px = ds.to_member_pixels(grey[:3], vol)
+    assert ds.slice_step(vol) == 4 and resized.shape == (3, 64, 64)
+    # pixel centres aligned: y -> (y + 0.5) / 2 - 0.5
+    np.testing.assert_allclose(to_px, [[0.5, 0, -0.25], [0, 0.5, -0.25], [0, 0, 1]])
     for i in range(20):
         item = ds[i]
         image = item["image"].numpy() * 255.0
@@ -314,3 +317,36 @@ def test_make_dataset_routes_2d_members_and_refuses_hard_negative_mining():
     cfg.train.hard_negative_ratio = 0.5
     with pytest.raises(ValueError, match="hard_negative_ratio"):
         make_dataset(vols, cfg, (2, 4, 4), 5)
+
+
+def test_the_keypoint_scale_sets_sigma_and_only_motors_inside_the_crop_are_drawn(monkeypatch):
+    """The seed scales each motor's sigma by its geometry's keypoint scale (Albumentations' ``max(sx, sy)``,
+    not the area change) and drops motors outside the crop before drawing (no tails from outside)."""
+    import byu_motor.data.slices2d as slices2d
+
+    seen_sizes = []
+    real_pixels = slices2d.pixels_2d
+
+    def pixels(x, rng):  # the voxel augmentations act on the slices already at the member's pixels
+        seen_sizes.append(tuple(x.shape[1:]))
+        return real_pixels(x, rng)
+
+    monkeypatch.setattr(slices2d, "pixels_2d", pixels)
+    # an anisotropic stretch (area change sqrt(1.2 * 0.8) = 0.98) whose keypoint scale is 1.2
+    monkeypatch.setattr(slices2d, "draw_geometry_2d", lambda rng, size, aug: (np.diag([1.2, 0.8, 1.0]), 1.2))
+    grey = np.full((160, 128, 128), 60, dtype=np.uint8)
+    motors = np.array([[81.5, 60.5, 40.0], [81.5, 60.5, 82.0]])  # 42 px apart in x: a 32 px crop holds one
+    vol = native_volume(grey, motors, 32.0)
+    ds = SliceDataset([vol], Data, settings(0.0), 8, 30, seed=4, augment=True, target_spacing_a=SPACING)
+    sigma_px = 256.0 / 64.0 * 1.2
+    one = 0
+    for i in range(30):
+        item = ds[i]
+        n = int(item["n_motors"])
+        kept = item["motors"][:n].numpy().astype(np.float64)
+        peaks = np.exp(-0.5 * (kept[:, 0] * 32.0 / 256.0) ** 2)
+        want = gaussian_target_2d(Data.patch_size[1:], 8, kept[:, 1:], sigma_px, peaks)
+        np.testing.assert_allclose(item["target"][0].numpy(), want, atol=1e-6)
+        one += n == 1
+    assert one > 0  # crops that left a motor out: it drew nothing
+    assert set(seen_sizes) == {(64, 64)}  # 128 px at 32 A, resized to the member's 64 A pixels first
