@@ -180,18 +180,6 @@ def seed_crop(
     return t @ g
 
 
-def local_scale(g: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """``sqrt(|det J|)`` of ``g`` at each input point ``(n, 2)``: how much a small blob there is magnified."""
-    p = np.asarray(points, dtype=np.float64).reshape(-1, 2)
-    out = np.empty(len(p))
-    for k, (y, x) in enumerate(p):
-        w = g[2, 0] * y + g[2, 1] * x + g[2, 2]
-        img = apply_homography(g, [[y, x]])[0]
-        jac = (g[:2, :2] - np.outer(img, g[2, :2])) / w
-        out[k] = math.sqrt(abs(np.linalg.det(jac)))
-    return out
-
-
 def warp(slices: np.ndarray, g: np.ndarray, out_shape: Sequence[int], fill: float) -> torch.Tensor:
     """Resample ``[C, Y, X]`` slices through homography ``g`` into ``[C, H, W]`` (bilinear, ``fill`` outside)."""
     h, w = (int(n) for n in out_shape)

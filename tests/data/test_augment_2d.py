@@ -58,16 +58,6 @@ def test_the_disc_lands_where_its_keypoint_maps(kind: str) -> None:
         assert np.all(np.abs(found - want) < 1.0), (kind, found, want)
 
 
-def test_local_scale_is_the_area_change() -> None:
-    g = np.diag([0.7, 1.2, 1.0])
-    np.testing.assert_allclose(A.local_scale(g, [[5.0, 9.0]]), [np.sqrt(0.84)])
-    p = A.perspective(np.random.default_rng(2), (200, 240))
-    pt, e = np.array([60.0, 150.0]), 1e-3
-    corners = A.apply_homography(p, [pt, pt + [e, 0], pt + [0, e]])
-    area = abs(np.cross(corners[1] - corners[0], corners[2] - corners[0])) / e**2
-    np.testing.assert_allclose(A.local_scale(p, [pt]), [np.sqrt(area)], rtol=1e-4)
-
-
 def test_geometry_draws_follow_the_seed_weights() -> None:
     rng = np.random.default_rng(0)
     draws = [A.geometry_2d(rng, (128, 128)) for _ in range(3000)]
