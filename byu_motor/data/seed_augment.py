@@ -3,15 +3,15 @@ low-resolution simulation and motor-safe coarse dropout, with the motors (mean a
 
 Geometry follows :mod:`byu_motor.data.augment`: one ``(3, 3)`` matrix ``M`` from output offsets to input offsets
 about the window centre, ``in - c_in = M @ (out - c_out)``, ``c_out = (P - 1) / 2``. ``M = Z @ A @ V`` composes
-the seed's zoom ``Z``, affine ``A`` (rotation @ shear @ scale, MONAI's order and its matrix builders) and the
-sample's dihedral view ``V``; the image is sampled once, trilinearly with zero padding, straight from the cached
-(already resampled) tomogram, so rotated and zoomed-out windows show real context. Motors are mapped with
-``M^-1`` and their covariance with ``M^-1 C M^-T``: nothing is re-detected.
+the seed's zoom ``Z``, affine ``A`` (rotation @ shear @ scale, built as MONAI 1.4.0 built them in its XYZ order,
+see :mod:`byu_motor.data.seed_geometry`) and the sample's dihedral view ``V``; the image is sampled once,
+trilinearly with zero padding, straight from the cached (already resampled) tomogram, so rotated and zoomed-out
+windows show real context. Motors are mapped with ``M^-1`` and their covariance with ``M^-1 C M^-T``: nothing is
+re-detected.
 
 A MONAI ``RandAffine`` would need the whole tomogram as a tensor for every window; reading only the footprint of
 the output from the memory-mapped volume costs a fraction of that, so the resampling itself is one
-``torch.nn.functional.grid_sample`` here while the matrices come from MONAI's ``create_rotate`` /
-``create_shear`` / ``create_scale``.
+``torch.nn.functional.grid_sample`` here. The coarse dropout is the seed's own (:mod:`byu_motor.data.seed_dropout`).
 """
 
 from __future__ import annotations
@@ -27,14 +27,25 @@ import torch.nn.functional as F
 
 from byu_motor.data.augment import plan_for_matrix
 from byu_motor.data.dataset import read_block
+from byu_motor.data.seed_dropout import draw_holes, fill_holes, hole_size_bounds
+from byu_motor.data.seed_geometry import sample_seed_matrix
+
+__all__ = [
+    "AUGMENT_SETS",
+    "SIGMA_RULES",
+    "SeedPixelAugment",
+    "dihedral_views",
+    "map_motors",
+    "motor_covariance",
+    "quantise_grey",
+    "resample_window",
+    "sample_seed_matrix",
+]
 
 AUGMENT_SETS = ("ours", "seed")
 SIGMA_RULES = ("same", "covariance")
 
 # Section 5.3 of the seed recipe.
-ZOOM_P, ZOOM_RANGE = 0.4, (0.6, 1.2)
-AFFINE_P, AFFINE_WEIGHTS = 0.75, (0.5, 0.25)
-SCALE_RANGE, SHEAR_RANGE, TILT_DEG = 0.3, 0.2, 15.0
 LOWRES_P, LOWRES_ZOOM = 0.2, (0.6, 0.9)
 LOWRES_MODES = (
     (("trilinear", "trilinear"), 0.4),
@@ -44,7 +55,7 @@ LOWRES_MODES = (
     (("nearest", "trilinear"), 0.2),
     (("nearest", "nearest"), 0.1),
 )
-DROPOUT_P, DROPOUT_HOLES, DROPOUT_SIZE_A, DROPOUT_TRIES = 0.1, (3, 8), (500.0, 2000.0), 10
+DROPOUT_P = 0.1
 
 
 def dihedral_views() -> list[np.ndarray]:
@@ -58,40 +69,6 @@ def dihedral_views() -> list[np.ndarray]:
         for flips in itertools.product((1.0, -1.0), repeat=3):
             views.append(np.linalg.matrix_power(rot, k) @ np.diag(flips))
     return views
-
-
-def _r3(m: Any) -> np.ndarray:
-    return np.asarray(m, dtype=np.float64)[:3, :3]
-
-
-def sample_seed_matrix(rng: np.random.Generator) -> np.ndarray:
-    """Draw the seed's zoom @ affine matrix ``(3, 3)`` (output to input offsets, zyx), identity when neither fires.
-
-    Zoom (p 0.4): magnification ``U(0.6, 1.2)`` per axis. Affine (p 0.75), one of (weights 2:1): rotation in
-    y-x ``U(0, 360)`` deg with per-axis scale ``1 + U(-0.3, 0.3)``; or that plus a ``+-15`` deg tilt about y
-    and x and shear ``U(-0.2, 0.2)`` on all axis pairs.
-    """
-    from monai.transforms.utils import create_rotate, create_scale, create_shear
-
-    m = np.eye(3)
-    if rng.random() < ZOOM_P:
-        m = m @ np.diag(1.0 / rng.uniform(*ZOOM_RANGE, size=3))  # magnification z: output step 1/z voxel
-    if rng.random() < AFFINE_P:
-        w = np.asarray(AFFINE_WEIGHTS) / sum(AFFINE_WEIGHTS)
-        tilt = rng.random() >= w[0]
-        angles = [rng.uniform(0.0, 2.0 * math.pi), 0.0, 0.0]  # MONAI's first angle turns axes 1-2 (y-x)
-        shear = np.zeros(6)
-        if tilt:
-            angles[1:] = np.radians(rng.uniform(-TILT_DEG, TILT_DEG, size=2))
-            shear = rng.uniform(-SHEAR_RANGE, SHEAR_RANGE, size=6)
-        scale = 1.0 + rng.uniform(-SCALE_RANGE, SCALE_RANGE, size=3)
-        m = (
-            m
-            @ _r3(create_rotate(3, angles))
-            @ _r3(create_shear(3, tuple(shear)))
-            @ _r3(create_scale(3, scale))
-        )
-    return m
 
 
 # largest input block (voxels) one grid_sample call reads; bigger footprints are split (~64 MiB as float32)
@@ -257,9 +234,10 @@ class SeedPixelAugment:
     ``U(-0.7, 1.2)`` shift, then a fixed-mean contrast factor ``U(-0.6, 0)`` or ``U(0, 0.8)`` (weights 0.7 / 0.3),
     each step p ``1 - sqrt(0.5)``; (b) ``x (1 + U(-0.7, 0.7))`` p 0.5; (c) gamma ``U(0.25, 1.75)`` p 0.5;
     (d) histogram shift with 10-20 control points p 0.5. Low resolution (p 0.2): zoom ``U(0.6, 0.9)`` with a
-    (down, up) interpolation pair drawn by the seed's weights. Coarse dropout (p 0.1): 3-8 holes of 500-2000 A
-    per axis filled with uniform noise in ``[0, 255]``; a draw whose holes come within ``margin_vox`` of a motor
-    is redrawn (10 tries), and holes still too close after that are dropped, so no motor is ever covered.
+    (down, up) interpolation pair drawn by the seed's weights. Coarse dropout (p 0.1): 3-8 holes of
+    ``500 // s`` to ``2000 // s`` voxels per axis filled with uniform noise in ``[0, 255)``, each hole redrawn
+    while it comes within a motor's margin (:func:`byu_motor.data.seed_dropout.draw_holes`), so no motor is
+    ever covered.
 
     Args:
         spacing_a: ``(3,)`` voxel spacing of the patch in Angstrom (sizes the dropout holes).
@@ -270,7 +248,6 @@ class SeedPixelAugment:
             Compose,
             OneOf,
             RandAdjustContrast,
-            RandCoarseDropout,
             RandHistogramShift,
             RandScaleIntensity,
             RandScaleIntensityFixedMean,
@@ -305,22 +282,19 @@ class SeedPixelAugment:
             ],
             weights=[w for _, w in LOWRES_MODES],
         )
-        lo_vox, hi_vox = (
-            [max(1, int(round(a / s))) for s in spacing_a] for a in DROPOUT_SIZE_A
-        )  # fmt: skip
-        self.dropout = RandCoarseDropout(
-            holes=DROPOUT_HOLES[0],
-            max_holes=DROPOUT_HOLES[1],
-            spatial_size=lo_vox,
-            max_spatial_size=hi_vox,
-            fill_value=(0.0, 255.0),
-            prob=1.0,
-        )
+        self.hole_bounds = hole_size_bounds(spacing_a)
 
     def __call__(
-        self, patch: torch.Tensor, motors: np.ndarray, rng: np.random.Generator, margin_vox: float = 0.0
+        self,
+        patch: torch.Tensor,
+        motors: np.ndarray,
+        rng: np.random.Generator,
+        margin_vox: float | np.ndarray = 0.0,
     ) -> torch.Tensor:
         """Augment a float patch ``(D, H, W)`` in grey units (0..255); motors ``(n, 3)`` in patch voxels.
+
+        ``margin_vox``: the dropout's margin around each motor in voxels, a scalar, per axis ``(3,)`` or per
+        motor and axis ``(n, 3)`` (the seed's: :func:`byu_motor.data.seed_dropout.seed_dropout_margins`).
 
         Returns a float32 tensor ``(D, H, W)`` clipped to ``[0, 255]``.
         """
@@ -331,20 +305,18 @@ class SeedPixelAugment:
             self.lowres.set_random_state(seed=int(seeds[1]))
             t = _as_tensor(self.lowres(t))
         if rng.random() < DROPOUT_P:
-            self.dropout.set_random_state(seed=int(seeds[2]))
-            t = self._dropout(t, np.asarray(motors, dtype=np.float64).reshape(-1, 3), margin_vox)
+            t = self.dropout(t, motors, margin_vox, np.random.default_rng(int(seeds[2])))
         return t[0].float().clamp_(0.0, 255.0)
 
-    def _dropout(self, t: torch.Tensor, motors: np.ndarray, margin: float) -> torch.Tensor:
-        def clear(hole: tuple[slice, ...]) -> bool:
-            lo = np.array([s.start for s in hole[1:]], dtype=np.float64) - 0.5 - margin
-            hi = np.array([s.stop for s in hole[1:]], dtype=np.float64) - 0.5 + margin
-            return not np.any(np.all((motors >= lo) & (motors <= hi), axis=1))
+    def dropout(
+        self, t: torch.Tensor, motors: np.ndarray, margin_vox: float | np.ndarray, rng: np.random.Generator
+    ) -> torch.Tensor:
+        """The seed's coarse dropout of ``t`` ``(C, D, H, W)`` (a copy) sparing motors ``(n, 3)`` in patch voxels."""
+        pts = np.asarray(motors, dtype=np.float64).reshape(-1, 3)
+        holes = draw_holes(t.shape[1:], pts, margin_vox, self.hole_bounds, rng)
+        return fill_holes(t.clone(), holes, rng)
 
-        for _ in range(DROPOUT_TRIES):
-            self.dropout.randomize(t.shape[1:])
-            if all(clear(h) for h in self.dropout.hole_coords):
-                break
-        else:
-            self.dropout.hole_coords = [h for h in self.dropout.hole_coords if clear(h)]
-        return _as_tensor(self.dropout(t, randomize=False))
+
+def quantise_grey(patch: torch.Tensor) -> torch.Tensor:
+    """The seed's last step, ``clip(0, 255).to(uint8)`` (truncation), kept in ``patch``'s float dtype ``(D, H, W)``."""
+    return torch.floor(patch.clamp(0.0, 255.0))

@@ -13,6 +13,9 @@ With ``target_spacing_a`` the cached volumes may stay at their own spacing (``tr
 then tile the grid the volume would have at the target spacing (the same tiles as a resampled cache), and the
 spacing change joins zoom, affine and view in the one resampling of each window, as the seed's MONAI lazy
 resampling did (one interpolation of the original voxels instead of two).
+
+Only the motors inside an item's window (after its geometry) are listed and rendered in its target, the
+seed's keypoint crop; with the seed set the window's grey levels are floored as the seed's uint8 crop was.
 """
 
 from __future__ import annotations
@@ -34,10 +37,12 @@ from byu_motor.data.seed_augment import (
     dihedral_views,
     map_motors,
     motor_covariance,
+    quantise_grey,
     resample_window,
-    sample_seed_matrix,
 )
-from byu_motor.data.targets import peak_gaussian_heatmap
+from byu_motor.data.seed_dropout import seed_dropout_margins
+from byu_motor.data.seed_geometry import sample_seed_matrix
+from byu_motor.data.targets import inside_window, peak_gaussian_heatmap
 
 N_VIEWS = 16
 
@@ -104,10 +109,13 @@ class SeedWindowDataset(Dataset):
         augment: ``False``: views only (no zoom, affine or voxel augmentation).
         target_spacing_a: the spacing of the windows (Angstrom, scalar or ``(3,)``); None: each volume's own.
 
-    Items: ``image`` float32 ``[1, D, H, W]`` (normalised), ``target`` float32 ``[1, d, h, w]`` (each motor's
-    blob peaking at exactly 1.0, :func:`byu_motor.data.targets.peak_gaussian_heatmap`), ``motors`` float32
-    ``[max_n, 3]`` in patch voxels (padded with -1), ``n_motors``, ``stride``, ``positive`` (a foreground
-    window), ``tomo_id``.
+    Items: ``image`` float32 ``[1, D, H, W]`` (normalised; with the seed set, grey levels first clipped to
+    ``[0, 255]`` and floored, the seed's uint8 crop), ``target`` float32 ``[1, d, h, w]`` (the blob of each motor
+    inside the window, peaking at exactly 1.0, :func:`byu_motor.data.targets.peak_gaussian_heatmap`),
+    ``motors`` float32 ``[max_n, 3]`` in patch voxels (padded with -1), ``n_motors``, ``stride``, ``positive``
+    (a foreground window), ``tomo_id``. A motor is inside when it lies in ``[0, P - 1]`` on every axis after
+    the window's geometry (:func:`byu_motor.data.targets.inside_window`, the seed's keypoint crop): a motor
+    just outside leaves no tail in the target.
     """
 
     def __init__(
@@ -193,7 +201,10 @@ class SeedWindowDataset(Dataset):
     def _geometry(self, view: int, rng: np.random.Generator) -> np.ndarray:
         if not self.augment:
             return self.views[view]
-        aug = sample_seed_matrix(rng) if self.augment_set == "seed" else self.augmenter.sample_matrix(rng)
+        if self.augment_set == "seed":
+            aug = sample_seed_matrix(rng, self.patch_size)
+        else:
+            aug = self.augmenter.sample_matrix(rng)
         return aug @ self.views[view]
 
     def sample(self, window: Window, view: int, rng: np.random.Generator) -> dict[str, Any]:
@@ -208,12 +219,14 @@ class SeedWindowDataset(Dataset):
             key = tuple(float(s) for s in grid.spacing_a)
             if key not in self._pixel:
                 self._pixel[key] = SeedPixelAugment(key)
-            margin = float(np.max(self.sigma_a / np.asarray(grid.spacing_a)))  # output voxels
-            patch = self._pixel[key](patch, motors, rng, margin_vox=margin)
+            margins = seed_dropout_margins(motor_covariance(m, sigma_vox, "covariance"))  # output voxels
+            patch = self._pixel[key](patch, motors, rng, margin_vox=margins)
         elif self.augment:
             patch = self.augmenter.intensity(patch, rng)
-        target = self.target_for(grid, motors, motor_covariance(m, sigma_vox, self.sigma_rule))
-        inside = np.all((motors >= -0.5) & (motors < np.asarray(self.patch_size) - 0.5), axis=1)
+        if self.augment_set == "seed":
+            patch = quantise_grey(patch)  # the seed's uint8 crop
+        inside = inside_window(motors, self.patch_size)  # the seed keeps (and renders) only these
+        target = self.target_for(grid, motors[inside], motor_covariance(m, sigma_vox, self.sigma_rule))
         padded = np.full((self.max_motors, 3), -1.0, dtype=np.float32)
         padded[: int(inside.sum())] = motors[inside]
         return {

@@ -15,6 +15,17 @@ def _centres(centres: np.ndarray | Sequence[Sequence[float]]) -> np.ndarray:
     return np.asarray(centres, dtype=np.float64).reshape(-1, 3)
 
 
+def inside_window(points: np.ndarray | Sequence[Sequence[float]], shape: Sequence[int]) -> np.ndarray:
+    """Bool mask ``(n,)`` of the points ``(n, 3)`` (voxels) within ``[0, size - 1]`` on every axis of ``shape``.
+
+    The seed's ``kpts_spatial_crop`` rule (inclusive at both ends), applied to the keypoints of the final
+    window: only the motors it keeps are rendered in the seed's target.
+    """
+    p = _centres(points)
+    hi = np.asarray(shape, dtype=np.float64) - 1.0
+    return np.all((p >= 0.0) & (p <= hi), axis=1)
+
+
 def _boxes(
     shape: Sequence[int], centre: np.ndarray, half_width: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray] | None:
@@ -166,8 +177,9 @@ def make_target(
 
     Args:
         kind: ``"gaussian"`` (sigma ``sigma_a`` Angstrom on every axis), ``"point"``, ``"ball"``
-            (radius ``radius_a`` Angstrom, default ``sigma_a``) or ``"gaussian_peak"`` (the seed's target:
-            each motor's blob scaled so its peak cell is 1.0, cut at the 99.9 % ellipsoid; ``truncate`` unused).
+            (radius ``radius_a`` Angstrom, default ``sigma_a``) or ``"gaussian_peak"`` (the seed's blob:
+            each motor's blob scaled so its peak cell is 1.0, cut at the 99.9 % ellipsoid; ``truncate`` unused;
+            the seed's target also drops the motors outside the patch first, see :func:`inside_window`).
         heatmap_grid: grid of the model output (its spacing converts Angstrom to cells per axis).
         motors_cells: ``(n, 3)`` motors in heatmap-cell coordinates (from :func:`heatmap_coords`).
         sigma_a: Gaussian sigma in Angstrom.
@@ -202,12 +214,13 @@ def peak_gaussian_heatmap(
     covariances: np.ndarray | float,
     chi2_cut: float = CHI2_3_999,
 ) -> np.ndarray:
-    """Max over motors of Gaussian blobs each scaled so that ITS peak cell is exactly 1.0 (the seed's target).
+    """Max over motors of Gaussian blobs each scaled so that ITS peak cell is exactly 1.0 (the seed's blobs).
 
     A blob is ``exp(-d^2 / 2)`` with ``d^2 = (k - c)^T C^-1 (k - c)`` at cell ``k``, zero where
     ``d^2 > chi2_cut``, then divided by its largest value over the cells of its own support (whether or not
-    they lie inside ``shape``), so a motor between cell centres still has one cell at 1.0 while a motor
-    outside the heatmap only leaves its tail.
+    they lie inside ``shape``), so a motor between cell centres still has one cell at 1.0. Every centre given
+    is rendered, and one outside the heatmap leaves its tail; the seed's target is this over only the motors
+    inside the patch (:func:`inside_window`, which the caller applies), so it has no such tails.
 
     Args:
         shape: heatmap shape ``(d, h, w)`` in cells.

@@ -84,16 +84,15 @@ def test_sigma_rules() -> None:
 
 
 def test_coarse_dropout_never_touches_a_motor() -> None:
-    aug = SeedPixelAugment((64.0, 64.0, 64.0))  # holes of 8-31 voxels
+    aug = SeedPixelAugment((64.0, 64.0, 64.0))  # holes of 7-31 voxels
     rng = np.random.default_rng(1)
     patch = torch.full((24, 40, 40), 100.0)
     changed = 0
     for i in range(200):
         motors = rng.uniform(0, [23, 39, 39], size=(3, 3))
-        aug.dropout.set_random_state(seed=i)
-        out = aug._dropout(patch[None].clone(), motors, margin=2.0)[0]
-        for m in np.rint(motors).astype(int):
-            lo, hi = np.maximum(m - 2, 0), m + 3
+        out = aug.dropout(patch[None], motors, 2.0, np.random.default_rng(i))[0]
+        for m in motors:  # every voxel within 2 voxels of a motor on all axes is untouched (the seed's rule)
+            lo, hi = np.ceil(m - 2).astype(int), np.floor(m + 2).astype(int) + 1
             assert torch.all(out[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]] == 100.0)
         changed += int(not torch.equal(out, patch))
     assert changed > 20  # holes were cut (away from the motors) in many draws
