@@ -11,11 +11,15 @@ background is ``bg_from_pos / (1 + bg_from_pos)``). Epochs are shuffled; item ``
 
 With ``target_spacing_a`` the cached volumes may stay at their own spacing (``train.resample_once``): windows
 then tile the grid the volume would have at the target spacing (the same tiles as a resampled cache), and the
-spacing change joins zoom, affine and view in the one resampling of each window, as the seed's MONAI lazy
-resampling did (one interpolation of the original voxels instead of two).
+spacing change joins zoom and affine in the one resampling of each window, as the seed's MONAI lazy resampling
+did (one interpolation of the original voxels instead of two).
 
-Only the motors inside an item's window (after its geometry) are listed and rendered in its target, the
-seed's keypoint crop; with the seed set the window's grey levels are floored as the seed's uint8 crop was.
+An item follows the seed's order: a window larger than the tomogram along an axis is cropped to the tomogram
+(the seed's window starts at ``n - P < 0``), the crop is resampled (zoom, affine) about its own centre and
+intensity-augmented, zeros are padded at the low end up to the window (they stay exactly 0 and no augmentation
+statistic sees them), and the dihedral view comes last, as an exact permutation. Only the motors inside the
+final window are listed and rendered in its target, the seed's keypoint crop; with the seed set the window's
+grey levels are floored as the seed's uint8 crop was.
 """
 
 from __future__ import annotations
@@ -26,9 +30,10 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import Dataset
 
-from byu_motor.data.augment import Augmenter
+from byu_motor.data.augment import Augmenter, plan_for_matrix
 from byu_motor.data.cache import CachedVolume
 from byu_motor.data.grid import Grid, as_triple
 from byu_motor.data.seed_augment import (
@@ -198,22 +203,28 @@ class SeedWindowDataset(Dataset):
         w_idx, view = self.epoch(i // self.epoch_len)[i % self.epoch_len]
         return self.sample(self.windows[int(w_idx)], int(view), np.random.default_rng([self.seed, int(i)]))
 
-    def _geometry(self, view: int, rng: np.random.Generator) -> np.ndarray:
+    def _augmentation(self, size: Sequence[int], rng: np.random.Generator) -> np.ndarray:
+        """The zoom/affine matrix ``(3, 3)`` of one item (output to input offsets), for a crop of ``size``."""
         if not self.augment:
-            return self.views[view]
+            return np.eye(3)
         if self.augment_set == "seed":
-            aug = sample_seed_matrix(rng, self.patch_size)
-        else:
-            aug = self.augmenter.sample_matrix(rng)
-        return aug @ self.views[view]
+            return sample_seed_matrix(rng, size)
+        return self.augmenter.sample_matrix(rng)
 
     def sample(self, window: Window, view: int, rng: np.random.Generator) -> dict[str, Any]:
-        """Build the item of ``window`` seen through dihedral view ``view`` (see the class docstring)."""
+        """Build the item of ``window`` seen through dihedral view ``view`` (see the class docstring).
+
+        In the seed's order: the crop (clipped to the tomogram where it is smaller than the window), its
+        zoom / affine (with the spacing change, one resampling about the crop's centre), the voxel
+        augmentations, zero padding at the low end up to the window, the target, then the view.
+        """
         v, grid = self.volumes[window.volume], self.grids[window.volume]
-        m = self.scales[window.volume] @ self._geometry(view, rng)  # output voxels -> volume voxels
-        centre = grid.map_to(v.grid, np.asarray(window.start) + (np.asarray(self.patch_size) - 1) / 2.0)[0]
-        patch, origin = resample_window(v.volume, centre, m, self.patch_size)
-        motors = map_motors(v.motors, origin, m, self.patch_size)
+        p = np.asarray(self.patch_size)
+        size = np.minimum(np.asarray(grid.shape), p)  # the seed's window starts at n - P < 0: cropped to n
+        m = self.scales[window.volume] @ self._augmentation(tuple(int(n) for n in size), rng)
+        centre = grid.map_to(v.grid, np.asarray(window.start) + (size - 1) / 2.0)[0]
+        patch, origin = resample_window(v.volume, centre, m, size)
+        motors = map_motors(v.motors, origin, m, size)
         sigma_vox = self.sigma_a / np.asarray(v.grid.spacing_a, dtype=np.float64)  # volume voxels
         if self.augment and self.augment_set == "seed":
             key = tuple(float(s) for s in grid.spacing_a)
@@ -225,8 +236,16 @@ class SeedWindowDataset(Dataset):
             patch = self.augmenter.intensity(patch, rng)
         if self.augment_set == "seed":
             patch = quantise_grey(patch)  # the seed's uint8 crop
+        pad = p - size  # zeros at the low end, after the voxel augmentations: they stay exactly 0
+        if pad.any():
+            patch = F.pad(patch, (int(pad[2]), 0, int(pad[1]), 0, int(pad[0]), 0))
+            motors = motors + pad
+        view_m = self.views[view]  # last, an exact signed permutation about the window's centre
+        patch = torch.from_numpy(plan_for_matrix(view_m, self.patch_size).apply(patch.numpy()))
+        motors = map_motors(motors, (p - 1) / 2.0, view_m, self.patch_size)
         inside = inside_window(motors, self.patch_size)  # the seed keeps (and renders) only these
-        target = self.target_for(grid, motors[inside], motor_covariance(m, sigma_vox, self.sigma_rule))
+        cov = motor_covariance(m @ view_m, sigma_vox, self.sigma_rule)
+        target = self.target_for(grid, motors[inside], cov)
         padded = np.full((self.max_motors, 3), -1.0, dtype=np.float32)
         padded[: int(inside.sum())] = motors[inside]
         return {

@@ -158,7 +158,7 @@ def test_a_motor_just_outside_the_window_leaves_no_tail() -> None:
 def test_grey_levels_are_floored_like_the_seeds_uint8_crop() -> None:
     norm = Normalizer("fixed", 0.2, 0.3)
     ds = SeedWindowDataset([_volume([[8.0, 16.0, 20.0]], norm)], PATCH, _cfg(), stride=16, length=4)
-    ds._geometry = lambda view, rng: np.diag([0.9, 0.8, 1.1])  # fractional grey levels from resampling
+    ds._augmentation = lambda size, rng: np.diag([0.9, 0.8, 1.1])  # fractional grey levels from resampling
     for s in range(6):
         image = ds.sample(ds.windows[0], 0, np.random.default_rng(s))["image"].double()
         grey = (image * norm.std + norm.mean) * 255.0
@@ -184,7 +184,7 @@ def test_the_sampler_hands_the_dropout_the_seeds_transformed_margins(monkeypatch
         np.diag([0.5, 1.0, 2.0]),
         np.array([[1.0, 0, 0], [0, c, -s], [0, s, c]]) @ np.diag([1.2, 0.7, 1.0]),
     ):
-        ds._geometry = lambda view, rng, m=m: m
+        ds._augmentation = lambda size, rng, m=m: m
         ds.sample(ds.windows[0], 0, np.random.default_rng(0))
         inv = np.linalg.inv(m)
         cov = inv @ np.diag([12.5**2] * 3) @ inv.T  # 200 A at 16 A, into output voxels
@@ -283,3 +283,29 @@ def test_pixel_augment_dropout_spares_motors_and_fills_with_noise() -> None:
         changed += int(len(idx) > 0)
         assert out.min() >= 0 and out.max() < 255
     assert changed > 50
+
+
+def test_a_tomogram_thinner_than_the_window_is_augmented_then_padded_at_the_low_end_then_viewed() -> None:
+    """The seed crops a window larger than the tomogram to the tomogram, augments that crop (about its own
+    centre), pads zeros at the low end (its window starts at n - P < 0) and applies the view last: the padding
+    stays exactly grey 0 whatever the intensity augmentation, and a z-flipping view moves it to the high end."""
+    vol = np.full((10, 32, 32), 150, dtype=np.uint8)  # 10 slices under a 16-deep window
+    grid = Grid(vol.shape, 16.0)
+    norm = Normalizer("fixed", 0.5, 0.25)
+    motor = np.array([[5.0, 16.0, 16.0]])
+    ds = SeedWindowDataset([CachedVolume("t", vol, grid, grid, motor, norm)], PATCH, _cfg(), 16, 64, seed=1)
+    views = seed_sampler.dihedral_views()
+    changed = 0
+    for view in range(16):
+        for s in range(3):
+            item = ds.sample(ds.windows[0], view, np.random.default_rng(s))
+            grey = ((item["image"][0].double() * norm.std + norm.mean) * 255.0).numpy()
+            flipped = views[view][0, 0] < 0
+            pad, data = (grey[10:], grey[:10]) if flipped else (grey[:6], grey[6:])
+            assert np.all(np.abs(pad) < 1e-6), (view, s)  # exactly 0, untouched by the augmentation
+            changed += bool(np.any(np.abs(data - 150.0) > 1.0))
+            n = int(item["n_motors"])
+            if n:  # the motor stays in the data part: slices 6-15, or 0-9 when z is flipped
+                z = float(item["motors"][0, 0])
+                assert (0 <= z <= 9) if flipped else (6 <= z <= 15)
+    assert changed > 0  # the intensity augmentation did act on the data part
