@@ -1,13 +1,14 @@
-"""The seed's 3-D augmentation set: zoom, affine and dihedral view in one resampling of the tomogram, MONAI intensity,
+"""The seed's 3-D augmentation set: zoom and affine in one resampling of the tomogram, MONAI intensity,
 low-resolution simulation and motor-safe coarse dropout, with the motors (mean and covariance) moved exactly.
 
 Geometry follows :mod:`byu_motor.data.augment`: one ``(3, 3)`` matrix ``M`` from output offsets to input offsets
-about the window centre, ``in - c_in = M @ (out - c_out)``, ``c_out = (P - 1) / 2``. ``M = Z @ A @ V`` composes
-the seed's zoom ``Z``, affine ``A`` (rotation @ shear @ scale, built as MONAI 1.4.0 built them in its XYZ order,
-see :mod:`byu_motor.data.seed_geometry`) and the sample's dihedral view ``V``; the image is sampled once,
-trilinearly with zero padding, straight from the cached (already resampled) tomogram, so rotated and zoomed-out
-windows show real context. Motors are mapped with ``M^-1`` and their covariance with ``M^-1 C M^-T``: nothing is
-re-detected.
+about the window centre, ``in - c_in = M @ (out - c_out)``, ``c_out = (P - 1) / 2``. ``M = Z @ A`` composes
+the seed's zoom ``Z`` and affine ``A`` (rotation @ shear @ scale, built as MONAI 1.4.0 built them in its XYZ
+order, see :mod:`byu_motor.data.seed_geometry`); the sample's dihedral view ``V`` (:func:`dihedral_views`) is
+applied last by :class:`~byu_motor.data.seed_sampler.SeedWindowDataset`, an exact permutation. The image is
+sampled once, trilinearly with zero padding, straight from the cached (already resampled) tomogram, so rotated
+and zoomed-out windows show real context. Motors are mapped with ``M^-1`` and their covariance with
+``M^-1 C M^-T``: nothing is re-detected.
 
 A MONAI ``RandAffine`` would need the whole tomogram as a tensor for every window; reading only the footprint of
 the output from the memory-mapped volume costs a fraction of that, so the resampling itself is one
