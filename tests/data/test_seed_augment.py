@@ -14,16 +14,7 @@ from byu_motor.data.seed_augment import (
     resample_window,
     sample_seed_matrix,
 )
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second spinning thread makes small ops 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+from tests.train.test_engine import one_thread  # noqa: F401 - autouse: one intra-op thread
 
 SHAPE, WINDOW = (40, 56, 56), (24, 32, 32)
 BALL = np.array([21.3, 24.6, 30.2])  # off the voxel grid

@@ -15,15 +15,7 @@ from byu_motor.data.grid import Grid
 from byu_motor.data.normalize import Normalizer
 from byu_motor.data.seed_augment import sample_seed_matrix
 from byu_motor.data.seed_sampler import SeedWindowDataset
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One intra-op thread: on a shared 2-core machine a second spinning thread makes small ops 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.train.test_engine import one_thread  # noqa: F401 - autouse: one intra-op thread
 
 
 class ScriptedRng:
